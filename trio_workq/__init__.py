@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: MIT
+"""trio_workq: an in-process task queue for Trio.
+
+Submit async functions to a bounded pool of workers; every task has an id,
+a status, an awaitable result and its own cancel scope.
+"""
+
+from __future__ import annotations
+
+from ._errors import QueueClosed as QueueClosed
+from ._errors import Retry as Retry
+from ._errors import TaskCancelled as TaskCancelled
+from ._errors import TaskNotFound as TaskNotFound
+from ._errors import TaskTimeout as TaskTimeout
+from ._queue import QueueStatistics as QueueStatistics
+from ._queue import WorkQueue as WorkQueue
+from ._queue import open_work_queue as open_work_queue
+from ._retry import Backoff as Backoff
+from ._retry import ExponentialBackoff as ExponentialBackoff
+from ._retry import FixedBackoff as FixedBackoff
+from ._retry import RetryPolicy as RetryPolicy
+from ._retry import exponential as exponential
+from ._retry import fixed as fixed
+from ._task import TaskHandle as TaskHandle
+from ._task import TaskInfo as TaskInfo
+from ._task import TaskStatus as TaskStatus
+
+__all__ = [
+    "Backoff",
+    "ExponentialBackoff",
+    "FixedBackoff",
+    "QueueClosed",
+    "QueueStatistics",
+    "Retry",
+    "RetryPolicy",
+    "TaskCancelled",
+    "TaskHandle",
+    "TaskInfo",
+    "TaskNotFound",
+    "TaskStatus",
+    "TaskTimeout",
+    "WorkQueue",
+    "exponential",
+    "fixed",
+    "open_work_queue",
+]
+
+
+def _fixup_module_metadata() -> None:
+    # Show trio_workq.X rather than trio_workq._queue.X in reprs and docs.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("trio_workq._"):
+            try:
+                obj.__module__ = __name__
+            except (AttributeError, TypeError):  # pragma: no cover - e.g. type aliases
+                pass
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("trio_workq")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

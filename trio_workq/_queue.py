@@ -1,0 +1,734 @@
+# SPDX-License-Identifier: MIT
+"""The work queue: intake, the worker pool, the scheduler and shutdown."""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+import trio
+
+from ._errors import QueueClosed, TaskNotFound, TaskTimeout, _check_seconds
+from ._ready import ReadySet
+from ._retry import RetryPolicy
+from ._task import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SCHEDULED,
+    TaskHandle,
+    TaskInfo,
+    TaskStatus,
+)
+from ._timers import TimerHeap
+from ._validate import (
+    check_async_callable,
+    check_aware,
+    check_count,
+    check_name,
+    check_priority,
+    check_timeout,
+)
+from ._waiters import Waiters
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVarTuple, Unpack
+
+    Ts = TypeVarTuple("Ts")
+
+T = TypeVar("T")
+
+#: How many errors of earlier attempts a task keeps.
+MAX_ERROR_HISTORY: Final = 10
+
+# Dispatch at most this many due timers before letting other tasks run.
+_TIMER_BATCH: Final = 256
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+#: Default of ``retry=`` on submit: use the queue's policy.
+_UNSET: Final = _Unset.UNSET
+
+
+@attrs.frozen
+class QueueStatistics:
+    """Counters of a `WorkQueue`, from `WorkQueue.statistics`.
+
+    Attributes:
+        workers: Size of the worker pool.
+        busy_workers: Workers running a task now.
+        queued: Tasks waiting for a worker.
+        scheduled: Delayed tasks not yet due.
+        retrying: Tasks waiting out a retry backoff.
+        running: Tasks running now (equals *busy_workers*).
+        submitted: Tasks accepted since the queue opened.
+        completed: Tasks that ended ``completed`` since the queue opened.
+        failed: Tasks that ended ``failed``.
+        cancelled: Tasks that ended ``cancelled``.
+        retained: Task records kept for `WorkQueue.get_info`.
+        buffer_capacity: ``max_buffer_size``.
+        producers_waiting: Callers blocked in `WorkQueue.submit` for room.
+        schedulers_waiting: Callers blocked in `WorkQueue.schedule` for room.
+        closed: Whether shutdown has begun.
+    """
+
+    workers: int
+    busy_workers: int
+    queued: int
+    scheduled: int
+    retrying: int
+    running: int
+    submitted: int
+    completed: int
+    failed: int
+    cancelled: int
+    retained: int
+    buffer_capacity: int | float
+    producers_waiting: int
+    schedulers_waiting: int
+    closed: bool
+
+
+class WorkQueue:
+    """A pool of worker tasks running submitted async functions.
+
+    Open one with `open_work_queue`; do not instantiate it directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        max_buffer_size: int | float,
+        max_scheduled: int | float,
+        retry: RetryPolicy | None,
+        max_retained: int | float,
+        retention: float | None,
+        shutdown_timeout: float | None,
+    ) -> None:
+        self._workers = int(check_count("workers", workers, minimum=1, allow_inf=False))
+        self._capacity = check_count("max_buffer_size", max_buffer_size, minimum=0, allow_inf=True)
+        self._max_scheduled = check_count("max_scheduled", max_scheduled, minimum=1, allow_inf=True)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._retry = retry
+        self._max_retained = check_count("max_retained", max_retained, minimum=0, allow_inf=True)
+        self._retention = None if retention is None else _check_seconds("retention", retention)
+        self._shutdown_timeout = (
+            None if shutdown_timeout is None else _check_seconds("shutdown_timeout", shutdown_timeout)
+        )
+
+        self._ready = ReadySet()
+        self._timers = TimerHeap()
+        self._idle: Waiters[None] = Waiters()
+        # Callers of submit() waiting for room; also the scheduler, with a due task.
+        self._producers: Waiters[TaskHandle[Any]] = Waiters()
+        self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
+        self._tasks: dict[str, TaskHandle[Any]] = {}
+        self._finished: deque[TaskHandle[Any]] = deque()
+        self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+        self._seq = 0
+        self._closing = False
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+        self._timer_scope: trio.CancelScope | None = None
+        self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
+        # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
+        self._wall_offset = time.time() - trio.current_time()
+
+    # ------------------------------------------------------------------ intake
+
+    async def submit(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None | _Unset = _UNSET,
+    ) -> TaskHandle[T]:
+        """Queue ``await fn(*args)`` and return its handle, waiting while the buffer is full.
+
+        Always a checkpoint. If cancelled while waiting, nothing was queued.
+
+        Args:
+            fn: An async function (pass keyword arguments with
+                `functools.partial`).
+            *args: Positional arguments for *fn*.
+            name: A label for logs and lookups; defaults to ``module:qualname``.
+            priority: Higher runs first; FIFO among equal priorities.
+            timeout: Seconds one attempt may run (counted from its start);
+                an overrun cancels it and records `TaskTimeout`.
+            retry: A `RetryPolicy`, ``None`` for no retries, or omitted for
+                the queue's default.
+
+        Raises:
+            TypeError, ValueError: For bad arguments; nothing is queued.
+            QueueClosed: If the queue is shutting down.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        task = self._new_task(fn, args, name, priority, timeout, retry)
+        if self._ready.live < self._capacity or self._idle:
+            self._accept(task)
+            self._make_ready(task)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await self._producers.wait(task)  # the waker queued it, or raised QueueClosed
+        return task
+
+    def submit_nowait(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None | _Unset = _UNSET,
+    ) -> TaskHandle[T]:
+        """Queue ``await fn(*args)`` if there is room now. Not a checkpoint.
+
+        Takes the same arguments as `submit`.
+
+        Raises:
+            trio.WouldBlock: If the buffer is full; nothing is queued.
+            TypeError, ValueError: For bad arguments.
+            QueueClosed: If the queue is shutting down.
+        """
+        task = self._new_task(fn, args, name, priority, timeout, retry)
+        if not (self._ready.live < self._capacity or self._idle):
+            raise trio.WouldBlock
+        self._accept(task)
+        self._make_ready(task)
+        return task
+
+    async def schedule(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        delay: float | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None | _Unset = _UNSET,
+    ) -> TaskHandle[T]:
+        """Run ``await fn(*args)`` later: after *delay* seconds, or at the instant *at*.
+
+        The task is ``scheduled`` until due, then ``queued`` like any
+        submitted task. Waits while ``max_scheduled`` tasks are already
+        scheduled. Always a checkpoint; if cancelled while waiting, nothing
+        was scheduled.
+
+        Args:
+            delay: Seconds from now (>= 0).
+            at: A timezone-aware `datetime`; an instant in the past means now.
+            name, priority, timeout, retry: As for `submit`.
+
+        Exactly one of *delay* and *at* must be given.
+
+        Raises:
+            TypeError, ValueError: For bad arguments; nothing is scheduled.
+            QueueClosed: If the queue is shutting down.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        task, due = self._new_scheduled(fn, args, delay, at, name, priority, timeout, retry)
+        if self._counts[SCHEDULED] < self._max_scheduled:
+            self._add_scheduled(task, due)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await self._schedulers.wait((task, due))
+        return task
+
+    def schedule_nowait(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        delay: float | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None | _Unset = _UNSET,
+    ) -> TaskHandle[T]:
+        """Like `schedule`, but raise `trio.WouldBlock` instead of waiting. Not a checkpoint."""
+        task, due = self._new_scheduled(fn, args, delay, at, name, priority, timeout, retry)
+        if not self._counts[SCHEDULED] < self._max_scheduled:
+            raise trio.WouldBlock
+        self._add_scheduled(task, due)
+        return task
+
+    def _new_task(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        name: str | None,
+        priority: int,
+        timeout: float | None,
+        retry: RetryPolicy | None | _Unset,
+    ) -> TaskHandle[T]:
+        if self._closing:
+            raise _closed_error()
+        check_async_callable(fn)
+        if name is not None:
+            check_name(name)
+        if priority.__class__ is not int:
+            check_priority(priority)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if retry is _UNSET:
+            retry = self._retry
+        elif retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._seq += 1
+        return TaskHandle(
+            self, self._seq, fn, args, name, priority, timeout, retry, trio.current_time()
+        )
+
+    def _new_scheduled(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        delay: float | None,
+        at: datetime | None,
+        name: str | None,
+        priority: int,
+        timeout: float | None,
+        retry: RetryPolicy | None | _Unset,
+    ) -> tuple[TaskHandle[T], float]:
+        if (delay is None) == (at is None):
+            raise TypeError("schedule() takes exactly one of delay= and at=")
+        if delay is not None:
+            due = trio.current_time() + _check_seconds("delay", delay)
+        else:
+            wait = (check_aware(at) - datetime.now(timezone.utc)).total_seconds()
+            due = trio.current_time() + max(wait, 0.0)
+        return self._new_task(fn, args, name, priority, timeout, retry), due
+
+    # --------------------------------------------------------- state changes
+
+    def _accept(self, task: TaskHandle[Any]) -> None:
+        """Register a new task: from now on it can be looked up and counted."""
+        self._tasks[task.id] = task
+        self._counts[task.status] += 1
+
+    def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
+        """The one place a registered task changes status."""
+        old = task.status
+        counts = self._counts
+        counts[old] -= 1
+        counts[status] += 1
+        task.status = status
+        if old is SCHEDULED and self._schedulers:
+            self._admit_scheduled()
+
+    def _make_ready(self, task: TaskHandle[Any]) -> None:
+        """Put a queued task in the ready set and wake an idle worker for it."""
+        self._ready.push(task)
+        if self._idle:
+            self._idle.wake_first()
+
+    def _admit(self, task: TaskHandle[Any]) -> bool:
+        """Move a task whose turn came out of the producers' line; False if it was cancelled."""
+        if task.status is QUEUED:  # a new task from submit()
+            self._accept(task)
+            return True
+        if task.done:  # a due task cancelled while the scheduler held it
+            return False
+        self._set_status(task, QUEUED)
+        return True
+
+    def _admit_producers(self) -> None:
+        """Queue waiting producers' tasks while there is room."""
+        producers = self._producers
+        while producers and self._ready.live < self._capacity:
+            task = producers.wake_first()
+            if self._admit(task):
+                self._make_ready(task)
+
+    def _admit_scheduled(self) -> None:
+        schedulers = self._schedulers
+        while schedulers and self._counts[SCHEDULED] < self._max_scheduled:
+            task, due = schedulers.wake_first()
+            self._add_scheduled(task, due)
+
+    def _add_scheduled(self, task: TaskHandle[Any], due: float) -> None:
+        task.status = SCHEDULED
+        self._accept(task)
+        self._add_timer(task, due)
+
+    def _add_timer(self, task: TaskHandle[Any], due: float) -> None:
+        task._due = due  # noqa: SLF001
+        if self._timers.push(task, due) and self._timer_scope is not None:
+            self._timer_scope.deadline = due
+
+    def _finish(self, task: TaskHandle[Any], status: TaskStatus) -> None:
+        """Move a task to a terminal status, wake its waiters, retain its record."""
+        self._set_status(task, status)
+        now = trio.current_time()
+        task._finished = now  # noqa: SLF001
+        task._scope = None  # noqa: SLF001
+        task._due = None  # noqa: SLF001
+        if task._event is not None:  # noqa: SLF001
+            task._event.set()  # noqa: SLF001
+        finished = self._finished
+        finished.append(task)
+        if len(finished) > self._max_retained:
+            del self._tasks[finished.popleft().id]
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        """Forget finished records older than the retention time."""
+        if self._retention is None:
+            return
+        horizon = now - self._retention
+        finished = self._finished
+        while finished and finished[0]._finished <= horizon:  # type: ignore[operator]  # noqa: SLF001
+            del self._tasks[finished.popleft().id]
+
+    def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
+        """Record a failed attempt, then retry the task or end it ``failed``."""
+        task._last_error = error  # noqa: SLF001
+        task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]  # noqa: SLF001
+        policy = task._retry  # noqa: SLF001
+        if policy is not None:
+            try:
+                delay = policy.next_delay(task.attempts, error)
+            except Exception as policy_error:  # a broken backoff or retry_if fails the task
+                policy_error.__context__ = error
+                task._last_error = policy_error  # noqa: SLF001
+                delay = None
+            if delay is not None:
+                if self._closing:
+                    # The in-memory queue has nowhere to keep a retry past shutdown.
+                    self._finish(task, CANCELLED)
+                    return
+                self._set_status(task, RETRYING)
+                self._add_timer(task, trio.current_time() + delay)
+                return
+        self._finish(task, FAILED)
+
+    # ------------------------------------------------------------- the pool
+
+    def _take_nowait(self) -> TaskHandle[Any] | None:
+        """The next task for a free worker, or None."""
+        task = self._ready.pop()
+        if task is not None:
+            if self._producers:
+                self._admit_producers()
+            return task
+        # Unbuffered (max_buffer_size=0): take a waiting producer's task directly.
+        while self._producers:
+            task = self._producers.wake_first()
+            if self._admit(task):
+                return task
+        return None
+
+    async def _worker(self) -> None:
+        task: TaskHandle[Any] | None = None
+        try:
+            while True:
+                # One cancel scope serves many tasks; it is replaced only once a
+                # cancel() or a timeout has used it (a fresh scope per task is slow).
+                scope = trio.CancelScope()
+                with scope:
+                    while True:
+                        task = self._take_nowait()
+                        if task is None:
+                            if self._closing:
+                                return
+                            await self._idle.wait(None)
+                            continue
+                        self._set_status(task, RUNNING)
+                        task.attempts += 1
+                        task._started = started = trio.current_time()  # noqa: SLF001
+                        task._due = None  # noqa: SLF001
+                        task._scope = scope  # noqa: SLF001
+                        timeout = task._timeout  # noqa: SLF001
+                        if timeout is not None:
+                            scope.deadline = started + timeout
+                        try:
+                            value = await task._fn(*task._args)  # noqa: SLF001
+                        except Exception as exc:
+                            task._scope = None  # noqa: SLF001
+                            self._fail_attempt(task, exc)
+                        else:
+                            task._result = value  # noqa: SLF001
+                            self._finish(task, COMPLETED)
+                        task = None
+                        if timeout is not None:
+                            scope.deadline = math.inf
+                        if scope.cancel_called:
+                            break  # a cancel() raced the task's completion; renew the scope
+                if task is not None:
+                    # Our scope caught the Cancelled: cancel() or the task's timeout.
+                    task._scope = None  # noqa: SLF001
+                    if task._cancel_requested:  # noqa: SLF001
+                        self._finish(task, CANCELLED)
+                    else:
+                        self._fail_attempt(task, TaskTimeout(f"task timed out after {task._timeout}s"))  # noqa: SLF001
+                    task = None
+        except BaseException:
+            # Cancelled from outside (forced shutdown), or KeyboardInterrupt & co:
+            # the task ends cancelled and the exception goes on.
+            if task is not None and not task.done:
+                self._finish(task, CANCELLED)
+            raise
+
+    async def _scheduler(self) -> None:
+        """Move due tasks to the ready set: one task and one heap for every timer."""
+        timers = self._timers
+        burst = 0
+        while not self._closing:
+            task = timers.pop_due(trio.current_time())
+            if task is None:
+                burst = 0
+                with trio.CancelScope(deadline=timers.next_due()) as self._timer_scope:
+                    await trio.sleep_forever()
+                self._timer_scope = None
+                continue
+            if self._ready.live < self._capacity or self._idle:
+                self._set_status(task, QUEUED)
+                self._make_ready(task)
+                burst += 1
+                if burst >= _TIMER_BATCH:
+                    burst = 0
+                    await trio.lowlevel.checkpoint()
+            else:
+                # A full buffer delays dispatch; it never drops the task.
+                self._held = task
+                try:
+                    await self._producers.wait(task)
+                finally:
+                    self._held = None
+
+    # -------------------------------------------------------------- lookups
+
+    def get_handle(self, task_id: str) -> TaskHandle[Any]:
+        """The handle of the task with this id. Not a checkpoint.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+        """
+        self._expire(trio.current_time())
+        try:
+            return self._tasks[task_id]
+        except (KeyError, TypeError):
+            raise TaskNotFound(f"no task with id {task_id!r} (unknown, or its record expired)") from None
+
+    def get_info(self, task_id: str) -> TaskInfo:
+        """A `TaskInfo` snapshot of the task with this id. Not a checkpoint.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+        """
+        return self.get_handle(task_id).info()
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel the task with this id; see `TaskHandle.cancel`. Not a checkpoint.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+        """
+        return self.get_handle(task_id).cancel()
+
+    def _cancel_task(self, task: TaskHandle[Any]) -> bool:
+        status = task.status
+        if status is RUNNING:
+            if not task._cancel_requested:  # noqa: SLF001
+                task._cancel_requested = True  # noqa: SLF001
+                assert task._scope is not None  # noqa: SLF001
+                task._scope.cancel()  # noqa: SLF001
+            return True
+        if task.done:
+            return False
+        task._cancel_requested = True  # noqa: SLF001
+        if status is QUEUED:
+            self._ready.discard(task)
+            self._finish(task, CANCELLED)
+            if self._producers:
+                self._admit_producers()
+        else:  # scheduled or retrying
+            if task is not self._held:
+                self._timers.discard(task)
+            self._finish(task, CANCELLED)
+        return True
+
+    def statistics(self) -> QueueStatistics:
+        """A snapshot of the queue's counters. Not a checkpoint."""
+        counts = self._counts
+        return QueueStatistics(
+            workers=self._workers,
+            busy_workers=counts[RUNNING],
+            queued=counts[QUEUED],
+            scheduled=counts[SCHEDULED],
+            retrying=counts[RETRYING],
+            running=counts[RUNNING],
+            submitted=sum(counts.values()),  # every accepted task is in one status
+            completed=counts[COMPLETED],
+            failed=counts[FAILED],
+            cancelled=counts[CANCELLED],
+            retained=len(self._finished),
+            buffer_capacity=self._capacity,
+            producers_waiting=len(self._producers) - (self._held is not None),
+            schedulers_waiting=len(self._schedulers),
+            closed=self._closing,
+        )
+
+    def _wall_time(self, trio_time: float) -> datetime:
+        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
+
+    # ------------------------------------------------------------- shutdown
+
+    async def shutdown(  # noqa: ASYNC109 - the deadline applies to the queue's own scope
+        self, timeout: float | None = None, *, cancel_queued: bool = False
+    ) -> None:
+        """Stop accepting tasks, let the queue drain, and wait until it has stopped.
+
+        Queued tasks run (or, with *cancel_queued*, end ``cancelled`` at
+        once) and running tasks finish. Scheduled tasks not yet due and
+        tasks waiting to retry end ``cancelled``. When *timeout* seconds have
+        passed, every remaining task is cancelled; `shutdown` returns once
+        they have unwound. Callers blocked in `submit` get `QueueClosed`.
+
+        Always a checkpoint. Calling it again is allowed (a shorter *timeout*
+        wins). If the caller is cancelled while waiting, the queue's tasks
+        are cancelled at once.
+        """
+        if timeout is not None:
+            timeout = _check_seconds("timeout", timeout)
+        self._begin_shutdown(cancel_queued=cancel_queued)
+        if timeout is not None:
+            self._scope.deadline = min(self._scope.deadline, trio.current_time() + timeout)
+        try:
+            await self._stopped.wait()
+        except BaseException:
+            self._scope.cancel()
+            raise
+
+    def _begin_shutdown(self, *, cancel_queued: bool) -> None:
+        if not self._closing:
+            self._closing = True
+            while self._producers:
+                if self._producers.peek() is self._held:
+                    task = self._producers.wake_first()  # a due task: it still runs
+                    if self._admit(task):
+                        self._make_ready(task)
+                else:
+                    self._producers.wake_first(_closed_error())
+            self._schedulers.wake_all(_closed_error)
+            for task in self._timers.drain():
+                task._cancel_requested = True  # noqa: SLF001
+                self._finish(task, CANCELLED)
+            if self._timer_scope is not None:
+                self._timer_scope.cancel()
+            self._idle.wake_all()
+        if cancel_queued:
+            for task in self._ready.drain():
+                task._cancel_requested = True  # noqa: SLF001
+                self._finish(task, CANCELLED)
+
+    def _abort(self) -> None:
+        """Cancel everything now (an exception left the ``async with`` block)."""
+        self._begin_shutdown(cancel_queued=True)
+        self._scope.cancel()
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(self._workers):
+                        nursery.start_soon(self._worker)
+                    nursery.start_soon(self._scheduler)
+                    task_status.started()
+        finally:
+            # Cancelled from outside or crashed: nothing may be left half-done.
+            self._begin_shutdown(cancel_queued=True)
+            self._stopped.set()
+
+
+def _closed_error() -> QueueClosed:
+    return QueueClosed("the queue is shutting down and accepts no new tasks")
+
+
+@asynccontextmanager
+async def open_work_queue(
+    nursery: trio.Nursery | None = None,
+    *,
+    workers: int = 10,
+    max_buffer_size: int | float = 1000,
+    max_scheduled: int | float = math.inf,
+    retry: RetryPolicy | None = None,
+    max_retained: int | float = 10_000,
+    retention: float | None = 3600.0,
+    shutdown_timeout: float | None = None,
+) -> AsyncIterator[WorkQueue]:
+    """Open a `WorkQueue` whose workers run in *nursery* (or in a nursery of its own).
+
+    Entering starts the workers; leaving the block normally performs
+    ``await queue.shutdown(timeout=shutdown_timeout)`` (drain, then cancel
+    what is left at the deadline). An exception escaping the block, or
+    cancellation of the enclosing scope, cancels the queue's tasks at once
+    and records them ``cancelled``. Both halves block.
+
+    Args:
+        nursery: Where the queue's tasks live; its deadline and
+            cancellation apply to them. The queue's own scope sits inside
+            it, so the shutdown deadline never touches the nursery's other
+            tasks.
+        workers: How many tasks run at once (>= 1).
+        max_buffer_size: How many tasks may wait for a worker before
+            `WorkQueue.submit` blocks; 0 makes each submit wait until a
+            worker takes its task; ``math.inf`` never blocks.
+        max_scheduled: How many delayed tasks may wait before
+            `WorkQueue.schedule` blocks.
+        retry: The default `RetryPolicy` (``None``: no retries).
+        max_retained: How many finished task records to keep for lookups.
+        retention: Seconds a finished record is kept (``None``: no limit
+            but *max_retained*).
+        shutdown_timeout: The deadline used when leaving the block
+            (``None``: wait for every task, like a nursery).
+
+    Raises:
+        TypeError, ValueError: For bad arguments, before anything starts.
+    """
+    queue = WorkQueue(
+        workers=workers,
+        max_buffer_size=max_buffer_size,
+        max_scheduled=max_scheduled,
+        retry=retry,
+        max_retained=max_retained,
+        retention=retention,
+        shutdown_timeout=shutdown_timeout,
+    )
+    if nursery is None:
+        async with trio.open_nursery() as own_nursery:
+            await own_nursery.start(queue._run)  # noqa: SLF001
+            async with _shut_down_on_exit(queue):
+                yield queue
+    else:
+        await nursery.start(queue._run)  # noqa: SLF001
+        async with _shut_down_on_exit(queue):
+            yield queue
+
+
+@asynccontextmanager
+async def _shut_down_on_exit(queue: WorkQueue) -> AsyncIterator[None]:
+    try:
+        yield
+    except BaseException:
+        queue._abort()  # noqa: SLF001
+        raise
+    await queue.shutdown(timeout=queue._shutdown_timeout)  # noqa: SLF001

@@ -1,0 +1,270 @@
+# SPDX-License-Identifier: MIT
+"""A task's record: its status, its public handle and its snapshot."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+import outcome
+import trio
+
+from ._errors import TaskCancelled
+
+if TYPE_CHECKING:
+    from ._queue import WorkQueue
+    from ._retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is in its lifecycle.
+
+    ``queued`` → ``running`` → ``completed`` / ``failed`` / ``cancelled``;
+    a delayed task starts ``scheduled``, and a task waiting out a retry
+    backoff is ``retrying``.
+    """
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether a task in this status has finished for good."""
+        return self in TERMINAL_STATUSES
+
+
+#: Statuses a task never leaves.
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+#: Statuses of tasks that have not finished yet.
+ACTIVE_STATUSES = frozenset(TaskStatus) - TERMINAL_STATUSES
+
+# Short local names: these are read on the hot path.
+QUEUED = TaskStatus.QUEUED
+SCHEDULED = TaskStatus.SCHEDULED
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+
+
+@attrs.frozen
+class TaskInfo:
+    """A snapshot of one task, taken by `WorkQueue.get_info` or `TaskHandle.info`.
+
+    Attributes:
+        id: The task's id, unique within its queue.
+        name: A label: the ``name`` given at submit, else the function's
+            qualified name.
+        status: The `TaskStatus` when the snapshot was taken.
+        priority: Higher runs first.
+        attempts: How many times the task has started running.
+        max_attempts: The most runs its retry policy allows (1 without one).
+        timeout: Seconds one attempt may run, or ``None``.
+        last_error: The exception of the latest failed attempt, or ``None``
+            (a timed-out attempt records `TaskTimeout`).
+        errors: Exceptions of earlier failed attempts, oldest first (at most
+            the last ten).
+        created_at: When the task was submitted (aware UTC).
+        due_at: When a ``scheduled`` or ``retrying`` task becomes runnable.
+        started_at: When the latest attempt started.
+        finished_at: When the task reached a terminal status.
+    """
+
+    id: str
+    name: str
+    status: TaskStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    last_error: BaseException | None
+    errors: tuple[BaseException, ...]
+    created_at: datetime
+    due_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def task_name(fn: object) -> str:
+    """The default task name: the function's ``module:qualname``."""
+    inner = fn
+    while hasattr(inner, "func"):  # functools.partial, possibly nested
+        inner = inner.func  # type: ignore[attr-defined]
+    qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
+    module = getattr(inner, "__module__", None)
+    return f"{module}:{qualname}" if module else qualname
+
+
+class TaskHandle(Generic[T]):
+    """The handle of one submitted task, and the queue's record of it.
+
+    Handles are created by `WorkQueue.submit` and friends, never directly.
+    A handle keeps its task's final result even after the queue has
+    forgotten the task's record.
+
+    Attributes:
+        id: The task's id, unique within its queue (a string).
+    """
+
+    # One object per task, so the hot path allocates little: the handle *is* the record.
+    __slots__ = (
+        "__weakref__",
+        "_args",
+        "_cancel_requested",
+        "_created",
+        "_due",
+        "_errors",
+        "_event",
+        "_finished",
+        "_fn",
+        "_last_error",
+        "_name",
+        "_priority",
+        "_queue",
+        "_result",
+        "_retry",
+        "_scope",
+        "_seq",
+        "_started",
+        "_timeout",
+        "attempts",
+        "id",
+        "status",
+    )
+
+    id: str
+    status: TaskStatus
+    attempts: int
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        seq: int,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        name: str | None,
+        priority: int,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        created: float,
+    ) -> None:
+        self._queue = queue
+        self._seq = seq
+        self.id = str(seq)
+        self._fn: Callable[..., Awaitable[T]] | None = fn
+        self._args: tuple[Any, ...] = args
+        self._name = name
+        self._priority = priority
+        self._timeout = timeout
+        self._retry = retry
+        self._created = created
+        self._due: float | None = None
+        self._started: float | None = None
+        self._finished: float | None = None
+        self.status = QUEUED
+        self.attempts = 0
+        self._result: T | None = None
+        self._last_error: BaseException | None = None
+        self._errors: tuple[BaseException, ...] = ()
+        self._event: trio.Event | None = None
+        self._scope: trio.CancelScope | None = None
+        self._cancel_requested = False
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle id={self.id} name={self.name!r} status={self.status.value}>"
+
+    @property
+    def name(self) -> str:
+        """The task's label (see `TaskInfo.name`)."""
+        if self._name is None:
+            self._name = task_name(self._fn)
+        return self._name
+
+    @property
+    def done(self) -> bool:
+        """Whether the task has reached a terminal status."""
+        return self._finished is not None
+
+    def info(self) -> TaskInfo:
+        """A `TaskInfo` snapshot of this task. Not a checkpoint."""
+        wall = self._queue._wall_time  # noqa: SLF001 - the record belongs to its queue
+        retry = self._retry
+        return TaskInfo(
+            id=self.id,
+            name=self.name,
+            status=self.status,
+            priority=self._priority,
+            attempts=self.attempts,
+            max_attempts=1 if retry is None else retry.max_attempts,
+            timeout=self._timeout,
+            last_error=self._last_error,
+            errors=self._errors,
+            created_at=wall(self._created),
+            due_at=None if self._due is None else wall(self._due),
+            started_at=None if self._started is None else wall(self._started),
+            finished_at=None if self._finished is None else wall(self._finished),
+        )
+
+    def cancel(self) -> bool:
+        """Cancel the task. Synchronous; not a checkpoint.
+
+        A queued or scheduled task is removed and never runs; a running task
+        is cancelled through its own cancel scope (it ends ``cancelled`` once
+        it unwinds, unless it finishes first).
+
+        Returns:
+            ``True`` if the task had not finished, ``False`` if it had (and
+            nothing changed).
+        """
+        return self._queue._cancel_task(self)  # noqa: SLF001
+
+    async def wait(self) -> outcome.Outcome[T]:
+        """Wait until the task finishes and return the outcome of its final attempt.
+
+        Always a checkpoint. A cancelled task's outcome is an
+        ``outcome.Error`` holding `TaskCancelled`. Each call returns a fresh
+        outcome, so it can be unwrapped.
+        """
+        if self._finished is None:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        return self._outcome()
+
+    async def result(self) -> T:
+        """Wait until the task finishes and return its value.
+
+        Always a checkpoint.
+
+        Raises:
+            TaskCancelled: If the task was cancelled.
+            Exception: The task's own exception if it failed (`TaskTimeout`
+                if its last attempt timed out).
+        """
+        return (await self.wait()).unwrap()
+
+    def _outcome(self) -> outcome.Outcome[T]:
+        if self.status is COMPLETED:
+            return outcome.Value(self._result)  # type: ignore[arg-type]
+        if self.status is FAILED:
+            assert self._last_error is not None
+            return outcome.Error(self._last_error)
+        error = TaskCancelled(f"task {self.id} ({self.name}) was cancelled")
+        return outcome.Error(error)
