@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,9 @@ from ._validate import (
 )
 from ._waiters import Waiters
 
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
+
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
@@ -71,7 +75,7 @@ class QueueStatistics:
         workers: Size of the worker pool.
         busy_workers: Workers running a task now.
         queued: Tasks waiting for a worker.
-        scheduled: Delayed tasks not yet due.
+        scheduled: Delayed tasks not yet queued.
         retrying: Tasks waiting out a retry backoff.
         running: Tasks running now (equals *busy_workers*).
         submitted: Tasks accepted since the queue opened.
@@ -142,6 +146,7 @@ class WorkQueue:
         self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
         self._seq = 0
         self._closing = False
+        self._drained = False  # closing, and nothing left to run: workers may exit
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
@@ -388,6 +393,8 @@ class WorkQueue:
         if len(finished) > self._max_retained:
             del self._tasks[finished.popleft().id]
         self._expire(now)
+        if self._closing:
+            self._check_drained()
 
     def _expire(self, now: float) -> None:
         """Forget finished records older than the retention time."""
@@ -403,7 +410,8 @@ class WorkQueue:
         task._last_error = error  # noqa: SLF001
         task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]  # noqa: SLF001
         policy = task._retry  # noqa: SLF001
-        if policy is not None:
+        # A task that fails while being cancelled is not retried: cancellation never is.
+        if policy is not None and not task._cancel_requested:  # noqa: SLF001
             try:
                 delay = policy.next_delay(task.attempts, error)
             except Exception as policy_error:  # a broken backoff or retry_if fails the task
@@ -411,10 +419,6 @@ class WorkQueue:
                 task._last_error = policy_error  # noqa: SLF001
                 delay = None
             if delay is not None:
-                if self._closing:
-                    # The in-memory queue has nowhere to keep a retry past shutdown.
-                    self._finish(task, CANCELLED)
-                    return
                 self._set_status(task, RETRYING)
                 self._add_timer(task, trio.current_time() + delay)
                 return
@@ -447,7 +451,7 @@ class WorkQueue:
                     while True:
                         task = self._take_nowait()
                         if task is None:
-                            if self._closing:
+                            if self._drained:
                                 return
                             await self._idle.wait(None)
                             continue
@@ -491,7 +495,7 @@ class WorkQueue:
         """Move due tasks to the ready set: one task and one heap for every timer."""
         timers = self._timers
         burst = 0
-        while not self._closing:
+        while not self._drained:
             task = timers.pop_due(trio.current_time())
             if task is None:
                 burst = 0
@@ -511,6 +515,11 @@ class WorkQueue:
                 self._held = task
                 try:
                     await self._producers.wait(task)
+                except BaseException:
+                    # The queue is being torn down: the held task must not be lost.
+                    if not task.done:
+                        self._finish(task, CANCELLED)
+                    raise
                 finally:
                     self._held = None
 
@@ -568,6 +577,7 @@ class WorkQueue:
 
     def statistics(self) -> QueueStatistics:
         """A snapshot of the queue's counters. Not a checkpoint."""
+        self._expire(trio.current_time())
         counts = self._counts
         return QueueStatistics(
             workers=self._workers,
@@ -598,10 +608,12 @@ class WorkQueue:
         """Stop accepting tasks, let the queue drain, and wait until it has stopped.
 
         Queued tasks run (or, with *cancel_queued*, end ``cancelled`` at
-        once) and running tasks finish. Scheduled tasks not yet due and
-        tasks waiting to retry end ``cancelled``. When *timeout* seconds have
-        passed, every remaining task is cancelled; `shutdown` returns once
-        they have unwound. Callers blocked in `submit` get `QueueClosed`.
+        once), running tasks finish, and tasks waiting out a retry backoff
+        get their remaining attempts. Scheduled tasks that are not yet due
+        end ``cancelled`` (an in-memory queue has nowhere to keep them).
+        When *timeout* seconds have passed, every remaining task is
+        cancelled; `shutdown` returns once they have unwound. Callers
+        blocked in `submit` or `schedule` get `QueueClosed`.
 
         Always a checkpoint. Calling it again is allowed (a shorter *timeout*
         wins). If the caller is cancelled while waiting, the queue's tasks
@@ -629,16 +641,29 @@ class WorkQueue:
                 else:
                     self._producers.wake_first(_closed_error())
             self._schedulers.wake_all(_closed_error)
-            for task in self._timers.drain():
-                task._cancel_requested = True  # noqa: SLF001
-                self._finish(task, CANCELLED)
+            self._cancel_all(self._timers.drain(SCHEDULED))
+        if cancel_queued:
+            self._cancel_all(self._ready.drain())
+        self._check_drained()
+
+    def _cancel_all(self, tasks: list[TaskHandle[Any]]) -> None:
+        for task in tasks:
+            task._cancel_requested = True  # noqa: SLF001
+            self._finish(task, CANCELLED)
+
+    def _check_drained(self) -> None:
+        """Once closing and nothing is left to run, let the workers and the scheduler exit."""
+        if (
+            not self._drained
+            and self._ready.live == 0
+            and self._timers.live == 0
+            and self._counts[RUNNING] == 0
+            and self._held is None
+        ):
+            self._drained = True
+            self._idle.wake_all()
             if self._timer_scope is not None:
                 self._timer_scope.cancel()
-            self._idle.wake_all()
-        if cancel_queued:
-            for task in self._ready.drain():
-                task._cancel_requested = True  # noqa: SLF001
-                self._finish(task, CANCELLED)
 
     def _abort(self) -> None:
         """Cancel everything now (an exception left the ``async with`` block)."""
@@ -656,6 +681,7 @@ class WorkQueue:
         finally:
             # Cancelled from outside or crashed: nothing may be left half-done.
             self._begin_shutdown(cancel_queued=True)
+            self._cancel_all(self._timers.drain())
             self._stopped.set()
 
 
@@ -677,11 +703,14 @@ async def open_work_queue(
 ) -> AsyncIterator[WorkQueue]:
     """Open a `WorkQueue` whose workers run in *nursery* (or in a nursery of its own).
 
-    Entering starts the workers; leaving the block normally performs
-    ``await queue.shutdown(timeout=shutdown_timeout)`` (drain, then cancel
-    what is left at the deadline). An exception escaping the block, or
-    cancellation of the enclosing scope, cancels the queue's tasks at once
-    and records them ``cancelled``. Both halves block.
+    Entering starts the workers. Leaving the block normally performs
+    ``await queue.shutdown(timeout=shutdown_timeout)``: the queue drains,
+    and what is left at the deadline is cancelled. An exception escaping
+    the block, or cancellation of the enclosing scope, cancels the queue's
+    tasks at once; they are recorded ``cancelled`` as they unwind, and the
+    nursery that holds the queue waits for that. Without a *nursery*, an
+    exception from the block alone propagates as itself, not wrapped in an
+    exception group. Both halves block.
 
     Args:
         nursery: Where the queue's tasks live; its deadline and
@@ -714,10 +743,25 @@ async def open_work_queue(
         shutdown_timeout=shutdown_timeout,
     )
     if nursery is None:
-        async with trio.open_nursery() as own_nursery:
-            await own_nursery.start(queue._run)  # noqa: SLF001
-            async with _shut_down_on_exit(queue):
-                yield queue
+        body_error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as own_nursery:
+                await own_nursery.start(queue._run)  # noqa: SLF001
+                try:
+                    async with _shut_down_on_exit(queue):
+                        yield queue
+                except BaseException as exc:
+                    body_error = exc
+                    raise
+        except BaseExceptionGroup as group:
+            # The nursery is ours, not the caller's: an exception from the block
+            # alone comes out as itself. Anything more stays a group.
+            if body_error is None or group.exceptions != (body_error,):
+                raise
+        else:
+            return
+        assert body_error is not None
+        raise body_error
     else:
         await nursery.start(queue._run)  # noqa: SLF001
         async with _shut_down_on_exit(queue):

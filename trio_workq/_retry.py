@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import TypeAlias
@@ -45,15 +46,14 @@ class ExponentialBackoff:
     _random: Callable[[], float] = attrs.field(default=random.random, repr=False, eq=False)
 
     def __call__(self, attempt: int, exc: BaseException) -> float:
-        # Compare exponents rather than computing a huge power (overflow at attempt ~1000).
         capped = self.max_delay
-        if self.initial < self.max_delay:
-            raw = self.initial
-            for _ in range(attempt - 1):
-                raw *= self.multiplier
-                if raw >= self.max_delay:
-                    break
-            capped = min(raw, self.max_delay)
+        if self.multiplier == 1 or self.initial == 0:
+            capped = min(self.initial, self.max_delay)
+        elif self.initial < self.max_delay:
+            # The exponent at which the cap is reached; past it, no huge power is computed.
+            exponent = attempt - 1
+            if exponent < math.log(self.max_delay / self.initial, self.multiplier):
+                capped = min(self.initial * self.multiplier**exponent, self.max_delay)
         if self.jitter:
             return capped * self._random()
         return capped
@@ -99,12 +99,14 @@ def exponential(
     return ExponentialBackoff(initial_s, float(multiplier), max_s, bool(jitter))
 
 
-def _check_exception_types(value: object) -> tuple[type[BaseException], ...]:
+def _check_exception_types(
+    value: type[Exception] | tuple[type[Exception], ...],
+) -> tuple[type[Exception], ...]:
     types = value if isinstance(value, tuple) else (value,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, Exception)):
             raise TypeError(f"retry_on must hold Exception subclasses, got {t!r}")
-    return types  # type: ignore[return-value]
+    return types
 
 
 def _check_max_attempts(_: object, __: object, value: object) -> None:
@@ -114,9 +116,11 @@ def _check_max_attempts(_: object, __: object, value: object) -> None:
         raise ValueError(f"max_attempts must be >= 1 (it counts the first run), got {value}")
 
 
-def _check_callable(what: str) -> Callable[[object, attrs.Attribute[object], object], None]:
+def _check_callable(
+    what: str, *, optional: bool
+) -> Callable[[object, attrs.Attribute[object], object], None]:
     def check(_: object, __: attrs.Attribute[object], value: object) -> None:
-        if value is not None and not callable(value):
+        if not ((optional and value is None) or callable(value)):
             raise TypeError(f"{what} must be callable, got {value!r}")
 
     return check
@@ -144,13 +148,13 @@ class RetryPolicy:
 
     max_attempts: int = attrs.field(default=3, validator=_check_max_attempts)
     backoff: Backoff = attrs.field(
-        factory=lambda: exponential(), validator=_check_callable("backoff")
+        factory=lambda: exponential(), validator=_check_callable("backoff", optional=False)
     )
     retry_on: tuple[type[Exception], ...] = attrs.field(
         default=(Exception,), converter=_check_exception_types
     )
     retry_if: RetryDecision | None = attrs.field(
-        default=None, validator=_check_callable("retry_if")
+        default=None, validator=_check_callable("retry_if", optional=True)
     )
 
     def next_delay(self, attempt: int, exc: BaseException) -> float | None:

@@ -77,7 +77,7 @@ class TaskInfo:
         timeout: Seconds one attempt may run, or ``None``.
         last_error: The exception of the latest failed attempt, or ``None``
             (a timed-out attempt records `TaskTimeout`).
-        errors: Exceptions of earlier failed attempts, oldest first (at most
+        errors: Exceptions of the failed attempts, oldest first (at most
             the last ten).
         created_at: When the task was submitted (aware UTC).
         due_at: When a ``scheduled`` or ``retrying`` task becomes runnable.
@@ -119,6 +119,8 @@ class TaskHandle(Generic[T]):
 
     Attributes:
         id: The task's id, unique within its queue (a string).
+        status: The task's current `TaskStatus`.
+        attempts: How many times the task has started running.
     """
 
     # One object per task, so the hot path allocates little: the handle *is* the record.

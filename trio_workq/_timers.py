@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from ._task import SCHEDULED, RETRYING, TaskHandle
+from ._task import RETRYING, SCHEDULED, TaskHandle, TaskStatus
 
 
 class TimerHeap:
@@ -54,12 +54,20 @@ class TimerHeap:
             self._heap = [entry for entry in self._heap if _waiting(entry[3])]
             heapq.heapify(self._heap)
 
-    def drain(self) -> list[TaskHandle[Any]]:
-        """Remove and return every live task."""
-        tasks = [entry[3] for entry in sorted(self._heap) if _waiting(entry[3])]
-        self._heap.clear()
-        self.live = 0
-        return tasks
+    def drain(self, status: TaskStatus | None = None) -> list[TaskHandle[Any]]:
+        """Remove and return the live tasks (only those in *status*, if given), earliest first."""
+        keep: list[tuple[float, int, int, TaskHandle[Any]]] = []
+        taken: list[TaskHandle[Any]] = []
+        for entry in sorted(self._heap):
+            task = entry[3]
+            if _waiting(task):
+                if status is None or task.status is status:
+                    taken.append(task)
+                else:
+                    keep.append(entry)
+        self._heap = keep  # sorted, hence a valid heap
+        self.live = len(keep)
+        return taken
 
 
 def _waiting(task: TaskHandle[Any]) -> bool:

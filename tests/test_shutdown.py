@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: MIT
+"""Graceful shutdown, deadlines, and what happens when the block is left abnormally."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import trio_workq
+from trio_workq import TaskStatus
+
+
+async def sleeper(seconds: float) -> str:
+    await trio.sleep(seconds)
+    return "slept"
+
+
+async def test_leaving_block_drains(autojump_clock: trio.testing.MockClock) -> None:
+    """Leaving the block normally waits for queued and running tasks to finish."""
+    async with trio_workq.open_work_queue(workers=2) as queue:
+        handles = [await queue.submit(sleeper, 1 + i) for i in range(6)]
+    assert all(h.status is TaskStatus.COMPLETED for h in handles)
+    assert queue.statistics().completed == 6
+
+
+async def test_shutdown_deadline_cancels_rest(autojump_clock: trio.testing.MockClock) -> None:
+    """At the deadline, running and still-queued tasks are cancelled and shutdown returns."""
+    async with trio_workq.open_work_queue(workers=1) as queue:
+        quick = await queue.submit(sleeper, 1)
+        slow = await queue.submit(sleeper, 100)
+        never = await queue.submit(sleeper, 1)
+        start = trio.current_time()
+        await queue.shutdown(timeout=5)
+        assert trio.current_time() - start == pytest.approx(5)
+    assert quick.status is TaskStatus.COMPLETED
+    assert slow.status is TaskStatus.CANCELLED
+    assert never.status is TaskStatus.CANCELLED
+    assert never.info().attempts == 0
+    with pytest.raises(trio_workq.TaskCancelled):
+        await never.result()
+
+
+async def test_shutdown_cancel_queued(autojump_clock: trio.testing.MockClock) -> None:
+    """cancel_queued=True cancels buffered tasks at once and lets running ones finish."""
+    async with trio_workq.open_work_queue(workers=1) as queue:
+        running = await queue.submit(sleeper, 3)
+        queued = [await queue.submit(sleeper, 1) for _ in range(5)]
+        await trio.testing.wait_all_tasks_blocked()
+        await queue.shutdown(cancel_queued=True)
+    assert running.status is TaskStatus.COMPLETED
+    assert all(h.status is TaskStatus.CANCELLED for h in queued)
+
+
+async def test_shutdown_default_timeout_from_open(autojump_clock: trio.testing.MockClock) -> None:
+    """shutdown_timeout sets the deadline used when the block is left."""
+    start = trio.current_time()
+    async with trio_workq.open_work_queue(shutdown_timeout=2) as queue:
+        handle = await queue.submit(sleeper, 60)
+    assert trio.current_time() - start == pytest.approx(2)
+    assert handle.status is TaskStatus.CANCELLED
+
+
+async def test_shutdown_waits_for_shielded_cleanup(autojump_clock: trio.testing.MockClock) -> None:
+    """A task ignoring cancellation for a while (shielded cleanup) delays shutdown until it unwinds."""
+
+    async def stubborn() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(4)
+
+    async with trio_workq.open_work_queue() as queue:
+        handle = await queue.submit(stubborn)
+        start = trio.current_time()
+        await queue.shutdown(timeout=1)
+        assert trio.current_time() - start == pytest.approx(5)
+        assert handle.status is TaskStatus.CANCELLED
+
+
+async def test_callers_task_survives_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    """The shutdown deadline lives on the queue's scope: the caller's other tasks are untouched."""
+    survived: list[float] = []
+
+    async def bystander() -> None:
+        await trio.sleep(20)
+        survived.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        nursery.start_soon(bystander)
+        async with trio_workq.open_work_queue(nursery, shutdown_timeout=1) as queue:
+            handle = await queue.submit(sleeper, 100)
+        assert handle.status is TaskStatus.CANCELLED
+        assert not nursery.cancel_scope.cancel_called
+    assert survived == [start + 20]
+
+
+async def test_producers_waiting_get_queue_closed(autojump_clock: trio.testing.MockClock) -> None:
+    """Callers blocked in submit() get QueueClosed when shutdown begins; their tasks never exist."""
+    gate = trio.Event()
+    errors: list[BaseException] = []
+
+    async def blocker() -> None:
+        await gate.wait()
+
+    async def producer(queue: trio_workq.WorkQueue) -> None:
+        try:
+            await queue.submit(blocker)
+        except trio_workq.QueueClosed as exc:
+            errors.append(exc)
+
+    async with trio_workq.open_work_queue(workers=1, max_buffer_size=0) as queue:
+        await queue.submit(blocker)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(producer, queue)
+            nursery.start_soon(producer, queue)
+            await trio.testing.wait_all_tasks_blocked()
+            assert queue.statistics().producers_waiting == 2
+            nursery.start_soon(queue.shutdown)  # it then waits for the blocked task
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(errors) == 2
+            assert queue.statistics().submitted == 1
+            gate.set()
+
+
+async def test_exception_in_block_cancels_tasks(autojump_clock: trio.testing.MockClock) -> None:
+    """An exception escaping the block cancels tasks promptly and propagates as itself."""
+    start = trio.current_time()
+    with pytest.raises(KeyError, match="boom"):
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            running = await queue.submit(sleeper, 100)
+            queued = await queue.submit(sleeper, 100)
+            await trio.testing.wait_all_tasks_blocked()
+            raise KeyError("boom")
+    assert trio.current_time() == start
+    assert running.status is TaskStatus.CANCELLED
+    assert queued.status is TaskStatus.CANCELLED
+
+
+async def test_exception_in_block_with_callers_nursery(autojump_clock: trio.testing.MockClock) -> None:
+    """With the caller's nursery, an escaping exception still cancels the queue's tasks."""
+    with pytest.RaisesGroup(ValueError):
+        async with trio.open_nursery() as nursery:
+            async with trio_workq.open_work_queue(nursery, workers=1) as queue:
+                handle = await queue.submit(sleeper, 100)
+                await trio.testing.wait_all_tasks_blocked()
+                raise ValueError
+    assert handle.status is TaskStatus.CANCELLED
+
+
+async def test_enclosing_cancel_cancels_tasks(autojump_clock: trio.testing.MockClock) -> None:
+    """Cancelling the enclosing scope cancels the queue's tasks and records them cancelled."""
+    with trio.move_on_after(2) as scope:
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            running = await queue.submit(sleeper, 100)
+            queued = await queue.submit(sleeper, 100)
+            await trio.sleep(50)
+    assert scope.cancelled_caught
+    assert running.status is TaskStatus.CANCELLED
+    assert queued.status is TaskStatus.CANCELLED
+
+
+async def test_cancelled_shutdown_forces_cancellation(autojump_clock: trio.testing.MockClock) -> None:
+    """If the caller of shutdown() is cancelled, the queue's tasks are cancelled at once."""
+    async with trio_workq.open_work_queue(workers=1) as queue:
+        handle = await queue.submit(sleeper, 100)
+        with trio.move_on_after(1):
+            await queue.shutdown()
+        await handle.wait()
+        assert handle.status is TaskStatus.CANCELLED
+
+
+async def test_shutdown_twice_and_shorter_deadline_wins(autojump_clock: trio.testing.MockClock) -> None:
+    """shutdown() may be called again; a later, shorter deadline takes effect."""
+    async with trio_workq.open_work_queue() as queue:
+        handle = await queue.submit(sleeper, 100)
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(queue.shutdown, 50)
+            await trio.sleep(1)
+            await queue.shutdown(timeout=2)
+        assert trio.current_time() - start == pytest.approx(3)
+        assert handle.status is TaskStatus.CANCELLED
+        await queue.shutdown()  # already stopped: returns at once
+
+
+async def test_shutdown_checkpoints_and_rejects_bad_timeout() -> None:
+    """shutdown() is a checkpoint and validates its timeout."""
+    async with trio_workq.open_work_queue() as queue:
+        with pytest.raises(ValueError, match="timeout must be >= 0"):
+            await queue.shutdown(timeout=-1)
+        assert not queue.statistics().closed
+        with trio.testing.assert_checkpoints():
+            await queue.shutdown()
+
+
+async def test_keyboard_interrupt_is_not_swallowed() -> None:
+    """A BaseException that is not cancellation propagates out of the queue; its task ends cancelled."""
+
+    async def interrupt() -> None:
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt
+
+    holder: list[trio_workq.TaskHandle[None]] = []
+    with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True):
+        async with trio_workq.open_work_queue() as queue:
+            holder.append(await queue.submit(interrupt))
+            await trio.sleep_forever()
+    assert holder[0].status is TaskStatus.CANCELLED
