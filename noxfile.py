@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.needs_version = ">=2024.3.2"
@@ -33,7 +35,8 @@ def lint(session: nox.Session) -> None:
     install_group(session, "lint")
     session.run("ruff", "check", "trio_workq", "tests", "noxfile.py", "docs")
     session.run("ruff", "format", "--check", "trio_workq", "tests", "noxfile.py", "docs")
-    session.run("flake8-async", "--enable", "ASYNC910,ASYNC911", "trio_workq")
+    sources = sorted(str(path) for path in Path("trio_workq").rglob("*.py"))
+    session.run("flake8-async", "--enable", "ASYNC910,ASYNC911", *sources)
 
 
 @nox.session
@@ -53,6 +56,12 @@ def docs(session: nox.Session) -> None:
     session.install(".")
     for builder in ("html", "doctest"):
         session.run(
-            "sphinx-build", "-W", "--keep-going", "-n", "-b", builder,
-            "docs", f"docs/_build/{builder}",
+            "sphinx-build",
+            "-W",
+            "--keep-going",
+            "-n",
+            "-b",
+            builder,
+            "docs",
+            f"docs/_build/{builder}",
         )

@@ -34,7 +34,7 @@ class TestCancel:
             victim = await queue.submit(record)
             assert victim.status is TaskStatus.QUEUED
             assert victim.cancel() is True
-            assert victim.status is TaskStatus.CANCELLED
+            assert victim.info().status is TaskStatus.CANCELLED
             assert queue.statistics().queued == 0
             gate.set()
             with pytest.raises(trio_workq.TaskCancelled, match="was cancelled"):
@@ -42,7 +42,9 @@ class TestCancel:
         assert ran == []
         assert victim.info().attempts == 0
 
-    async def test_cancel_running_only_that_task(self, autojump_clock: trio.testing.MockClock) -> None:
+    async def test_cancel_running_only_that_task(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
         """cancel() on a running task cancels it promptly and nothing else."""
         async with trio_workq.open_work_queue(workers=3) as queue:
             handles = [await queue.submit(sleeper, 10) for _ in range(3)]
@@ -166,7 +168,7 @@ class TestCancel:
             handle.cancel()
             assert handle.status is TaskStatus.RUNNING
             await handle.wait()
-            assert handle.status is TaskStatus.CANCELLED
+            assert handle.info().status is TaskStatus.CANCELLED
             assert cleaned == [start + 3]
 
 
@@ -179,7 +181,9 @@ class TestTimeout:
             assert await first.result() == "slept"
             assert await second.result() == "slept"
 
-    async def test_timeout_fails_with_task_timeout(self, autojump_clock: trio.testing.MockClock) -> None:
+    async def test_timeout_fails_with_task_timeout(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
         """An overrun cancels the task at its deadline and records TaskTimeout."""
         async with trio_workq.open_work_queue(workers=1) as queue:
             start = trio.current_time()
@@ -194,7 +198,9 @@ class TestTimeout:
             assert info.timeout == 2.5
             assert queue.statistics().failed == 1
 
-    async def test_timeout_does_not_leak_to_next_task(self, autojump_clock: trio.testing.MockClock) -> None:
+    async def test_timeout_does_not_leak_to_next_task(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
         """A worker's deadline is reset after a task with a timeout finishes."""
         async with trio_workq.open_work_queue(workers=1) as queue:
             quick = await queue.submit(sleeper, 1, timeout=2)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import attrs
+import outcome
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -46,7 +47,7 @@ specs = st.builds(
 def test_random_workloads_keep_invariants(
     workload: list[Spec], workers: int, buffer: int, shutdown_timeout: float | None
 ) -> None:
-    """Every task ends in exactly one terminal state, runs at most its attempts, never over `workers`."""
+    """Each task ends in one terminal state, runs at most its attempts, never over `workers`."""
     runs: dict[int, int] = {}
     running = 0
     peak = 0
@@ -104,7 +105,8 @@ def test_random_workloads_keep_invariants(
                 assert isinstance(info.last_error, (OSError, trio_workq.TaskTimeout))
                 assert len(info.errors) == info.attempts
             else:
-                assert isinstance(outcome_.error, trio_workq.TaskCancelled)  # type: ignore[union-attr]
+                assert isinstance(outcome_, outcome.Error)
+                assert isinstance(outcome_.error, trio_workq.TaskCancelled)
 
     async def cancel_later(handle: trio_workq.TaskHandle[int], after: float) -> None:
         await trio.sleep(after)

@@ -62,7 +62,7 @@ async def test_shutdown_default_timeout_from_open(autojump_clock: trio.testing.M
 
 
 async def test_shutdown_waits_for_shielded_cleanup(autojump_clock: trio.testing.MockClock) -> None:
-    """A task ignoring cancellation for a while (shielded cleanup) delays shutdown until it unwinds."""
+    """A task shielding its cleanup for a while delays shutdown until it unwinds."""
 
     async def stubborn() -> None:
         try:
@@ -128,41 +128,47 @@ async def test_producers_waiting_get_queue_closed(autojump_clock: trio.testing.M
 async def test_exception_in_block_cancels_tasks(autojump_clock: trio.testing.MockClock) -> None:
     """An exception escaping the block cancels tasks promptly and propagates as itself."""
     start = trio.current_time()
+    handles: list[trio_workq.TaskHandle[str]] = []
     with pytest.raises(KeyError, match="boom"):
         async with trio_workq.open_work_queue(workers=1) as queue:
-            running = await queue.submit(sleeper, 100)
-            queued = await queue.submit(sleeper, 100)
+            handles.append(await queue.submit(sleeper, 100))  # runs
+            handles.append(await queue.submit(sleeper, 100))  # waits in the buffer
             await trio.testing.wait_all_tasks_blocked()
             raise KeyError("boom")
     assert trio.current_time() == start
-    assert running.status is TaskStatus.CANCELLED
-    assert queued.status is TaskStatus.CANCELLED
+    assert [h.status for h in handles] == [TaskStatus.CANCELLED] * 2
+    assert handles[0].info().attempts == 1
 
 
-async def test_exception_in_block_with_callers_nursery(autojump_clock: trio.testing.MockClock) -> None:
+async def test_exception_in_block_with_callers_nursery(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """With the caller's nursery, an escaping exception still cancels the queue's tasks."""
+    handles: list[trio_workq.TaskHandle[str]] = []
     with pytest.RaisesGroup(ValueError):
         async with trio.open_nursery() as nursery:
             async with trio_workq.open_work_queue(nursery, workers=1) as queue:
-                handle = await queue.submit(sleeper, 100)
+                handles.append(await queue.submit(sleeper, 100))
                 await trio.testing.wait_all_tasks_blocked()
                 raise ValueError
-    assert handle.status is TaskStatus.CANCELLED
+    assert handles[0].status is TaskStatus.CANCELLED
 
 
 async def test_enclosing_cancel_cancels_tasks(autojump_clock: trio.testing.MockClock) -> None:
     """Cancelling the enclosing scope cancels the queue's tasks and records them cancelled."""
+    handles: list[trio_workq.TaskHandle[str]] = []
     with trio.move_on_after(2) as scope:
         async with trio_workq.open_work_queue(workers=1) as queue:
-            running = await queue.submit(sleeper, 100)
-            queued = await queue.submit(sleeper, 100)
+            handles.append(await queue.submit(sleeper, 100))
+            handles.append(await queue.submit(sleeper, 100))
             await trio.sleep(50)
     assert scope.cancelled_caught
-    assert running.status is TaskStatus.CANCELLED
-    assert queued.status is TaskStatus.CANCELLED
+    assert [h.status for h in handles] == [TaskStatus.CANCELLED] * 2
 
 
-async def test_cancelled_shutdown_forces_cancellation(autojump_clock: trio.testing.MockClock) -> None:
+async def test_cancelled_shutdown_forces_cancellation(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """If the caller of shutdown() is cancelled, the queue's tasks are cancelled at once."""
     async with trio_workq.open_work_queue(workers=1) as queue:
         handle = await queue.submit(sleeper, 100)
@@ -172,7 +178,9 @@ async def test_cancelled_shutdown_forces_cancellation(autojump_clock: trio.testi
         assert handle.status is TaskStatus.CANCELLED
 
 
-async def test_shutdown_twice_and_shorter_deadline_wins(autojump_clock: trio.testing.MockClock) -> None:
+async def test_shutdown_twice_and_shorter_deadline_wins(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """shutdown() may be called again; a later, shorter deadline takes effect."""
     async with trio_workq.open_work_queue() as queue:
         handle = await queue.submit(sleeper, 100)
@@ -197,7 +205,7 @@ async def test_shutdown_checkpoints_and_rejects_bad_timeout() -> None:
 
 
 async def test_keyboard_interrupt_is_not_swallowed() -> None:
-    """A BaseException that is not cancellation propagates out of the queue; its task ends cancelled."""
+    """A non-cancellation BaseException propagates out of the queue; its task ends cancelled."""
 
     async def interrupt() -> None:
         await trio.lowlevel.checkpoint()
@@ -209,3 +217,29 @@ async def test_keyboard_interrupt_is_not_swallowed() -> None:
             holder.append(await queue.submit(interrupt))
             await trio.sleep_forever()
     assert holder[0].status is TaskStatus.CANCELLED
+
+
+async def test_drain_gives_retrying_tasks_their_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A graceful shutdown lets a task in backoff, or failing during the drain, retry."""
+    attempts: list[float] = []
+
+    async def flaky() -> str:
+        attempts.append(trio.current_time())
+        await trio.sleep(1)
+        if len(attempts) < 3:
+            raise OSError("not yet")
+        return "finally"
+
+    policy = trio_workq.RetryPolicy(max_attempts=3, backoff=trio_workq.fixed(2))
+    start = trio.current_time()
+    async with trio_workq.open_work_queue(retry=policy) as queue:
+        handle = await queue.submit(flaky)
+        await trio.sleep(1.5)  # first attempt failed; now retrying
+        assert handle.status is TaskStatus.RETRYING
+        later = await queue.schedule(flaky, delay=1)
+    assert await handle.result() == "finally"
+    assert attempts == [start, start + 3, start + 6]
+    assert later.status is TaskStatus.CANCELLED
+    assert later.info().attempts == 0

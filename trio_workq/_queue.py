@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -132,7 +132,9 @@ class WorkQueue:
         self._max_retained = check_count("max_retained", max_retained, minimum=0, allow_inf=True)
         self._retention = None if retention is None else _check_seconds("retention", retention)
         self._shutdown_timeout = (
-            None if shutdown_timeout is None else _check_seconds("shutdown_timeout", shutdown_timeout)
+            None
+            if shutdown_timeout is None
+            else _check_seconds("shutdown_timeout", shutdown_timeout)
         )
 
         self._ready = ReadySet()
@@ -162,8 +164,8 @@ class WorkQueue:
         *args: Unpack[Ts],
         name: str | None = None,
         priority: int = 0,
-        timeout: float | None = None,
-        retry: RetryPolicy | None | _Unset = _UNSET,
+        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+        retry: RetryPolicy | _Unset | None = _UNSET,
     ) -> TaskHandle[T]:
         """Queue ``await fn(*args)`` and return its handle, waiting while the buffer is full.
 
@@ -201,7 +203,7 @@ class WorkQueue:
         name: str | None = None,
         priority: int = 0,
         timeout: float | None = None,
-        retry: RetryPolicy | None | _Unset = _UNSET,
+        retry: RetryPolicy | _Unset | None = _UNSET,
     ) -> TaskHandle[T]:
         """Queue ``await fn(*args)`` if there is room now. Not a checkpoint.
 
@@ -227,8 +229,8 @@ class WorkQueue:
         at: datetime | None = None,
         name: str | None = None,
         priority: int = 0,
-        timeout: float | None = None,
-        retry: RetryPolicy | None | _Unset = _UNSET,
+        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+        retry: RetryPolicy | _Unset | None = _UNSET,
     ) -> TaskHandle[T]:
         """Run ``await fn(*args)`` later: after *delay* seconds, or at the instant *at*.
 
@@ -266,7 +268,7 @@ class WorkQueue:
         name: str | None = None,
         priority: int = 0,
         timeout: float | None = None,
-        retry: RetryPolicy | None | _Unset = _UNSET,
+        retry: RetryPolicy | _Unset | None = _UNSET,
     ) -> TaskHandle[T]:
         """Like `schedule`, but raise `trio.WouldBlock` instead of waiting. Not a checkpoint."""
         task, due = self._new_scheduled(fn, args, delay, at, name, priority, timeout, retry)
@@ -282,7 +284,7 @@ class WorkQueue:
         name: str | None,
         priority: int,
         timeout: float | None,
-        retry: RetryPolicy | None | _Unset,
+        retry: RetryPolicy | _Unset | None,
     ) -> TaskHandle[T]:
         if self._closing:
             raise _closed_error()
@@ -311,7 +313,7 @@ class WorkQueue:
         name: str | None,
         priority: int,
         timeout: float | None,
-        retry: RetryPolicy | None | _Unset,
+        retry: RetryPolicy | _Unset | None,
     ) -> tuple[TaskHandle[T], float]:
         if (delay is None) == (at is None):
             raise TypeError("schedule() takes exactly one of delay= and at=")
@@ -375,7 +377,7 @@ class WorkQueue:
         self._add_timer(task, due)
 
     def _add_timer(self, task: TaskHandle[Any], due: float) -> None:
-        task._due = due  # noqa: SLF001
+        task._due = due
         if self._timers.push(task, due) and self._timer_scope is not None:
             self._timer_scope.deadline = due
 
@@ -383,11 +385,11 @@ class WorkQueue:
         """Move a task to a terminal status, wake its waiters, retain its record."""
         self._set_status(task, status)
         now = trio.current_time()
-        task._finished = now  # noqa: SLF001
-        task._scope = None  # noqa: SLF001
-        task._due = None  # noqa: SLF001
-        if task._event is not None:  # noqa: SLF001
-            task._event.set()  # noqa: SLF001
+        task._finished = now
+        task._scope = None
+        task._due = None
+        if task._event is not None:
+            task._event.set()
         finished = self._finished
         finished.append(task)
         if len(finished) > self._max_retained:
@@ -402,21 +404,21 @@ class WorkQueue:
             return
         horizon = now - self._retention
         finished = self._finished
-        while finished and finished[0]._finished <= horizon:  # type: ignore[operator]  # noqa: SLF001
+        while finished and finished[0]._finished <= horizon:  # type: ignore[operator]
             del self._tasks[finished.popleft().id]
 
     def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
         """Record a failed attempt, then retry the task or end it ``failed``."""
-        task._last_error = error  # noqa: SLF001
-        task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]  # noqa: SLF001
-        policy = task._retry  # noqa: SLF001
+        task._last_error = error
+        task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]
+        policy = task._retry
         # A task that fails while being cancelled is not retried: cancellation never is.
-        if policy is not None and not task._cancel_requested:  # noqa: SLF001
+        if policy is not None and not task._cancel_requested:
             try:
                 delay = policy.next_delay(task.attempts, error)
             except Exception as policy_error:  # a broken backoff or retry_if fails the task
                 policy_error.__context__ = error
-                task._last_error = policy_error  # noqa: SLF001
+                task._last_error = policy_error
                 delay = None
             if delay is not None:
                 self._set_status(task, RETRYING)
@@ -457,19 +459,19 @@ class WorkQueue:
                             continue
                         self._set_status(task, RUNNING)
                         task.attempts += 1
-                        task._started = started = trio.current_time()  # noqa: SLF001
-                        task._due = None  # noqa: SLF001
-                        task._scope = scope  # noqa: SLF001
-                        timeout = task._timeout  # noqa: SLF001
+                        task._started = started = trio.current_time()
+                        task._due = None
+                        task._scope = scope
+                        timeout = task._timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
                         try:
-                            value = await task._fn(*task._args)  # noqa: SLF001
+                            value = await task._fn(*task._args)
                         except Exception as exc:
-                            task._scope = None  # noqa: SLF001
+                            task._scope = None
                             self._fail_attempt(task, exc)
                         else:
-                            task._result = value  # noqa: SLF001
+                            task._result = value
                             self._finish(task, COMPLETED)
                         task = None
                         if timeout is not None:
@@ -478,11 +480,12 @@ class WorkQueue:
                             break  # a cancel() raced the task's completion; renew the scope
                 if task is not None:
                     # Our scope caught the Cancelled: cancel() or the task's timeout.
-                    task._scope = None  # noqa: SLF001
-                    if task._cancel_requested:  # noqa: SLF001
+                    task._scope = None
+                    if task._cancel_requested:
                         self._finish(task, CANCELLED)
                     else:
-                        self._fail_attempt(task, TaskTimeout(f"task timed out after {task._timeout}s"))  # noqa: SLF001
+                        message = f"task timed out after {task._timeout}s"
+                        self._fail_attempt(task, TaskTimeout(message))
                     task = None
         except BaseException:
             # Cancelled from outside (forced shutdown), or KeyboardInterrupt & co:
@@ -491,7 +494,7 @@ class WorkQueue:
                 self._finish(task, CANCELLED)
             raise
 
-    async def _scheduler(self) -> None:
+    async def _scheduler(self) -> None:  # noqa: ASYNC910 - private; runs until drained
         """Move due tasks to the ready set: one task and one heap for every timer."""
         timers = self._timers
         burst = 0
@@ -535,7 +538,9 @@ class WorkQueue:
         try:
             return self._tasks[task_id]
         except (KeyError, TypeError):
-            raise TaskNotFound(f"no task with id {task_id!r} (unknown, or its record expired)") from None
+            raise TaskNotFound(
+                f"no task with id {task_id!r} (unknown, or its record expired)"
+            ) from None
 
     def get_info(self, task_id: str) -> TaskInfo:
         """A `TaskInfo` snapshot of the task with this id. Not a checkpoint.
@@ -556,14 +561,14 @@ class WorkQueue:
     def _cancel_task(self, task: TaskHandle[Any]) -> bool:
         status = task.status
         if status is RUNNING:
-            if not task._cancel_requested:  # noqa: SLF001
-                task._cancel_requested = True  # noqa: SLF001
-                assert task._scope is not None  # noqa: SLF001
-                task._scope.cancel()  # noqa: SLF001
+            if not task._cancel_requested:
+                task._cancel_requested = True
+                assert task._scope is not None
+                task._scope.cancel()
             return True
         if task.done:
             return False
-        task._cancel_requested = True  # noqa: SLF001
+        task._cancel_requested = True
         if status is QUEUED:
             self._ready.discard(task)
             self._finish(task, CANCELLED)
@@ -602,8 +607,11 @@ class WorkQueue:
 
     # ------------------------------------------------------------- shutdown
 
-    async def shutdown(  # noqa: ASYNC109 - the deadline applies to the queue's own scope
-        self, timeout: float | None = None, *, cancel_queued: bool = False
+    async def shutdown(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline on the queue's own scope
+        *,
+        cancel_queued: bool = False,
     ) -> None:
         """Stop accepting tasks, let the queue drain, and wait until it has stopped.
 
@@ -648,7 +656,7 @@ class WorkQueue:
 
     def _cancel_all(self, tasks: list[TaskHandle[Any]]) -> None:
         for task in tasks:
-            task._cancel_requested = True  # noqa: SLF001
+            task._cancel_requested = True
             self._finish(task, CANCELLED)
 
     def _check_drained(self) -> None:
@@ -700,7 +708,7 @@ async def open_work_queue(
     max_retained: int | float = 10_000,
     retention: float | None = 3600.0,
     shutdown_timeout: float | None = None,
-) -> AsyncIterator[WorkQueue]:
+) -> AsyncGenerator[WorkQueue, None]:
     """Open a `WorkQueue` whose workers run in *nursery* (or in a nursery of its own).
 
     Entering starts the workers. Leaving the block normally performs
@@ -746,7 +754,7 @@ async def open_work_queue(
         body_error: BaseException | None = None
         try:
             async with trio.open_nursery() as own_nursery:
-                await own_nursery.start(queue._run)  # noqa: SLF001
+                await own_nursery.start(queue._run)
                 try:
                     async with _shut_down_on_exit(queue):
                         yield queue
@@ -763,16 +771,16 @@ async def open_work_queue(
         assert body_error is not None
         raise body_error
     else:
-        await nursery.start(queue._run)  # noqa: SLF001
+        await nursery.start(queue._run)
         async with _shut_down_on_exit(queue):
             yield queue
 
 
 @asynccontextmanager
-async def _shut_down_on_exit(queue: WorkQueue) -> AsyncIterator[None]:
+async def _shut_down_on_exit(queue: WorkQueue) -> AsyncGenerator[None, None]:
     try:
         yield
     except BaseException:
-        queue._abort()  # noqa: SLF001
+        queue._abort()
         raise
-    await queue.shutdown(timeout=queue._shutdown_timeout)  # noqa: SLF001
+    await queue.shutdown(timeout=queue._shutdown_timeout)

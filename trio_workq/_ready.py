@@ -27,10 +27,10 @@ class ReadySet:
         self.live = 0
 
     def push(self, task: TaskHandle[Any]) -> None:
-        level = self._levels.get(task._priority)  # noqa: SLF001
+        level = self._levels.get(task._priority)
         if level is None:
-            level = self._levels[task._priority] = deque()  # noqa: SLF001
-            heapq.heappush(self._order, -task._priority)  # noqa: SLF001
+            level = self._levels[task._priority] = deque()
+            heapq.heappush(self._order, -task._priority)
         level.append(task)
         self.live += 1
 

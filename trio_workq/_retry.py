@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -118,8 +118,8 @@ def _check_max_attempts(_: object, __: object, value: object) -> None:
 
 def _check_callable(
     what: str, *, optional: bool
-) -> Callable[[object, attrs.Attribute[object], object], None]:
-    def check(_: object, __: attrs.Attribute[object], value: object) -> None:
+) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_: object, __: attrs.Attribute[Any], value: Any) -> None:
         if not ((optional and value is None) or callable(value)):
             raise TypeError(f"{what} must be callable, got {value!r}")
 

@@ -102,9 +102,9 @@ class TaskInfo:
 
 def task_name(fn: object) -> str:
     """The default task name: the function's ``module:qualname``."""
-    inner = fn
+    inner: Any = fn
     while hasattr(inner, "func"):  # functools.partial, possibly nested
-        inner = inner.func  # type: ignore[attr-defined]
+        inner = inner.func
     qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
     module = getattr(inner, "__module__", None)
     return f"{module}:{qualname}" if module else qualname
@@ -168,7 +168,7 @@ class TaskHandle(Generic[T]):
         self._queue = queue
         self._seq = seq
         self.id = str(seq)
-        self._fn: Callable[..., Awaitable[T]] | None = fn
+        self._fn: Callable[..., Awaitable[T]] = fn
         self._args: tuple[Any, ...] = args
         self._name = name
         self._priority = priority
@@ -204,7 +204,7 @@ class TaskHandle(Generic[T]):
 
     def info(self) -> TaskInfo:
         """A `TaskInfo` snapshot of this task. Not a checkpoint."""
-        wall = self._queue._wall_time  # noqa: SLF001 - the record belongs to its queue
+        wall = self._queue._wall_time
         retry = self._retry
         return TaskInfo(
             id=self.id,
@@ -233,7 +233,7 @@ class TaskHandle(Generic[T]):
             ``True`` if the task had not finished, ``False`` if it had (and
             nothing changed).
         """
-        return self._queue._cancel_task(self)  # noqa: SLF001
+        return self._queue._cancel_task(self)
 
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the task finishes and return the outcome of its final attempt.

@@ -39,15 +39,17 @@ def check_async_callable(fn: object) -> None:
         raise TypeError(f"expected an async function, got the class {inner!r}")
     if inspect.isfunction(inner) or inspect.ismethod(inner) or inspect.isbuiltin(inner):
         if not inspect.iscoroutinefunction(inner):
-            kind = "async generator function" if inspect.isasyncgenfunction(inner) else (
-                "synchronous function"
+            kind = (
+                "async generator function"
+                if inspect.isasyncgenfunction(inner)
+                else ("synchronous function")
             )
             raise TypeError(
                 f"expected an async function, got the {kind} {inner!r}; "
                 "run blocking code with trio.to_thread.run_sync inside an async function"
             )
         return
-    call = getattr(type(inner), "__call__", None)  # noqa: B004 - we want the class attribute
+    call = getattr(inner.__class__, "__call__", None)  # noqa: B004 - we want the class attribute
     if inspect.isfunction(call) and not inspect.iscoroutinefunction(call):
         raise TypeError(f"expected an async callable, but {inner!r} has a synchronous __call__")
 
@@ -69,7 +71,9 @@ def check_timeout(timeout: object) -> float | None:
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+        raise TypeError(
+            f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+        )
     if not timeout > 0:  # also rejects NaN
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     return None if timeout == math.inf else float(timeout)

@@ -52,7 +52,9 @@ class Waiters(Generic[P]):
     def wake_first(self, error: BaseException | None = None) -> P:
         """Wake the first waiter (raising *error* in it, if given); return its payload."""
         task, payload = self._line.popleft()
-        trio.lowlevel.reschedule(task, outcome.Value(None) if error is None else outcome.Error(error))
+        trio.lowlevel.reschedule(
+            task, outcome.Value(None) if error is None else outcome.Error(error)
+        )
         return payload
 
     def wake_all(self, make_error: Callable[[], BaseException] | None = None) -> None:
