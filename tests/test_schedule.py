@@ -623,3 +623,20 @@ def _fail_instead_of_hanging(namespace: dict[str, Any]) -> None:
 
 
 _fail_instead_of_hanging(globals())
+
+
+async def test_cancelled_timers_are_compacted() -> None:
+    """Cancelling most scheduled tasks shrinks the timer heap instead of keeping tombstones."""
+
+    async def never() -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with trio_workq.open_work_queue() as queue:
+        handles = [queue.schedule_nowait(never, delay=1000 + i) for i in range(200)]
+        for handle in handles[:150]:
+            assert handle.cancel()
+        assert len(queue._timers._heap) < 200
+        assert queue._timers.live == 50
+        assert queue.statistics().scheduled == 50
+        await queue.shutdown()
+    assert all(h.status is trio_workq.TaskStatus.CANCELLED for h in handles)
