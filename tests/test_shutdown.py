@@ -243,3 +243,51 @@ async def test_drain_gives_retrying_tasks_their_attempts(
     assert attempts == [start, start + 3, start + 6]
     assert later.status is TaskStatus.CANCELLED
     assert later.info().attempts == 0
+
+
+async def test_cancelling_task_held_for_room_lets_queue_drain(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A due task waiting for buffer room can be cancelled, and the queue still drains."""
+
+    async def busy() -> None:
+        await trio.sleep(10)
+
+    async with trio_workq.open_work_queue(workers=1, max_buffer_size=0) as queue:
+        await queue.submit(busy)
+        due = await queue.schedule(busy, delay=1)
+        await trio.sleep(2)  # due, but no worker and no buffer: the scheduler holds it
+        assert due.status is TaskStatus.SCHEDULED
+        assert due.cancel()
+        later = await queue.schedule(sleeper, 0.5, delay=1)
+        await queue.shutdown(cancel_queued=False, timeout=None)
+    assert due.status is TaskStatus.CANCELLED
+    assert later.status is TaskStatus.CANCELLED  # not yet due when shutdown began
+
+
+async def test_deadline_cancelled_task_failing_in_cleanup_is_not_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A task cancelled by the shutdown deadline that raises while unwinding is never retried."""
+    runs: list[float] = []
+
+    async def bad_cleanup() -> None:
+        runs.append(trio.current_time())
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise OSError("cleanup failed")
+
+    policy = trio_workq.RetryPolicy(max_attempts=5, backoff=trio_workq.fixed(0))
+    async with trio_workq.open_work_queue(retry=policy, shutdown_timeout=1) as queue:
+        handle = await queue.submit(bad_cleanup)
+    assert len(runs) == 1
+    assert handle.status is TaskStatus.FAILED
+    assert isinstance(handle.info().last_error, OSError)
+
+
+async def test_exception_group_from_block_is_not_double_wrapped() -> None:
+    """An ExceptionGroup raised in the block (no nursery given) comes out as that group."""
+    with pytest.RaisesGroup(ValueError, match="^mine"):
+        async with trio_workq.open_work_queue():
+            raise ExceptionGroup("mine", [ValueError()])

@@ -153,6 +153,7 @@ class WorkQueue:
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
+        self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
         self._wall_offset = time.time() - trio.current_time()
 
@@ -349,6 +350,8 @@ class WorkQueue:
 
     def _admit(self, task: TaskHandle[Any]) -> bool:
         """Move a task whose turn came out of the producers' line; False if it was cancelled."""
+        if task is self._held:
+            self._held = None  # now, not when the scheduler next runs: drain checks read it
         if task.status is QUEUED:  # a new task from submit()
             self._accept(task)
             return True
@@ -413,7 +416,7 @@ class WorkQueue:
         task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]
         policy = task._retry
         # A task that fails while being cancelled is not retried: cancellation never is.
-        if policy is not None and not task._cancel_requested:
+        if policy is not None and not (task._cancel_requested or self._scope.cancel_called):
             try:
                 delay = policy.next_delay(task.attempts, error)
             except Exception as policy_error:  # a broken backoff or retry_if fails the task
@@ -575,7 +578,11 @@ class WorkQueue:
             if self._producers:
                 self._admit_producers()
         else:  # scheduled or retrying
-            if task is not self._held:
+            if task is self._held:
+                # Release the scheduler from waiting for room on this task's behalf.
+                self._held = None
+                self._producers.wake_payload(task)
+            else:
                 self._timers.discard(task)
             self._finish(task, CANCELLED)
         return True
@@ -686,11 +693,20 @@ class WorkQueue:
                         nursery.start_soon(self._worker)
                     nursery.start_soon(self._scheduler)
                     task_status.started()
+        except BaseException as exc:
+            self._crashed = not _only_cancelled(exc)
+            raise
         finally:
             # Cancelled from outside or crashed: nothing may be left half-done.
             self._begin_shutdown(cancel_queued=True)
             self._cancel_all(self._timers.drain())
             self._stopped.set()
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def _closed_error() -> QueueClosed:
@@ -761,10 +777,10 @@ async def open_work_queue(
                 except BaseException as exc:
                     body_error = exc
                     raise
-        except BaseExceptionGroup as group:
-            # The nursery is ours, not the caller's: an exception from the block
-            # alone comes out as itself. Anything more stays a group.
-            if body_error is None or group.exceptions != (body_error,):
+        except BaseExceptionGroup:
+            # The nursery is ours, not the caller's: when only the block raised,
+            # its exception comes out as itself. Anything more stays a group.
+            if body_error is None or queue._crashed:
                 raise
         else:
             return

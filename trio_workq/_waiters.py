@@ -57,6 +57,14 @@ class Waiters(Generic[P]):
         )
         return payload
 
+    def wake_payload(self, payload: P) -> None:
+        """Wake the waiter holding *payload* (by identity), if it is in the line."""
+        for entry in self._line:
+            if entry[1] is payload:
+                self._line.remove(entry)
+                trio.lowlevel.reschedule(entry[0], outcome.Value(None))
+                return
+
     def wake_all(self, make_error: Callable[[], BaseException] | None = None) -> None:
         """Wake every waiter, raising ``make_error()`` in each if given."""
         while self._line:
