@@ -705,7 +705,8 @@ class WorkQueue:
 
 def _only_cancelled(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
-        return exc.split(trio.Cancelled)[1] is None
+        group: BaseExceptionGroup[BaseException] = exc
+        return group.split(trio.Cancelled)[1] is None
     return isinstance(exc, trio.Cancelled)
 
 
