@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
 import trio
@@ -705,7 +705,7 @@ class WorkQueue:
 
 def _only_cancelled(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
-        group: BaseExceptionGroup[BaseException] = exc
+        group = cast("BaseExceptionGroup[BaseException]", exc)
         return group.split(trio.Cancelled)[1] is None
     return isinstance(exc, trio.Cancelled)
 
