@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,11 +25,6 @@ from trio_workq import (
     exponential,
     fixed,
 )
-
-#: Trio seconds after which a test counts as hung. Under autojump_clock, a test whose
-#: tasks all block forever (say, a scheduler that is never woken) jumps straight to
-#: this deadline and fails with trio.TooSlowError instead of hanging the run.
-HANG_LIMIT = 1_000_000
 
 
 async def noop() -> None:
@@ -915,26 +908,3 @@ async def test_broken_retry_if_fails_the_task(autojump_clock: trio.testing.MockC
             await handle.result()
         assert (handle.status, handle.attempts) == (TaskStatus.FAILED, 1)
         assert await (await queue.submit(Flaky(failures=0))).result() == "ok after 1"
-
-
-def _fail_instead_of_hanging(namespace: dict[str, Any]) -> None:
-    """Wrap every async test of this module in trio.fail_after(HANG_LIMIT)."""
-
-    def guard(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        @functools.wraps(test)  # keeps the signature (fixtures) and the pytest marks
-        async def guarded(*args: Any, **kwargs: Any) -> None:
-            with trio.fail_after(HANG_LIMIT):
-                await test(*args, **kwargs)
-
-        return guarded
-
-    for name, obj in list(namespace.items()):
-        if name.startswith("test_") and inspect.iscoroutinefunction(obj):
-            namespace[name] = guard(obj)
-        elif name.startswith("Test") and isinstance(obj, type):
-            for attr, member in list(vars(obj).items()):
-                if attr.startswith("test_") and inspect.iscoroutinefunction(member):
-                    setattr(obj, attr, guard(member))
-
-
-_fail_instead_of_hanging(globals())

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import random
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,11 +14,6 @@ import trio.testing
 
 import trio_workq
 from trio_workq import TaskStatus
-
-#: Trio seconds after which a test counts as hung. Under autojump_clock, a test whose
-#: tasks all block forever (say, a scheduler that is never woken) jumps straight to
-#: this deadline and fails with trio.TooSlowError instead of hanging the run.
-HANG_LIMIT = 1_000_000
 
 
 async def noop() -> None:
@@ -600,29 +592,6 @@ class TestShutdown:
         assert held.status is TaskStatus.CANCELLED
         stats = queue.statistics()
         assert (stats.scheduled, stats.cancelled) == (0, 3)
-
-
-def _fail_instead_of_hanging(namespace: dict[str, Any]) -> None:
-    """Wrap every async test of this module in trio.fail_after(HANG_LIMIT)."""
-
-    def guard(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        @functools.wraps(test)  # keeps the signature (fixtures) and the pytest marks
-        async def guarded(*args: Any, **kwargs: Any) -> None:
-            with trio.fail_after(HANG_LIMIT):
-                await test(*args, **kwargs)
-
-        return guarded
-
-    for name, obj in list(namespace.items()):
-        if name.startswith("test_") and inspect.iscoroutinefunction(obj):
-            namespace[name] = guard(obj)
-        elif name.startswith("Test") and isinstance(obj, type):
-            for attr, member in list(vars(obj).items()):
-                if attr.startswith("test_") and inspect.iscoroutinefunction(member):
-                    setattr(obj, attr, guard(member))
-
-
-_fail_instead_of_hanging(globals())
 
 
 async def test_cancelled_timers_are_compacted() -> None:
