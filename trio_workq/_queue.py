@@ -155,7 +155,8 @@ class WorkQueue:
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
-        self._wall_offset = time.time() - trio.current_time()
+        self._clock = trio.lowlevel.current_clock()  # fixed for the run; skips a lookup
+        self._wall_offset = time.time() - self._clock.current_time()
 
     # ------------------------------------------------------------------ intake
 
@@ -188,7 +189,7 @@ class WorkQueue:
             QueueClosed: If the queue is shutting down.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        task = self._new_task(fn, args, name, priority, timeout, retry)
+        task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
         if self._ready.live < self._capacity or self._idle:
             self._accept(task)
             self._make_ready(task)
@@ -215,7 +216,7 @@ class WorkQueue:
             TypeError, ValueError: For bad arguments.
             QueueClosed: If the queue is shutting down.
         """
-        task = self._new_task(fn, args, name, priority, timeout, retry)
+        task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
         if not (self._ready.live < self._capacity or self._idle):
             raise trio.WouldBlock
         self._accept(task)
@@ -286,6 +287,7 @@ class WorkQueue:
         priority: int,
         timeout: float | None,
         retry: RetryPolicy | _Unset | None,
+        now: float,
     ) -> TaskHandle[T]:
         if self._closing:
             raise _closed_error()
@@ -301,9 +303,7 @@ class WorkQueue:
         elif retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._seq += 1
-        return TaskHandle(
-            self, self._seq, fn, args, name, priority, timeout, retry, trio.current_time()
-        )
+        return TaskHandle(self, self._seq, fn, args, name, priority, timeout, retry, now)
 
     def _new_scheduled(
         self,
@@ -316,14 +316,19 @@ class WorkQueue:
         timeout: float | None,
         retry: RetryPolicy | _Unset | None,
     ) -> tuple[TaskHandle[T], float]:
-        if (delay is None) == (at is None):
-            raise TypeError("schedule() takes exactly one of delay= and at=")
-        if delay is not None:
-            due = trio.current_time() + _check_seconds("delay", delay)
+        now = self._clock.current_time()
+        if at is None:
+            if delay is None:
+                raise TypeError("schedule() takes exactly one of delay= and at=")
+            if delay.__class__ is not float or not 0.0 <= delay < math.inf:
+                delay = _check_seconds("delay", delay)
+            due = now + delay
         else:
+            if delay is not None:
+                raise TypeError("schedule() takes exactly one of delay= and at=")
             wait = (check_aware(at) - datetime.now(timezone.utc)).total_seconds()
-            due = trio.current_time() + max(wait, 0.0)
-        return self._new_task(fn, args, name, priority, timeout, retry), due
+            due = now + max(wait, 0.0)
+        return self._new_task(fn, args, name, priority, timeout, retry, now), due
 
     # --------------------------------------------------------- state changes
 
@@ -376,7 +381,8 @@ class WorkQueue:
 
     def _add_scheduled(self, task: TaskHandle[Any], due: float) -> None:
         task.status = SCHEDULED
-        self._accept(task)
+        self._tasks[task.id] = task
+        self._counts[SCHEDULED] += 1
         self._add_timer(task, due)
 
     def _add_timer(self, task: TaskHandle[Any], due: float) -> None:
