@@ -381,8 +381,7 @@ class WorkQueue:
 
     def _add_scheduled(self, task: TaskHandle[Any], due: float) -> None:
         task.status = SCHEDULED
-        self._tasks[task.id] = task
-        self._counts[SCHEDULED] += 1
+        self._accept(task)
         self._add_timer(task, due)
 
     def _add_timer(self, task: TaskHandle[Any], due: float) -> None:
@@ -393,7 +392,7 @@ class WorkQueue:
     def _finish(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """Move a task to a terminal status, wake its waiters, retain its record."""
         self._set_status(task, status)
-        now = trio.current_time()
+        now = self._clock.current_time()
         task._finished = now
         task._scope = None
         task._due = None
