@@ -12,6 +12,10 @@ from ._errors import Retry as Retry
 from ._errors import TaskCancelled as TaskCancelled
 from ._errors import TaskNotFound as TaskNotFound
 from ._errors import TaskTimeout as TaskTimeout
+from ._events import EventKind as EventKind
+from ._events import EventStream as EventStream
+from ._events import TaskEvent as TaskEvent
+from ._events import current_task as current_task
 from ._queue import QueueStatistics as QueueStatistics
 from ._queue import WorkQueue as WorkQueue
 from ._queue import open_work_queue as open_work_queue
@@ -27,6 +31,8 @@ from ._task import TaskStatus as TaskStatus
 
 __all__ = [
     "Backoff",
+    "EventKind",
+    "EventStream",
     "ExponentialBackoff",
     "FixedBackoff",
     "QueueClosed",
@@ -34,12 +40,14 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "TaskCancelled",
+    "TaskEvent",
     "TaskHandle",
     "TaskInfo",
     "TaskNotFound",
     "TaskStatus",
     "TaskTimeout",
     "WorkQueue",
+    "current_task",
     "exponential",
     "fixed",
     "open_work_queue",

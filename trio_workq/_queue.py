@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import sys
 import time
@@ -17,6 +18,7 @@ import attrs
 import trio
 
 from ._errors import QueueClosed, TaskNotFound, TaskTimeout, _check_seconds
+from ._events import EVENT_FOR_STATUS, EventKind, EventStream, TaskEvent, logger, set_current
 from ._ready import ReadySet
 from ._retry import RetryPolicy
 from ._task import (
@@ -153,6 +155,8 @@ class WorkQueue:
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
+        self._listeners: list[Callable[[TaskEvent], None]] = []
+        self._streams: list[EventStream] = []
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
         self._clock = trio.lowlevel.current_clock()  # fixed for the run; skips a lookup
@@ -336,6 +340,9 @@ class WorkQueue:
         """Register a new task: from now on it can be looked up and counted."""
         self._tasks[task.id] = task
         self._counts[task.status] += 1
+        if self._listeners or logger.isEnabledFor(logging.DEBUG):
+            kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
+            self._emit(task, kind)
 
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
@@ -344,8 +351,71 @@ class WorkQueue:
         counts[old] -= 1
         counts[status] += 1
         task.status = status
+        if self._listeners or logger.isEnabledFor(logging.DEBUG):
+            kind = EVENT_FOR_STATUS.get(status)
+            if kind is not None:
+                self._emit(task, kind)
         if old is SCHEDULED and self._schedulers:
             self._admit_scheduled()
+
+    def _emit(self, task: TaskHandle[Any], kind: EventKind) -> None:
+        """Tell the DEBUG log and every listener; a failing listener is logged, never raised."""
+        logger.debug("task %s (%s) %s", task.id, task.name, kind)
+        if not self._listeners:
+            return
+        now = self._clock.current_time()
+        event = TaskEvent(kind, task.info(), self._wall_time(now), now)
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r raised; the queue carries on", listener)
+
+    # ---------------------------------------------------------------- events
+
+    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        """Call ``listener(event)`` synchronously on every `TaskEvent`. Not a checkpoint.
+
+        A listener must be quick and must not block; one that raises is
+        logged and otherwise ignored.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        """Stop calling *listener*. Not a checkpoint.
+
+        Raises:
+            ValueError: If it was not added.
+        """
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            raise ValueError(f"{listener!r} is not a listener of this queue") from None
+
+    @asynccontextmanager
+    async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
+        """Receive lifecycle events as an async iterator, inside an ``async with`` block.
+
+        The stream buffers up to *max_buffer_size* events; when a slow
+        consumer lets it fill up, newer events are dropped and counted in
+        `EventStream.dropped` (the queue never waits for a consumer).
+        Entering is a checkpoint.
+        """
+        size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
+        await trio.lowlevel.checkpoint()
+        stream = EventStream(size)
+        self._listeners.append(stream._deliver)
+        self._streams.append(stream)
+        if self._stopped.is_set():
+            stream._close()
+        try:
+            yield stream
+        finally:
+            self._listeners.remove(stream._deliver)
+            self._streams.remove(stream)
+            stream._close()
 
     def _make_ready(self, task: TaskHandle[Any]) -> None:
         """Put a queued task in the ready set and wake an idle worker for it."""
@@ -362,6 +432,7 @@ class WorkQueue:
             return True
         if task.done:  # a due task cancelled while the scheduler held it
             return False
+        task._queued = self._clock.current_time()
         self._set_status(task, QUEUED)
         return True
 
@@ -391,11 +462,19 @@ class WorkQueue:
 
     def _finish(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """Move a task to a terminal status, wake its waiters, retain its record."""
-        self._set_status(task, status)
         now = self._clock.current_time()
         task._finished = now
         task._scope = None
         task._due = None
+        self._set_status(task, status)
+        if status is FAILED:
+            logger.warning(
+                "task %s (%s) failed after %d attempt(s)",
+                task.id,
+                task.name,
+                task.attempts,
+                exc_info=task._last_error,
+            )
         if task._event is not None:
             task._event.set()
         finished = self._finished
@@ -429,8 +508,18 @@ class WorkQueue:
                 task._last_error = policy_error
                 delay = None
             if delay is not None:
+                logger.info(
+                    "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                    task.id,
+                    task.name,
+                    task.attempts,
+                    error,
+                    delay,
+                )
+                due = self._clock.current_time() + delay
+                task._due = due
                 self._set_status(task, RETRYING)
-                self._add_timer(task, trio.current_time() + delay)
+                self._add_timer(task, due)
                 return
         self._finish(task, FAILED)
 
@@ -465,11 +554,12 @@ class WorkQueue:
                                 return
                             await self._idle.wait(None)
                             continue
-                        self._set_status(task, RUNNING)
                         task.attempts += 1
-                        task._started = started = trio.current_time()
+                        task._started = started = self._clock.current_time()
                         task._due = None
                         task._scope = scope
+                        set_current(task)
+                        self._set_status(task, RUNNING)
                         timeout = task._timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
@@ -515,6 +605,7 @@ class WorkQueue:
                 self._timer_scope = None
                 continue
             if self._ready.live < self._capacity or self._idle:
+                task._queued = self._clock.current_time()
                 self._set_status(task, QUEUED)
                 self._make_ready(task)
                 burst += 1
@@ -706,6 +797,8 @@ class WorkQueue:
             self._begin_shutdown(cancel_queued=True)
             self._cancel_all(self._timers.drain())
             self._stopped.set()
+            for stream in self._streams:
+                stream._close()  # consumers' iteration ends once they have read the rest
 
 
 def _only_cancelled(exc: BaseException) -> bool:

@@ -81,6 +81,8 @@ class TaskInfo:
             the last ten).
         created_at: When the task was submitted (aware UTC).
         due_at: When a ``scheduled`` or ``retrying`` task becomes runnable.
+        queued_at: When the task last became ``queued`` (submitted, or due);
+            ``None`` while it is first ``scheduled``.
         started_at: When the latest attempt started.
         finished_at: When the task reached a terminal status.
     """
@@ -96,6 +98,7 @@ class TaskInfo:
     errors: tuple[BaseException, ...]
     created_at: datetime
     due_at: datetime | None
+    queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
 
@@ -138,6 +141,7 @@ class TaskHandle(Generic[T]):
         "_name",
         "_priority",
         "_queue",
+        "_queued",
         "_result",
         "_retry",
         "_scope",
@@ -176,6 +180,7 @@ class TaskHandle(Generic[T]):
         self._retry = retry
         self._created = created
         self._due: float | None = None
+        self._queued = created  # when it last became queued (submit, or due)
         self._started: float | None = None
         self._finished: float | None = None
         self.status = QUEUED
@@ -218,6 +223,7 @@ class TaskHandle(Generic[T]):
             errors=self._errors,
             created_at=wall(self._created),
             due_at=None if self._due is None else wall(self._due),
+            queued_at=None if self.status is SCHEDULED else wall(self._queued),
             started_at=None if self._started is None else wall(self._started),
             finished_at=None if self._finished is None else wall(self._finished),
         )
