@@ -908,3 +908,12 @@ async def test_broken_retry_if_fails_the_task(autojump_clock: trio.testing.MockC
             await handle.result()
         assert (handle.status, handle.attempts) == (TaskStatus.FAILED, 1)
         assert await (await queue.submit(Flaky(failures=0))).result() == "ok after 1"
+
+
+def test_exponential_with_tiny_initial_does_not_overflow() -> None:
+    """A power that overflows on its own still yields the cap (found by Hypothesis)."""
+    backoff = exponential(
+        initial=8.977706512897897e-306, multiplier=19, max_delay=1614, jitter=False
+    )
+    assert backoff(242, OSError()) == 1614
+    assert backoff(10**9, OSError()) == 1614

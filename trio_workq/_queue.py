@@ -156,6 +156,9 @@ class WorkQueue:
         self._timer_scope: trio.CancelScope | None = None
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
         self._listeners: list[Callable[[TaskEvent], None]] = []
+        if logger.isEnabledFor(logging.DEBUG):
+            # Lifecycle logging is a listener, so a queue without any pays nothing for it.
+            self._listeners.append(_log_event)
         self._streams: list[EventStream] = []
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
@@ -340,7 +343,7 @@ class WorkQueue:
         """Register a new task: from now on it can be looked up and counted."""
         self._tasks[task.id] = task
         self._counts[task.status] += 1
-        if self._listeners or logger.isEnabledFor(logging.DEBUG):
+        if self._listeners:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
             self._emit(task, kind)
 
@@ -351,7 +354,7 @@ class WorkQueue:
         counts[old] -= 1
         counts[status] += 1
         task.status = status
-        if self._listeners or logger.isEnabledFor(logging.DEBUG):
+        if self._listeners:
             kind = EVENT_FOR_STATUS.get(status)
             if kind is not None:
                 self._emit(task, kind)
@@ -359,10 +362,7 @@ class WorkQueue:
             self._admit_scheduled()
 
     def _emit(self, task: TaskHandle[Any], kind: EventKind) -> None:
-        """Tell the DEBUG log and every listener; a failing listener is logged, never raised."""
-        logger.debug("task %s (%s) %s", task.id, task.name, kind)
-        if not self._listeners:
-            return
+        """Tell every listener; a failing listener is logged, never raised."""
         now = self._clock.current_time()
         event = TaskEvent(kind, task.info(), self._wall_time(now), now)
         for listener in tuple(self._listeners):
@@ -799,6 +799,10 @@ class WorkQueue:
             self._stopped.set()
             for stream in self._streams:
                 stream._close()  # consumers' iteration ends once they have read the rest
+
+
+def _log_event(event: TaskEvent) -> None:
+    logger.debug("task %s (%s) %s", event.info.id, event.info.name, event.kind)
 
 
 def _only_cancelled(exc: BaseException) -> bool:

@@ -53,7 +53,10 @@ class ExponentialBackoff:
             # The exponent at which the cap is reached; past it, no huge power is computed.
             exponent = attempt - 1
             if exponent < math.log(self.max_delay / self.initial, self.multiplier):
-                capped = min(self.initial * self.multiplier**exponent, self.max_delay)
+                try:
+                    capped = min(self.initial * self.multiplier**exponent, self.max_delay)
+                except OverflowError:  # the power alone overflows for tiny initials
+                    capped = self.max_delay
         if self.jitter:
             return capped * self._random()
         return capped
