@@ -227,3 +227,34 @@ class TestCurrentTask:
 async def _record_child(seen: list[trio_workq.TaskInfo]) -> None:
     await trio.lowlevel.checkpoint()
     seen.append(trio_workq.current_task())
+
+
+async def test_cheap_event_fields(autojump_clock: trio.testing.MockClock) -> None:
+    """Events carry queue wait, run duration and error without building TaskInfo."""
+    events: list[TaskEvent] = []
+    policy = trio_workq.RetryPolicy(max_attempts=2, backoff=trio_workq.fixed(3))
+    async with trio_workq.open_work_queue(workers=1) as queue:
+        queue.add_listener(events.append)
+        queue.submit_nowait(sleeper, 4, name="first")
+        slow = queue.submit_nowait(sleeper, 10, name="slow", timeout=2, retry=policy)
+        queued = queue.submit_nowait(sleeper, 1, name="never")
+        await trio.sleep(5)
+        queued.cancel()
+        await slow.wait()
+    table = [(e.name, str(e.kind), e.attempt, e.queue_wait, e.run_duration) for e in events]
+    assert table == [
+        ("first", "submitted", 0, None, None),
+        ("slow", "submitted", 0, None, None),
+        ("never", "submitted", 0, None, None),
+        ("first", "started", 1, 0.0, None),
+        ("first", "completed", 1, None, 4.0),
+        ("slow", "started", 1, 4.0, None),
+        ("never", "cancelled", 0, None, None),
+        ("slow", "retrying", 1, None, 2.0),
+        ("slow", "started", 2, 0.0, None),
+        ("slow", "failed", 2, None, 2.0),
+    ]
+    errors = [e.error for e in events if e.kind in (EventKind.RETRYING, EventKind.FAILED)]
+    assert all(isinstance(err, trio_workq.TaskTimeout) for err in errors)
+    assert events[0].task_id == events[0].info.id
+    assert "submitted" in repr(events[0])

@@ -9,8 +9,6 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._task import TaskInfo, TaskStatus
 
 if TYPE_CHECKING:
@@ -46,22 +44,76 @@ EVENT_FOR_STATUS: dict[TaskStatus, EventKind] = {
 }
 
 
-@attrs.frozen
 class TaskEvent:
     """One status change of one task, as delivered to listeners and event streams.
 
+    The cheap attributes are set when the event happens; `info` (always the
+    state at that moment) and `timestamp` are built on first access, so a
+    listener that only counts events pays little for them.
+
     Attributes:
-        kind: What happened.
-        info: The task's `TaskInfo` right after the change.
-        timestamp: When it happened (aware UTC).
-        time: When it happened, in trio time (`trio.current_time`), for
-            measuring durations.
+        kind: What happened (an `EventKind`).
+        task_id: The task's id.
+        name: The task's name.
+        attempt: The task's attempt count (the current attempt while running).
+        time: When it happened, in trio time (`trio.current_time`).
+        queue_wait: For ``started`` events, seconds from becoming queued to
+            starting; else ``None``.
+        run_duration: For events that end an attempt (``completed``,
+            ``failed``, ``retrying``, and ``cancelled`` of a running task),
+            the attempt's run time in seconds; else ``None``.
+        error: For ``failed`` and ``retrying``, the attempt's exception.
     """
 
-    kind: EventKind
-    info: TaskInfo
-    timestamp: datetime
-    time: float
+    __slots__ = (
+        "_info",
+        "_state",
+        "_task",
+        "attempt",
+        "error",
+        "kind",
+        "name",
+        "queue_wait",
+        "run_duration",
+        "task_id",
+        "time",
+    )
+
+    def __init__(
+        self, kind: EventKind, task: TaskHandle[Any], time: float, was_running: bool
+    ) -> None:
+        self.kind = kind
+        self.task_id = task.id
+        self.name = task.name
+        self.attempt = task.attempts
+        self.time = time
+        self._task = task
+        self._state = task._state()
+        self._info: TaskInfo | None = None
+        self.queue_wait: float | None = None
+        self.run_duration: float | None = None
+        self.error: BaseException | None = None
+        if kind is EventKind.STARTED:
+            self.queue_wait = time - task._queued
+        elif was_running and task._started is not None:
+            self.run_duration = time - task._started
+            if kind is EventKind.FAILED or kind is EventKind.RETRYING:
+                self.error = task._last_error
+
+    def __repr__(self) -> str:
+        return f"<TaskEvent {self.kind.value} task={self.task_id} name={self.name!r}>"
+
+    @property
+    def info(self) -> TaskInfo:
+        """The task's `TaskInfo` right after the change."""
+        if self._info is None:
+            self._info = self._task._info_from(self._state)
+        return self._info
+
+    @property
+    def timestamp(self) -> datetime:
+        """When it happened (aware UTC)."""
+        return self._task._queue._wall_time(self.time)
 
 
 _current: ContextVar[TaskHandle[Any]] = ContextVar("trio_workq_current_task")

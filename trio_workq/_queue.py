@@ -345,7 +345,7 @@ class WorkQueue:
         self._counts[task.status] += 1
         if self._listeners:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
-            self._emit(task, kind)
+            self._emit(task, kind, was_running=False)
 
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
@@ -357,14 +357,13 @@ class WorkQueue:
         if self._listeners:
             kind = EVENT_FOR_STATUS.get(status)
             if kind is not None:
-                self._emit(task, kind)
+                self._emit(task, kind, was_running=old is RUNNING)
         if old is SCHEDULED and self._schedulers:
             self._admit_scheduled()
 
-    def _emit(self, task: TaskHandle[Any], kind: EventKind) -> None:
+    def _emit(self, task: TaskHandle[Any], kind: EventKind, *, was_running: bool) -> None:
         """Tell every listener; a failing listener is logged, never raised."""
-        now = self._clock.current_time()
-        event = TaskEvent(kind, task.info(), self._wall_time(now), now)
+        event = TaskEvent(kind, task, self._clock.current_time(), was_running)
         for listener in tuple(self._listeners):
             try:
                 listener(event)
@@ -802,7 +801,7 @@ class WorkQueue:
 
 
 def _log_event(event: TaskEvent) -> None:
-    logger.debug("task %s (%s) %s", event.info.id, event.info.name, event.kind)
+    logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
 
 
 def _only_cancelled(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import attrs
 import outcome
@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
 
 T = TypeVar("T")
+
+_State: TypeAlias = tuple[
+    "TaskStatus",
+    int,
+    "BaseException | None",
+    "tuple[BaseException, ...]",
+    "float | None",
+    float,
+    "float | None",
+    "float | None",
+]
 
 
 class TaskStatus(str, enum.Enum):
@@ -209,23 +220,40 @@ class TaskHandle(Generic[T]):
 
     def info(self) -> TaskInfo:
         """A `TaskInfo` snapshot of this task. Not a checkpoint."""
+        return self._info_from(self._state())
+
+    def _state(self) -> _State:
+        """What changes over a task's life, cheaply copied (events keep it)."""
+        return (
+            self.status,
+            self.attempts,
+            self._last_error,
+            self._errors,
+            self._due,
+            self._queued,
+            self._started,
+            self._finished,
+        )
+
+    def _info_from(self, state: _State) -> TaskInfo:
+        status, attempts, last_error, errors, due, queued, started, finished = state
         wall = self._queue._wall_time
         retry = self._retry
         return TaskInfo(
             id=self.id,
             name=self.name,
-            status=self.status,
+            status=status,
             priority=self._priority,
-            attempts=self.attempts,
+            attempts=attempts,
             max_attempts=1 if retry is None else retry.max_attempts,
             timeout=self._timeout,
-            last_error=self._last_error,
-            errors=self._errors,
+            last_error=last_error,
+            errors=errors,
             created_at=wall(self._created),
-            due_at=None if self._due is None else wall(self._due),
-            queued_at=None if self.status is SCHEDULED else wall(self._queued),
-            started_at=None if self._started is None else wall(self._started),
-            finished_at=None if self._finished is None else wall(self._finished),
+            due_at=None if due is None else wall(due),
+            queued_at=None if status is SCHEDULED else wall(queued),
+            started_at=None if started is None else wall(started),
+            finished_at=None if finished is None else wall(finished),
         )
 
     def cancel(self) -> bool:
