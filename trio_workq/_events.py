@@ -53,52 +53,62 @@ class TaskEvent:
 
     Attributes:
         kind: What happened (an `EventKind`).
-        task_id: The task's id.
-        name: The task's name.
-        attempt: The task's attempt count (the current attempt while running).
         time: When it happened, in trio time (`trio.current_time`).
-        queue_wait: For ``started`` events, seconds from becoming queued to
-            starting; else ``None``.
-        run_duration: For events that end an attempt (``completed``,
-            ``failed``, ``retrying``, and ``cancelled`` of a running task),
-            the attempt's run time in seconds; else ``None``.
-        error: For ``failed`` and ``retrying``, the attempt's exception.
     """
 
-    __slots__ = (
-        "_info",
-        "_state",
-        "_task",
-        "attempt",
-        "error",
-        "kind",
-        "name",
-        "queue_wait",
-        "run_duration",
-        "task_id",
-        "time",
-    )
+    # Built for every status change while anyone listens: keep it to a few stores.
+    __slots__ = ("_info", "_state", "_task", "_was_running", "kind", "time")
 
     def __init__(
         self, kind: EventKind, task: TaskHandle[Any], time: float, was_running: bool
     ) -> None:
         self.kind = kind
-        self.task_id = task.id
-        self.name = task.name
-        self.attempt = task.attempts
         self.time = time
         self._task = task
         self._state = task._state()
+        self._was_running = was_running
         self._info: TaskInfo | None = None
-        self.queue_wait: float | None = None
-        self.run_duration: float | None = None
-        self.error: BaseException | None = None
-        if kind is EventKind.STARTED:
-            self.queue_wait = time - task._queued
-        elif was_running and task._started is not None:
-            self.run_duration = time - task._started
-            if kind is EventKind.FAILED or kind is EventKind.RETRYING:
-                self.error = task._last_error
+
+    @property
+    def task_id(self) -> str:
+        """The task's id."""
+        return self._task.id
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        return self._task.name
+
+    @property
+    def attempt(self) -> int:
+        """The task's attempt count (the current attempt while running)."""
+        return self._state[1]
+
+    @property
+    def queue_wait(self) -> float | None:
+        """For ``started`` events, seconds from becoming queued to starting; else ``None``."""
+        if self.kind is EventKind.STARTED:
+            return self.time - self._state[5]
+        return None
+
+    @property
+    def run_duration(self) -> float | None:
+        """Seconds the attempt ran, for events that end one; else ``None``.
+
+        Those are ``completed``, ``failed``, ``retrying``, and ``cancelled``
+        of a running task.
+        """
+        started = self._state[6]
+        if self._was_running and started is not None:
+            return self.time - started
+        return None
+
+    @property
+    def error(self) -> BaseException | None:
+        """For ``failed`` and ``retrying`` events, the attempt's exception; else ``None``."""
+        if self.kind is EventKind.FAILED or self.kind is EventKind.RETRYING:
+            return self._state[2]
+        return None
 
     def __repr__(self) -> str:
         return f"<TaskEvent {self.kind.value} task={self.task_id} name={self.name!r}>"
