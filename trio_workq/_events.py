@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from ._task import TaskInfo, TaskStatus
 
 if TYPE_CHECKING:
@@ -161,15 +163,11 @@ class EventStream:
     """
 
     def __init__(self, max_buffer_size: int) -> None:
-        import trio  # local: keeps this module importable without a trio run
-
         self._send, self._receive = trio.open_memory_channel[TaskEvent](max_buffer_size)
         #: How many events were dropped because the buffer was full.
         self.dropped = 0
 
     def _deliver(self, event: TaskEvent) -> None:
-        import trio
-
         try:
             self._send.send_nowait(event)
         except trio.WouldBlock:
@@ -185,8 +183,6 @@ class EventStream:
 
     async def __anext__(self) -> TaskEvent:
         """The next event; waits for one. Always a checkpoint."""
-        import trio
-
         try:
             return await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
