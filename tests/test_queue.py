@@ -382,6 +382,32 @@ class TestPriority:
             gate.set()
         assert order == ["f", "b", "e", "a", "c", "g", "d"]
 
+    async def test_many_priority_levels(self) -> None:
+        """Order holds across many levels, including after emptied levels are dropped."""
+        order: list[int] = []
+        gate = trio.Event()
+
+        async def blocker() -> None:
+            await gate.wait()
+
+        async def record(priority: int) -> None:
+            order.append(priority)
+            await trio.lowlevel.checkpoint()
+
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=math.inf) as queue:
+            for round_ in range(3):
+                gate = trio.Event()
+                await queue.submit(blocker)
+                await trio.testing.wait_all_tasks_blocked()
+                priorities = [(p * 7919 + round_ * 40) % 101 - 50 for p in range(40)]
+                for priority in priorities:
+                    queue.submit_nowait(record, priority, priority=priority)
+                gate.set()
+                await trio.testing.wait_all_tasks_blocked()
+                assert order == sorted(priorities, reverse=True)
+                order.clear()
+            assert len(queue._ready._order) <= queue._ready.MAX_LEVELS + 40
+
     async def test_priority_in_info(self) -> None:
         """TaskInfo reports the task's priority."""
         async with trio_workq.open_work_queue() as queue:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections import deque
 from typing import Any
 
@@ -13,40 +13,50 @@ from ._task import QUEUED, TaskHandle
 class ReadySet:
     """Queued tasks, highest priority first and FIFO within a priority.
 
-    One deque per priority level plus a heap of the levels in use, so the
-    common case (one priority) is a deque append and popleft. Cancelled tasks
-    stay in place and are skipped when reached; `live` counts the others.
-    Dispatch order is decided here and nowhere else.
+    One deque per priority level, and the levels in use sorted from highest
+    to lowest; emptied levels are kept for reuse (a few of them cost less
+    than re-creating a level per task), so the common case (one priority)
+    is a deque append and popleft. Cancelled tasks stay in place and are
+    skipped when reached; `live` counts the others. Dispatch order is
+    decided here and nowhere else.
     """
 
     __slots__ = ("_levels", "_order", "live")
 
+    #: Drop emptied levels once more than this many exist.
+    MAX_LEVELS = 32
+
     def __init__(self) -> None:
         self._levels: dict[int, deque[TaskHandle[Any]]] = {}
-        self._order: list[int] = []  # a heap of negated priorities
+        self._order: list[int] = []  # negated priorities, ascending: highest first
         self.live = 0
 
     def push(self, task: TaskHandle[Any]) -> None:
         level = self._levels.get(task._priority)
         if level is None:
+            if len(self._order) >= self.MAX_LEVELS:
+                self._drop_empty_levels()
             level = self._levels[task._priority] = deque()
-            heapq.heappush(self._order, -task._priority)
+            bisect.insort(self._order, -task._priority)
         level.append(task)
         self.live += 1
 
     def pop(self) -> TaskHandle[Any] | None:
         """The next queued task to run, or None. Skips cancelled entries."""
-        while self._order:
-            priority = -self._order[0]
-            level = self._levels[priority]
-            task = level.popleft()
-            if not level:
-                heapq.heappop(self._order)
-                del self._levels[priority]
-            if task.status is QUEUED:
-                self.live -= 1
-                return task
+        levels = self._levels
+        for negated in self._order:
+            level = levels[-negated]
+            while level:
+                task = level.popleft()
+                if task.status is QUEUED:
+                    self.live -= 1
+                    return task
         return None
+
+    def _drop_empty_levels(self) -> None:
+        for negated in [n for n in self._order if not self._levels[-n]]:
+            del self._levels[-negated]
+            self._order.remove(negated)
 
     def discard(self, task: TaskHandle[Any]) -> None:
         """Account for a queued task that was cancelled in place."""
