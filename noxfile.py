@@ -24,7 +24,7 @@ def install_group(session: nox.Session, *groups: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite under coverage."""
     install_group(session, "tests")
-    session.install(".")
+    session.install(".[prometheus]")  # tests/test_prometheus.py needs the extra
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "report", "--fail-under=90")
 
@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy --strict, pyright strict, and pyright --verifytypes on the public API."""
     install_group(session, "typing")
-    session.install(".")
+    session.install(".[prometheus]")  # trio_workq.prometheus and its tests import it
     session.run("mypy")
     session.run("pyright")
     session.run("pyright", "--verifytypes", "trio_workq", "--ignoreexternal")

@@ -61,6 +61,9 @@ class TaskEvent:
     # Built for every status change while anyone listens: keep it to a few stores.
     __slots__ = ("_info", "_state", "_task", "_was_running", "kind", "time")
 
+    kind: EventKind
+    time: float
+
     def __init__(
         self, kind: EventKind, task: TaskHandle[Any], time: float, was_running: bool
     ) -> None:
@@ -160,11 +163,15 @@ class EventStream:
     queue down. Events that find the buffer full are dropped and counted in
     `dropped`. Iteration ends when the queue has stopped and the buffer is
     empty.
+
+    Attributes:
+        dropped: How many events were dropped because the buffer was full.
     """
+
+    dropped: int
 
     def __init__(self, max_buffer_size: int) -> None:
         self._send, self._receive = trio.open_memory_channel[TaskEvent](max_buffer_size)
-        #: How many events were dropped because the buffer was full.
         self.dropped = 0
 
     def _deliver(self, event: TaskEvent) -> None:

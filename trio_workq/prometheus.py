@@ -1,0 +1,520 @@
+# SPDX-License-Identifier: MIT
+"""Prometheus metrics for a `~trio_workq.WorkQueue`: ``pip install 'trio_workq[prometheus]'``.
+
+`instrument` adds a listener to a queue and a collector to a registry. The
+listener keeps plain counts in the queue's own thread (cheap, no locks); the
+collector turns them into counter and histogram families at scrape time and
+reads the gauges from `~trio_workq.WorkQueue.statistics` then. A scrape from
+another thread (``prometheus_client.start_http_server``) takes its snapshot in
+the queue's Trio thread through `trio.from_thread.run_sync`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import weakref
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Final
+
+import trio
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from ._errors import TaskTimeout
+from ._events import EventKind, TaskEvent
+from ._queue import QueueStatistics, WorkQueue
+
+__all__ = ["QUEUE_WAIT_BUCKETS", "RUN_DURATION_BUCKETS", "Instrumentation", "instrument"]
+
+_logger = logging.getLogger("trio_workq.prometheus")
+
+#: Upper bounds (seconds) of the run duration histogram's buckets (``+Inf`` is added).
+RUN_DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
+
+#: Upper bounds (seconds) of the queue wait histogram's buckets (``+Inf`` is added).
+QUEUE_WAIT_BUCKETS: Final[tuple[float, ...]] = (
+    0.0001,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
+_NAMESPACE_RE: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+
+# Counter families: (suffix, help); the exposition adds ``_total``.
+_COUNTERS: Final = (
+    ("tasks_submitted", "Tasks accepted by the queue (submitted or scheduled)."),
+    ("tasks_completed", "Tasks that ended completed."),
+    ("tasks_failed", "Tasks that ended failed (after their last attempt)."),
+    ("tasks_retried", "Failed attempts followed by a retry."),
+    ("tasks_cancelled", "Tasks that ended cancelled."),
+    ("tasks_timed_out", "Attempts that overran their timeout (also counted as failed or retried)."),
+)
+
+# Gauge families: (suffix, help, QueueStatistics field).
+_GAUGES: Final = (
+    ("tasks_queued", "Tasks waiting for a worker.", "queued"),
+    ("tasks_scheduled", "Delayed tasks not yet due.", "scheduled"),
+    ("tasks_retrying", "Tasks waiting out a retry backoff.", "retrying"),
+    ("tasks_running", "Tasks running now.", "running"),
+    ("workers_busy", "Workers running a task now.", "busy_workers"),
+    ("workers", "Size of the worker pool.", "workers"),
+)
+
+_RUN_HELP: Final = "Run time of one attempt, from its start to its end (seconds)."
+_WAIT_HELP: Final = "Time a task waited for a worker, from becoming queued to starting (seconds)."
+
+
+def _bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    return (*(repr(bound) for bound in bounds), "+Inf")
+
+
+def _cumulative(counts: list[int]) -> list[int]:
+    total = 0
+    out: list[int] = []
+    for count in counts:
+        total += count
+        out.append(total)
+    return out
+
+
+class _TaskSeries:
+    """The counts of one task name on one queue (written only in the queue's thread)."""
+
+    __slots__ = (
+        "cancelled",
+        "completed",
+        "failed",
+        "retried",
+        "run_counts",
+        "run_sum",
+        "submitted",
+        "timed_out",
+        "wait_counts",
+        "wait_sum",
+    )
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.retried = 0
+        self.cancelled = 0
+        self.timed_out = 0
+        self.run_counts = [0] * (len(RUN_DURATION_BUCKETS) + 1)
+        self.run_sum = 0.0
+        self.wait_counts = [0] * (len(QUEUE_WAIT_BUCKETS) + 1)
+        self.wait_sum = 0.0
+
+    def snapshot(self) -> _SeriesSnapshot:
+        return (
+            (
+                self.submitted,
+                self.completed,
+                self.failed,
+                self.retried,
+                self.cancelled,
+                self.timed_out,
+            ),
+            (_cumulative(self.run_counts), self.run_sum),
+            (_cumulative(self.wait_counts), self.wait_sum),
+        )
+
+
+# (counter values in _COUNTERS order, (cumulative run buckets, sum), (wait buckets, sum))
+_SeriesSnapshot = tuple[tuple[int, ...], tuple[list[int], float], tuple[list[int], float]]
+# (queue label, statistics or None, [(task label, series snapshot)])
+_QueueSnapshot = tuple[str, "QueueStatistics | None", list[tuple[str, _SeriesSnapshot]]]
+
+
+class _QueueData:
+    """What one ``queue`` label has counted; it outlives the instrumentations that fed it."""
+
+    def __init__(self, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self.series: dict[str, _TaskSeries] = {}
+        # The instrumentation now feeding these counts, if any. Weak: the queue holds
+        # it (as a listener), so a queue that is dropped without uninstrument() frees it.
+        self._owner: weakref.ref[Instrumentation] | None = None
+
+    @property
+    def owner(self) -> Instrumentation | None:
+        return None if self._owner is None else self._owner()
+
+    @owner.setter
+    def owner(self, owner: Instrumentation | None) -> None:
+        self._owner = None if owner is None else weakref.ref(owner)
+
+    def snapshot(self, *, read_queue: bool) -> _QueueSnapshot:
+        owner = self.owner
+        stats = None
+        if read_queue and owner is not None:
+            stats = owner.queue.statistics()
+        series = [(name, s.snapshot()) for name, s in tuple(self.series.items())]
+        return (self.queue_name, stats, series)
+
+
+def _in_run(token: trio.lowlevel.TrioToken) -> bool:
+    try:
+        return trio.lowlevel.current_trio_token() is token
+    except RuntimeError:  # not in any trio run
+        return False
+
+
+class _Collector:
+    """One per (registry, namespace): every queue instrumented there, under its ``queue`` label."""
+
+    def __init__(self, namespace: str) -> None:
+        prefix = f"{namespace}_" if namespace else ""
+        self._counter_names = [(prefix + suffix, text) for suffix, text in _COUNTERS]
+        self._gauge_names = [(prefix + suffix, text, field) for suffix, text, field in _GAUGES]
+        self._run_name = prefix + "task_run_duration_seconds"
+        self._wait_name = prefix + "task_queue_wait_seconds"
+        self._run_le = _bucket_labels(RUN_DURATION_BUCKETS)
+        self._wait_le = _bucket_labels(QUEUE_WAIT_BUCKETS)
+        self._lock = threading.Lock()
+        self._data: dict[str, _QueueData] = {}
+
+    # -------------------------------------------------------- registration
+
+    def attach(self, instrumentation: Instrumentation) -> _QueueData:
+        queue = instrumentation.queue
+        name = instrumentation.queue_name
+        with self._lock:
+            data = self._data.get(name)
+            if data is not None and data.owner is not None:
+                raise ValueError(
+                    f"queue_name={name!r} is already in use in this registry by another "
+                    f"queue; pick another name, or call uninstrument() on that one first"
+                )
+            for other in self._data.values():
+                owner = other.owner
+                if owner is not None and owner.queue is queue:
+                    raise ValueError(
+                        f"this queue is already instrumented in this registry as "
+                        f"queue_name={other.queue_name!r}; call uninstrument() on that first"
+                    )
+            if data is None:
+                data = self._data[name] = _QueueData(name)
+            data.owner = instrumentation
+        return data
+
+    def detach(self, data: _QueueData) -> None:
+        with self._lock:
+            data.owner = None
+
+    # ------------------------------------------------------------ scraping
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, without samples: lets the registry reject clashing names."""
+        return self._families([])
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            groups: dict[trio.lowlevel.TrioToken | None, list[_QueueData]] = {}
+            for data in self._data.values():
+                owner = data.owner
+                token = None if owner is None else owner._token
+                groups.setdefault(token, []).append(data)
+        snapshots: list[_QueueSnapshot] = []
+        for token, group in groups.items():
+            snapshots.extend(_snapshot_group(token, group))
+        snapshots.sort(key=lambda snapshot: snapshot[0])
+        return self._families(snapshots)
+
+    def _families(self, snapshots: list[_QueueSnapshot]) -> Iterator[Metric]:
+        labels = ["queue", "task"]
+        counters = [CounterMetricFamily(n, text, labels=labels) for n, text in self._counter_names]
+        run = HistogramMetricFamily(self._run_name, _RUN_HELP, labels=labels)
+        wait = HistogramMetricFamily(self._wait_name, _WAIT_HELP, labels=labels)
+        gauges = [
+            (GaugeMetricFamily(n, text, labels=["queue"]), field)
+            for n, text, field in self._gauge_names
+        ]
+        for queue_name, stats, series in snapshots:
+            for task_name, (values, (run_buckets, run_sum), (wait_buckets, wait_sum)) in series:
+                label_values = [queue_name, task_name]
+                for counter, value in zip(counters, values, strict=True):
+                    counter.add_metric(label_values, value)
+                run.add_metric(
+                    label_values, list(zip(self._run_le, run_buckets, strict=True)), run_sum
+                )
+                wait.add_metric(
+                    label_values, list(zip(self._wait_le, wait_buckets, strict=True)), wait_sum
+                )
+            if stats is not None:
+                for gauge, field in gauges:
+                    gauge.add_metric([queue_name], getattr(stats, field))
+        yield from counters
+        yield run
+        yield wait
+        for gauge, _ in gauges:
+            yield gauge
+
+
+def _snapshot_group(
+    token: trio.lowlevel.TrioToken | None, group: list[_QueueData]
+) -> list[_QueueSnapshot]:
+    """Snapshot queues of one trio run, in that run's thread while it is alive."""
+    if token is None:  # nothing writes to these counts any more
+        return [data.snapshot(read_queue=False) for data in group]
+    if _in_run(token):
+        return [data.snapshot(read_queue=True) for data in group]
+    try:
+        return trio.from_thread.run_sync(
+            lambda: [data.snapshot(read_queue=True) for data in group], trio_token=token
+        )
+    except trio.RunFinishedError:
+        # The run is over: its listeners are silent, and statistics() needs a run.
+        return [data.snapshot(read_queue=False) for data in group]
+
+
+_collectors_lock = threading.Lock()
+_collectors: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, _Collector]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _collector_for(registry: CollectorRegistry, namespace: str) -> _Collector:
+    with _collectors_lock:
+        by_namespace = _collectors.setdefault(registry, {})
+        collector = by_namespace.get(namespace)
+        if collector is None:
+            collector = _Collector(namespace)
+            try:
+                registry.register(collector)
+            except ValueError as exc:
+                raise ValueError(
+                    f"cannot register trio_workq metrics with namespace={namespace!r} in this "
+                    f"registry: {exc}"
+                ) from exc
+            by_namespace[namespace] = collector
+        return collector
+
+
+class Instrumentation:
+    """A queue's link to a Prometheus registry, returned by `instrument`.
+
+    Usable as a (synchronous) context manager that calls `uninstrument` on exit.
+
+    Attributes:
+        queue: The instrumented `~trio_workq.WorkQueue`.
+        queue_name: The value of the ``queue`` label.
+        namespace: The prefix of the metric names.
+        registry: The ``prometheus_client`` registry holding the metrics.
+    """
+
+    def __init__(
+        self, queue: WorkQueue, registry: CollectorRegistry, namespace: str, queue_name: str
+    ) -> None:
+        self.queue = queue
+        self.queue_name = queue_name
+        self.namespace = namespace
+        self.registry = registry
+        self._token = trio.lowlevel.current_trio_token()
+        self._collector = _collector_for(registry, namespace)
+        self._data = self._collector.attach(self)
+        self._series = self._data.series
+        self._active = True
+        self._on_event = _make_listener(self)
+        queue.add_listener(self._on_event)
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "detached"
+        return (
+            f"<Instrumentation queue_name={self.queue_name!r} namespace={self.namespace!r} {state}>"
+        )
+
+    @property
+    def active(self) -> bool:
+        """Whether the queue is still being counted (`uninstrument` not yet called)."""
+        return self._active
+
+    def uninstrument(self) -> None:
+        """Stop counting this queue and drop its gauges. Not a checkpoint.
+
+        Counters and histograms keep their values in the registry, as
+        Prometheus counters should; instrumenting a queue under the same
+        ``queue_name`` later continues them. Calling it again does nothing.
+        """
+        if not self._active:
+            return
+        self._active = False
+        self.queue.remove_listener(self._on_event)
+        self._collector.detach(self._data)
+
+    def __enter__(self) -> Instrumentation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.uninstrument()
+
+
+def _make_listener(instrumentation: Instrumentation) -> Callable[[TaskEvent], None]:
+    """The queue listener: called synchronously for every status change, so kept lean
+    (closure variables instead of globals and attributes, a few increments per event).
+
+    It refers to *instrumentation*, so the queue keeps that alive while it listens.
+    """
+    series_by_name = instrumentation._series
+    get = series_by_name.get
+    bisect = bisect_left
+    run_bounds = RUN_DURATION_BUCKETS
+    wait_bounds = QUEUE_WAIT_BUCKETS
+    timeout_type = TaskTimeout
+    started = EventKind.STARTED
+    submitted = EventKind.SUBMITTED
+    scheduled = EventKind.SCHEDULED
+    completed = EventKind.COMPLETED
+    failed = EventKind.FAILED
+    retrying = EventKind.RETRYING
+    cancelled = EventKind.CANCELLED
+
+    def on_event(event: TaskEvent) -> None:
+        try:
+            series = get(event.name)
+            if series is None:
+                series = series_by_name[event.name] = _TaskSeries()
+            kind = event.kind
+            if kind is started:
+                wait = event.queue_wait
+                if wait is not None:
+                    series.wait_counts[bisect(wait_bounds, wait)] += 1
+                    series.wait_sum += wait
+                return
+            if kind is submitted or kind is scheduled:
+                series.submitted += 1
+                return
+            if kind is completed:
+                series.completed += 1
+            elif kind is failed:
+                series.failed += 1
+                if isinstance(event.error, timeout_type):
+                    series.timed_out += 1
+            elif kind is retrying:
+                series.retried += 1
+                if isinstance(event.error, timeout_type):
+                    series.timed_out += 1
+            elif kind is cancelled:
+                series.cancelled += 1
+            duration = event.run_duration
+            if duration is not None:
+                series.run_counts[bisect(run_bounds, duration)] += 1
+                series.run_sum += duration
+        except Exception:  # a listener must never raise into the queue
+            _logger.exception(
+                "could not record %r for queue_name=%r", event, instrumentation.queue_name
+            )
+
+    return on_event
+
+
+def instrument(
+    queue: WorkQueue,
+    registry: CollectorRegistry | None = None,
+    namespace: str = "trio_workq",
+    queue_name: str = "default",
+) -> Instrumentation:
+    """Export Prometheus metrics for *queue* through *registry*. Not a checkpoint.
+
+    Call it in the Trio run that owns the queue, typically right after
+    `~trio_workq.open_work_queue`. Counters and histograms are labelled
+    ``queue`` (this *queue_name*) and ``task`` (the task's name, never its
+    id); gauges are labelled ``queue`` and read from
+    `WorkQueue.statistics <trio_workq.WorkQueue.statistics>` at scrape time. Several queues can
+    share a registry, each under a *queue_name* of its own.
+
+    Args:
+        queue: The queue to instrument.
+        registry: Where the metrics are registered; ``None`` means
+            ``prometheus_client.REGISTRY``.
+        namespace: The prefix of every metric name (``trio_workq`` gives
+            ``trio_workq_tasks_submitted_total``, ...).
+        queue_name: The ``queue`` label of this queue's series.
+
+    Returns:
+        An `Instrumentation`; its `~Instrumentation.uninstrument` stops the
+        counting.
+
+    Raises:
+        TypeError: For arguments of the wrong type.
+        ValueError: For a bad *namespace* or an empty *queue_name*; if
+            *queue_name* is already in use in *registry* (under this
+            *namespace*) or *queue* is already instrumented there; or if
+            the registry holds other metrics with the same names.
+        RuntimeError: If called outside a Trio run.
+    """
+    if not isinstance(queue, WorkQueue):
+        raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
+    if registry is None:
+        registry = REGISTRY
+    elif not isinstance(registry, CollectorRegistry):
+        raise TypeError(
+            f"registry must be a prometheus_client.CollectorRegistry or None, "
+            f"not {type(registry).__name__}"
+        )
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    if namespace and not _NAMESPACE_RE.match(namespace):
+        raise ValueError(
+            f"namespace must be a valid Prometheus metric name prefix "
+            f"([a-zA-Z_:][a-zA-Z0-9_:]*), got {namespace!r}"
+        )
+    if not isinstance(queue_name, str):
+        raise TypeError(f"queue_name must be a str, not {type(queue_name).__name__}")
+    if not queue_name:
+        raise ValueError("queue_name must not be empty")
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        raise RuntimeError(
+            "trio_workq.prometheus.instrument() must be called inside the Trio run of the queue"
+        ) from None
+    return Instrumentation(queue, registry, namespace, queue_name)
