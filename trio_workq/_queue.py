@@ -155,10 +155,11 @@ class WorkQueue:
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
-        self._listeners: list[Callable[[TaskEvent], None]] = []
+        # A tuple, replaced on change: emitting iterates it without copying.
+        self._listeners: tuple[Callable[[TaskEvent], None], ...] = ()
         if logger.isEnabledFor(logging.DEBUG):
             # Lifecycle logging is a listener, so a queue without any pays nothing for it.
-            self._listeners.append(_log_event)
+            self._listeners = (_log_event,)
         self._streams: list[EventStream] = []
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
@@ -364,7 +365,7 @@ class WorkQueue:
     def _emit(self, task: TaskHandle[Any], kind: EventKind, *, was_running: bool) -> None:
         """Tell every listener; a failing listener is logged, never raised."""
         event = TaskEvent(kind, task, self._clock.current_time(), was_running)
-        for listener in tuple(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
@@ -380,7 +381,7 @@ class WorkQueue:
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
         """Stop calling *listener*. Not a checkpoint.
@@ -389,9 +390,10 @@ class WorkQueue:
             ValueError: If it was not added.
         """
         try:
-            self._listeners.remove(listener)
+            index = self._listeners.index(listener)
         except ValueError:
             raise ValueError(f"{listener!r} is not a listener of this queue") from None
+        self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
 
     @asynccontextmanager
     async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
@@ -405,14 +407,14 @@ class WorkQueue:
         size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
         await trio.lowlevel.checkpoint()
         stream = EventStream(size)
-        self._listeners.append(stream._deliver)
+        self.add_listener(stream._deliver)
         self._streams.append(stream)
         if self._stopped.is_set():
             stream._close()
         try:
             yield stream
         finally:
-            self._listeners.remove(stream._deliver)
+            self.remove_listener(stream._deliver)
             self._streams.remove(stream)
             stream._close()
 
