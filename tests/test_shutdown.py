@@ -296,3 +296,28 @@ async def test_exception_group_from_block_is_not_double_wrapped() -> None:
     with pytest.RaisesGroup(ValueError, match="^mine"):
         async with trio_workq.open_work_queue():
             raise BaseExceptionGroup("mine", [ValueError()])
+
+
+async def test_drain_ends_when_last_task_was_held_for_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A retry held for room, taken directly by a worker during the drain, still lets it end."""
+    runs: list[float] = []
+
+    async def fails_first_without_checkpoint() -> str:
+        runs.append(trio.current_time())
+        if len(runs) == 1:
+            raise OSError("first attempt")
+        return "second"  # finishes before the scheduler task runs again
+
+    policy = trio_workq.RetryPolicy(max_attempts=2, backoff=trio_workq.fixed(1))
+    async with trio_workq.open_work_queue(workers=1, max_buffer_size=0, retry=policy) as queue:
+        start = trio.current_time()
+        flaky = queue.submit_nowait(fails_first_without_checkpoint)
+        await trio.testing.wait_all_tasks_blocked()
+        blocker = await queue.submit(sleeper, 2)
+        await trio.sleep(0.5)
+        await queue.shutdown()  # the retry falls due at 1 s, held until the worker is free
+    assert await flaky.result() == "second"
+    assert runs == [start, start + 2]
+    assert blocker.status is TaskStatus.COMPLETED
