@@ -253,21 +253,30 @@ async def test_drain_gives_retrying_tasks_their_attempts(
 async def test_cancelling_task_held_for_room_lets_queue_drain(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A due task waiting for buffer room can be cancelled, and the queue still drains."""
+    """A retry held for buffer room and cancelled during the drain does not stall shutdown."""
+    runs: list[float] = []
 
-    async def busy() -> None:
-        await trio.sleep(10)
+    async def fails_first() -> None:
+        runs.append(trio.current_time())
+        raise OSError("first attempt")
 
-    async with trio_workq.open_work_queue(workers=1, max_buffer_size=0) as queue:
-        await queue.submit(busy)
-        due = await queue.schedule(busy, delay=1)
-        await trio.sleep(2)  # due, but no worker and no buffer: the scheduler holds it
-        assert due.status is TaskStatus.SCHEDULED
-        assert due.cancel()
-        later = await queue.schedule(sleeper, 0.5, delay=1)
-        await queue.shutdown(cancel_queued=False, timeout=None)
-    assert due.info().status is TaskStatus.CANCELLED
-    assert later.status is TaskStatus.CANCELLED  # not yet due when shutdown began
+    policy = trio_workq.RetryPolicy(max_attempts=2, backoff=trio_workq.fixed(1))
+    async with trio.open_nursery() as nursery:
+        async with trio_workq.open_work_queue(
+            nursery, workers=1, max_buffer_size=0, retry=policy
+        ) as queue:
+            start = trio.current_time()
+            flaky = queue.submit_nowait(fails_first)
+            await trio.testing.wait_all_tasks_blocked()
+            blocker = await queue.submit(sleeper, 5)
+            nursery.start_soon(queue.shutdown)  # drains: the retry is due at 1 s, held for room
+            await trio.sleep(2)
+            assert flaky.status is TaskStatus.RETRYING
+            assert flaky.cancel()
+        assert trio.current_time() - start == pytest.approx(5)
+    assert flaky.status is TaskStatus.CANCELLED
+    assert runs == [start]
+    assert blocker.status is TaskStatus.COMPLETED
 
 
 async def test_deadline_cancelled_task_failing_in_cleanup_is_not_retried(
