@@ -266,12 +266,12 @@ async def test_cancelling_task_held_for_room_lets_queue_drain(
             nursery, workers=1, max_buffer_size=0, retry=policy
         ) as queue:
             start = trio.current_time()
-            flaky = queue.submit_nowait(fails_first)
+            flaky = await queue.submit(fails_first)
             await trio.testing.wait_all_tasks_blocked()
             blocker = await queue.submit(sleeper, 5)
             nursery.start_soon(queue.shutdown)  # drains: the retry is due at 1 s, held for room
             await trio.sleep(2)
-            assert flaky.status is TaskStatus.RETRYING
+            assert flaky.info().status is TaskStatus.RETRYING
             assert flaky.cancel()
         assert trio.current_time() - start == pytest.approx(5)
     assert flaky.status is TaskStatus.CANCELLED
@@ -322,7 +322,7 @@ async def test_drain_ends_when_last_task_was_held_for_room(
     policy = trio_workq.RetryPolicy(max_attempts=2, backoff=trio_workq.fixed(1))
     async with trio_workq.open_work_queue(workers=1, max_buffer_size=0, retry=policy) as queue:
         start = trio.current_time()
-        flaky = queue.submit_nowait(fails_first_without_checkpoint)
+        flaky = await queue.submit(fails_first_without_checkpoint)
         await trio.testing.wait_all_tasks_blocked()
         blocker = await queue.submit(sleeper, 2)
         await trio.sleep(0.5)
