@@ -581,6 +581,14 @@ class TestRetention:
 
 
 class TestOpenWorkQueue:
+    async def test_workers_ready_on_entry(self) -> None:
+        """Right after opening, every worker is idle: an unbuffered submit_nowait succeeds."""
+        async with trio_workq.open_work_queue(workers=3, max_buffer_size=0) as queue:
+            handles = [queue.submit_nowait(noop) for _ in range(3)]
+            with pytest.raises(trio.WouldBlock):
+                queue.submit_nowait(noop)
+        assert all(h.status is TaskStatus.COMPLETED for h in handles)
+
     async def test_in_callers_nursery(self, nursery: trio.Nursery) -> None:
         """Given a nursery, the queue's workers live in it."""
         async with trio_workq.open_work_queue(nursery, workers=2) as queue:

@@ -789,6 +789,11 @@ class WorkQueue:
                     for _ in range(self._workers):
                         nursery.start_soon(self._worker)
                     nursery.start_soon(self._scheduler)
+                    # Hand the queue over once every worker is parked and ready, so
+                    # that submit_nowait() right after opening finds them (matters
+                    # when max_buffer_size=0). Each worker parks on its first step.
+                    while len(self._idle) < self._workers:
+                        await trio.lowlevel.checkpoint()
                     task_status.started()
         except BaseException as exc:
             self._crashed = not _only_cancelled(exc)
