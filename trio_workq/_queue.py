@@ -162,8 +162,9 @@ class WorkQueue:
             self._listeners = (_log_event,)
         self._streams: list[EventStream] = []
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
+        # The run's clock, read directly (it is fixed for the run; skips a lookup).
+        self._clock = trio.lowlevel.current_clock()
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
-        self._clock = trio.lowlevel.current_clock()  # fixed for the run; skips a lookup
         self._wall_offset = time.time() - self._clock.current_time()
 
     # ------------------------------------------------------------------ intake
@@ -598,7 +599,7 @@ class WorkQueue:
         timers = self._timers
         burst = 0
         while not self._drained:
-            task = timers.pop_due(trio.current_time())
+            task = timers.pop_due(self._clock.current_time())
             if task is None:
                 burst = 0
                 with trio.CancelScope(deadline=timers.next_due()) as self._timer_scope:
@@ -634,7 +635,7 @@ class WorkQueue:
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        self._expire(trio.current_time())
+        self._expire(self._clock.current_time())
         try:
             return self._tasks[task_id]
         except (KeyError, TypeError):
@@ -686,7 +687,7 @@ class WorkQueue:
 
     def statistics(self) -> QueueStatistics:
         """A snapshot of the queue's counters. Not a checkpoint."""
-        self._expire(trio.current_time())
+        self._expire(self._clock.current_time())
         counts = self._counts
         return QueueStatistics(
             workers=self._workers,
@@ -735,7 +736,7 @@ class WorkQueue:
             timeout = _check_seconds("timeout", timeout)
         self._begin_shutdown(cancel_queued=cancel_queued)
         if timeout is not None:
-            self._scope.deadline = min(self._scope.deadline, trio.current_time() + timeout)
+            self._scope.deadline = min(self._scope.deadline, self._clock.current_time() + timeout)
         try:
             await self._stopped.wait()
         except BaseException:
