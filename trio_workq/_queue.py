@@ -199,7 +199,7 @@ class WorkQueue:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
-        if self._ready.live < self._capacity or self._idle:
+        if self._has_room():
             self._accept(task)
             self._make_ready(task)
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -226,7 +226,7 @@ class WorkQueue:
             QueueClosed: If the queue is shutting down.
         """
         task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
-        if not (self._ready.live < self._capacity or self._idle):
+        if not self._has_room():
             raise trio.WouldBlock
         self._accept(task)
         self._make_ready(task)
@@ -263,7 +263,7 @@ class WorkQueue:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         task, due = self._new_scheduled(fn, args, delay, at, name, priority, timeout, retry)
-        if self._counts[SCHEDULED] < self._max_scheduled:
+        if self._has_scheduling_room():
             self._add_scheduled(task, due)
             await trio.lowlevel.cancel_shielded_checkpoint()
         else:
@@ -283,7 +283,7 @@ class WorkQueue:
     ) -> TaskHandle[T]:
         """Like `schedule`, but raise `trio.WouldBlock` instead of waiting. Not a checkpoint."""
         task, due = self._new_scheduled(fn, args, delay, at, name, priority, timeout, retry)
-        if not self._counts[SCHEDULED] < self._max_scheduled:
+        if not self._has_scheduling_room():
             raise trio.WouldBlock
         self._add_scheduled(task, due)
         return task
@@ -340,6 +340,13 @@ class WorkQueue:
         return self._new_task(fn, args, name, priority, timeout, retry, now), due
 
     # --------------------------------------------------------- state changes
+
+    def _has_room(self) -> bool:
+        """Whether a task can be queued now: buffer space, or an idle worker to take it."""
+        return self._ready.live < self._capacity or bool(self._idle)
+
+    def _has_scheduling_room(self) -> bool:
+        return self._counts[SCHEDULED] < self._max_scheduled
 
     def _accept(self, task: TaskHandle[Any]) -> None:
         """Register a new task: from now on it can be looked up and counted."""
@@ -448,7 +455,7 @@ class WorkQueue:
 
     def _admit_scheduled(self) -> None:
         schedulers = self._schedulers
-        while schedulers and self._counts[SCHEDULED] < self._max_scheduled:
+        while schedulers and self._has_scheduling_room():
             task, due = schedulers.wake_first()
             self._add_scheduled(task, due)
 
@@ -606,7 +613,7 @@ class WorkQueue:
                     await trio.sleep_forever()
                 self._timer_scope = None
                 continue
-            if self._ready.live < self._capacity or self._idle:
+            if self._has_room():
                 task._queued = self._clock.current_time()
                 self._set_status(task, QUEUED)
                 self._make_ready(task)

@@ -60,9 +60,6 @@ class TaskStatus(str, enum.Enum):
 #: Statuses a task never leaves.
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
-#: Statuses of tasks that have not finished yet.
-ACTIVE_STATUSES = frozenset(TaskStatus) - TERMINAL_STATUSES
-
 # Short local names: these are read on the hot path.
 QUEUED = TaskStatus.QUEUED
 SCHEDULED = TaskStatus.SCHEDULED
