@@ -11,12 +11,14 @@ from ._errors import QueueClosed as QueueClosed
 from ._errors import Retry as Retry
 from ._errors import TaskCancelled as TaskCancelled
 from ._errors import TaskNotFound as TaskNotFound
+from ._errors import TaskStateError as TaskStateError
 from ._errors import TaskTimeout as TaskTimeout
 from ._events import EventKind as EventKind
 from ._events import EventStream as EventStream
 from ._events import TaskEvent as TaskEvent
 from ._events import current_task as current_task
 from ._queue import QueueStatistics as QueueStatistics
+from ._queue import TaskPage as TaskPage
 from ._queue import WorkQueue as WorkQueue
 from ._queue import open_work_queue as open_work_queue
 from ._retry import Backoff as Backoff
@@ -44,6 +46,8 @@ __all__ = [
     "TaskHandle",
     "TaskInfo",
     "TaskNotFound",
+    "TaskPage",
+    "TaskStateError",
     "TaskStatus",
     "TaskTimeout",
     "WorkQueue",

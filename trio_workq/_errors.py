@@ -18,6 +18,10 @@ class TaskNotFound(KeyError):
         return str(self.args[0]) if self.args else "task not found"
 
 
+class TaskStateError(Exception):
+    """The action does not fit the task's current status (e.g. retrying a running task)."""
+
+
 class TaskCancelled(Exception):
     """Raised by `TaskHandle.result` for a task that ended ``cancelled``."""
 

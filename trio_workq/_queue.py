@@ -6,18 +6,21 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import operator
 import sys
 import time
+from bisect import bisect_left
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
 import trio
 
-from ._errors import QueueClosed, TaskNotFound, TaskTimeout, _check_seconds
+from ._errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, _check_seconds
 from ._events import EVENT_FOR_STATUS, EventKind, EventStream, TaskEvent, logger, set_current
 from ._ready import ReadySet
 from ._retry import RetryPolicy
@@ -56,6 +59,9 @@ T = TypeVar("T")
 
 #: How many errors of earlier attempts a task keeps.
 MAX_ERROR_HISTORY: Final = 10
+
+#: The largest page `WorkQueue.list_tasks` returns.
+MAX_PAGE_SIZE: Final = 1000
 
 # Dispatch at most this many due timers before letting other tasks run.
 _TIMER_BATCH: Final = 256
@@ -108,6 +114,23 @@ class QueueStatistics:
     closed: bool
 
 
+@attrs.frozen
+class TaskPage:
+    """One page of `WorkQueue.list_tasks`.
+
+    Attributes:
+        tasks: Snapshots of the tasks, newest first.
+        next_cursor: Pass it as ``cursor=`` for the next (older) page;
+            ``None`` when there is nothing older.
+    """
+
+    tasks: tuple[TaskInfo, ...]
+    next_cursor: str | None
+
+
+_seq_of = operator.attrgetter("_seq")
+
+
 class WorkQueue:
     """A pool of worker tasks running submitted async functions.
 
@@ -148,6 +171,13 @@ class WorkQueue:
         self._tasks: dict[str, TaskHandle[Any]] = {}
         self._finished: deque[TaskHandle[Any]] = deque()
         self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+        # Per-status indexes for listing: task -> the mark it got on entering
+        # that status. Marks only grow, so each index is in mark order and a
+        # listing page is a bisect plus a slice, never a scan.
+        self._by_status: dict[TaskStatus, dict[TaskHandle[Any], int]] = {
+            status: {} for status in TaskStatus
+        }
+        self._mark = 0
         self._seq = 0
         self._closing = False
         self._drained = False  # closing, and nothing left to run: workers may exit
@@ -352,6 +382,8 @@ class WorkQueue:
         """Register a new task: from now on it can be looked up and counted."""
         self._tasks[task.id] = task
         self._counts[task.status] += 1
+        self._mark = mark = self._mark + 1
+        self._by_status[task.status][task] = mark
         if self._listeners:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
             self._emit(task, kind, was_running=False)
@@ -362,6 +394,10 @@ class WorkQueue:
         counts = self._counts
         counts[old] -= 1
         counts[status] += 1
+        by_status = self._by_status
+        del by_status[old][task]
+        self._mark = mark = self._mark + 1
+        by_status[status][task] = mark
         task.status = status
         if self._listeners:
             kind = EVENT_FOR_STATUS.get(status)
@@ -489,7 +525,7 @@ class WorkQueue:
         finished = self._finished
         finished.append(task)
         if len(finished) > self._max_retained:
-            del self._tasks[finished.popleft().id]
+            self._forget(finished.popleft())
         self._expire(now)
         if self._closing:
             self._check_drained()
@@ -501,7 +537,12 @@ class WorkQueue:
         horizon = now - self._retention
         finished = self._finished
         while finished and finished[0]._finished <= horizon:  # type: ignore[operator]
-            del self._tasks[finished.popleft().id]
+            self._forget(finished.popleft())
+
+    def _forget(self, task: TaskHandle[Any]) -> None:
+        """Drop a finished record from the lookups (its handle keeps the result)."""
+        del self._tasks[task.id]
+        del self._by_status[task.status][task]
 
     def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
         """Record a failed attempt, then retry the task or end it ``failed``."""
@@ -666,6 +707,112 @@ class WorkQueue:
         """
         return self.get_handle(task_id).cancel()
 
+    def retry(self, task_id: str) -> TaskHandle[Any]:
+        """Run a ``failed`` or ``cancelled`` task again, as one more attempt. Not a checkpoint.
+
+        The task keeps its id and handle, becomes ``retrying`` with its due
+        time now, and is queued as soon as the buffer has room (like a task
+        whose retry backoff ended). Its retry policy still applies: a task
+        that had used all its attempts gets this one run only.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+            TaskStateError: If the task is not ``failed`` or ``cancelled``.
+            QueueClosed: If the queue is shutting down.
+        """
+        task = self.get_handle(task_id)
+        if task.status is not FAILED and task.status is not CANCELLED:
+            raise TaskStateError(
+                f"task {task.id} ({task.name}) is {task.status}; only failed or "
+                "cancelled tasks can be retried"
+            )
+        if self._closing:
+            raise _closed_error()
+        self._finished.remove(task)  # a linear scan, on a rare operator action
+        task._finished = None
+        task._event = None  # the old one is set; new waiters wait for this run
+        task._cancel_requested = False
+        task._result = None
+        self._set_status(task, RETRYING)
+        self._add_timer(task, self._clock.current_time())
+        return task
+
+    def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """A page of task snapshots, newest first. Not a checkpoint.
+
+        Without *status*, tasks come newest-submitted first; with one, those
+        that entered that status most recently come first (e.g. the latest
+        failures). Each status keeps its own index, so a page costs about
+        the same with a million retained records as with ten. Filtering by
+        *name* walks the candidates until the page is full.
+
+        Args:
+            status: Only tasks in this status (a `TaskStatus` or its value).
+            name: Only tasks with this name.
+            limit: Page size, 1 to 1000.
+            cursor: `TaskPage.next_cursor` of the previous page.
+
+        Raises:
+            ValueError: For an unknown status, a bad limit or a cursor that
+                is malformed or belongs to another listing.
+            TypeError: For arguments of the wrong type.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+        if status is not None:
+            if not isinstance(status, str):
+                raise TypeError(f"status must be a TaskStatus or str, not {type(status).__name__}")
+            try:
+                status = TaskStatus(status)
+            except ValueError:
+                known = ", ".join(s.value for s in TaskStatus)
+                raise ValueError(f"unknown status {status!r}; expected one of {known}") from None
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        listing = "all" if status is None else status.value
+        before = None if cursor is None else _parse_cursor(cursor, listing)
+        self._expire(self._clock.current_time())
+
+        # Entries are oldest first; `older` counts those before the cursor.
+        if status is None:
+            tasks = self._tasks
+            total = older = len(tasks)
+            if before is not None:
+                older = bisect_left(list(tasks.values()), before, key=_seq_of)
+            candidates: Iterator[TaskHandle[Any]] = reversed(tasks.values())
+        else:
+            index = self._by_status[status]
+            total = older = len(index)
+            if before is not None:
+                older = bisect_left(list(index.values()), before)
+            candidates = reversed(index.keys())
+        candidates = islice(candidates, total - older, None)  # skips at C speed
+
+        page: list[TaskHandle[Any]] = []
+        seen = 0
+        for task in candidates:
+            seen += 1
+            if name is None or task.name == name:
+                page.append(task)
+                if len(page) == limit:
+                    break
+        more = len(page) == limit and seen < older
+        next_cursor = None
+        if more:
+            last = page[-1]
+            key = last._seq if status is None else index[last]
+            next_cursor = f"{listing}:{key}"
+        return TaskPage(tuple(task.info() for task in page), next_cursor)
+
     def _cancel_task(self, task: TaskHandle[Any]) -> bool:
         status = task.status
         if status is RUNNING:
@@ -824,6 +971,17 @@ def _only_cancelled(exc: BaseException) -> bool:
         group = cast("BaseExceptionGroup[BaseException]", exc)
         return group.split(trio.Cancelled)[1] is None
     return isinstance(exc, trio.Cancelled)
+
+
+def _parse_cursor(cursor: object, listing: str) -> int:
+    if not isinstance(cursor, str):
+        raise TypeError(f"cursor must be a str or None, not {type(cursor).__name__}")
+    kind, _, number = cursor.partition(":")
+    if not number.isdigit() or not number.isascii():
+        raise ValueError(f"malformed cursor {cursor!r}")
+    if kind != listing:
+        raise ValueError(f"cursor {cursor!r} belongs to another listing (not {listing!r})")
+    return int(number)
 
 
 def _closed_error() -> QueueClosed:

@@ -57,7 +57,7 @@ class TaskStatus(str, enum.Enum):
         return self in TERMINAL_STATUSES
 
 
-#: Statuses a task never leaves.
+#: Statuses of finished tasks (left only by an explicit `WorkQueue.retry`).
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 # Short local names: these are read on the hot path.

@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: MIT
+"""Listing tasks page by page (`WorkQueue.list_tasks`) and re-running finished ones (`retry`)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import trio_workq
+from trio_workq import TaskStatus
+
+
+async def noop() -> None:
+    await trio.lowlevel.checkpoint()
+
+
+async def boom() -> None:
+    await trio.lowlevel.checkpoint()
+    raise ValueError("boom")
+
+
+async def forever() -> None:
+    await trio.sleep_forever()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_failures(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger="trio_workq")
+
+
+def ids(page: trio_workq.TaskPage) -> list[str]:
+    return [info.id for info in page.tasks]
+
+
+def all_pages(queue: trio_workq.WorkQueue, limit: int, **filters: object) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = queue.list_tasks(limit=limit, cursor=cursor, **filters)  # type: ignore[arg-type]
+        seen += ids(page)
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+class TestListTasks:
+    async def test_newest_submitted_first_across_pages(self) -> None:
+        """Without a filter, pages walk every retained task, newest submitted first."""
+        async with trio_workq.open_work_queue(workers=2) as queue:
+            handles = [await queue.submit(noop) for _ in range(7)]
+            await handles[-1].wait()
+            expected = [h.id for h in reversed(handles)]
+            first = queue.list_tasks(limit=3)
+            assert ids(first) == expected[:3]
+            assert first.next_cursor is not None
+            assert all_pages(queue, 3) == expected
+            assert all_pages(queue, 7) == expected  # exact fit: no empty last page
+
+    async def test_status_filter_latest_transition_first(self) -> None:
+        """A status listing shows the tasks that entered that status most recently first."""
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            first = await queue.submit(boom)
+            await queue.submit(noop)
+            last = await queue.submit(boom)
+            await last.wait()
+            assert ids(queue.list_tasks(status=TaskStatus.FAILED)) == [last.id, first.id]
+            assert ids(queue.list_tasks(status="failed", limit=1)) == [last.id]
+            assert queue.list_tasks(status="running").tasks == ()
+
+    async def test_live_statuses_are_listed(self) -> None:
+        """Running, queued and scheduled tasks appear under their status."""
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            running = await queue.submit(forever)
+            queued = await queue.submit(noop)
+            later = await queue.schedule(noop, delay=60)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ids(queue.list_tasks(status="running")) == [running.id]
+            assert ids(queue.list_tasks(status="queued")) == [queued.id]
+            [info] = queue.list_tasks(status="scheduled").tasks
+            assert info.id == later.id
+            assert info.status is TaskStatus.SCHEDULED
+            running.cancel()
+            queue._abort()
+
+    async def test_cursor_survives_tasks_moving_on(self) -> None:
+        """A cursor stays valid when tasks change status between pages: nothing repeats."""
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
+            blocker = await queue.submit(forever)
+            queued = [await queue.submit(noop) for _ in range(6)]
+            await trio.testing.wait_all_tasks_blocked()
+            page = queue.list_tasks(status="queued", limit=3)
+            assert ids(page) == [h.id for h in reversed(queued)][:3]
+            blocker.cancel()
+            await queued[-1].wait()  # every queued task has now moved on
+            rest = queue.list_tasks(status="queued", limit=3, cursor=page.next_cursor)
+            assert rest.tasks == ()
+            assert rest.next_cursor is None
+
+    async def test_name_filter(self) -> None:
+        """Only tasks with the given name, still newest first and paged."""
+        async with trio_workq.open_work_queue(workers=2) as queue:
+            wanted = []
+            for i in range(6):
+                handle = await queue.submit(noop, name="a" if i % 2 else "b")
+                if i % 2:
+                    wanted.append(handle.id)
+            await trio.testing.wait_all_tasks_blocked()
+            assert all_pages(queue, 2, name="a") == wanted[::-1]
+            assert all_pages(queue, 2, status="completed", name="b") == [
+                info.id for info in queue.list_tasks(status="completed", name="b").tasks
+            ]
+            assert queue.list_tasks(name="nobody").tasks == ()
+
+    async def test_expired_records_leave_the_listing(self) -> None:
+        """Records forgotten by max_retained are gone from every listing."""
+        async with trio_workq.open_work_queue(workers=1, max_retained=2) as queue:
+            handles = [await queue.submit(noop) for _ in range(5)]
+            await handles[-1].wait()
+            assert ids(queue.list_tasks()) == [handles[4].id, handles[3].id]
+            assert ids(queue.list_tasks(status="completed")) == [handles[4].id, handles[3].id]
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "match"),
+        [
+            ({"limit": 0}, ValueError, "between 1 and 1000"),
+            ({"limit": 1001}, ValueError, "between 1 and 1000"),
+            ({"limit": 2.5}, TypeError, "limit must be an int"),
+            ({"limit": True}, TypeError, "limit must be an int"),
+            ({"status": "nope"}, ValueError, "unknown status 'nope'"),
+            ({"status": 3}, TypeError, "status must be"),
+            ({"name": 3}, TypeError, "name must be"),
+            ({"cursor": 5}, TypeError, "cursor must be"),
+            ({"cursor": "all:x"}, ValueError, "malformed cursor"),
+            ({"cursor": "all:-1"}, ValueError, "malformed cursor"),
+            ({"cursor": "garbage"}, ValueError, "malformed cursor"),
+            ({"cursor": "failed:3"}, ValueError, "another listing"),
+            ({"status": "failed", "cursor": "all:3"}, ValueError, "another listing"),
+        ],
+    )
+    async def test_bad_arguments(
+        self, kwargs: dict[str, object], error: type[Exception], match: str
+    ) -> None:
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            with pytest.raises(error, match=match):
+                queue.list_tasks(**kwargs)  # type: ignore[arg-type]
+
+    @settings(max_examples=30, deadline=None)
+    @given(
+        outcomes=st.lists(st.sampled_from(["ok", "fail", "cancel"]), min_size=0, max_size=30),
+        limit=st.integers(1, 8),
+    )
+    def test_pages_partition_each_status(self, outcomes: list[str], limit: int) -> None:
+        """Paging any listing yields each matching task exactly once, in order."""
+
+        async def main() -> None:
+            async with trio_workq.open_work_queue(workers=3) as queue:
+                handles = []
+                for kind in outcomes:
+                    fn = boom if kind == "fail" else noop
+                    handle = queue.submit_nowait(fn)
+                    if kind == "cancel":
+                        handle.cancel()
+                    handles.append(handle)
+                await trio.testing.wait_all_tasks_blocked()
+                assert all_pages(queue, limit) == [h.id for h in reversed(handles)]
+                for status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+                    listed = all_pages(queue, limit, status=status)
+                    assert sorted(listed, key=int) == [h.id for h in handles if h.status is status]
+                    assert len(set(listed)) == len(listed)
+
+        trio.run(main)
+
+
+class TestRetryFinishedTask:
+    async def test_failed_task_runs_again_with_same_handle(self) -> None:
+        """retry() re-runs a failed task as a new attempt; its handle sees the new outcome."""
+        results = iter([ValueError("first"), None])
+
+        async def flaky() -> str:
+            await trio.lowlevel.checkpoint()
+            error = next(results)
+            if error is not None:
+                raise error
+            return "ok"
+
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            handle = await queue.submit(flaky)
+            with pytest.raises(ValueError, match="first"):
+                await handle.result()
+            assert queue.retry(handle.id) is handle
+            assert handle.status is TaskStatus.RETRYING
+            assert not handle.done
+            assert await handle.result() == "ok"
+            info = handle.info()
+            assert info.status is TaskStatus.COMPLETED
+            assert info.attempts == 2
+            assert [str(e) for e in info.errors] == ["first"]
+            stats = queue.statistics()
+            assert (stats.failed, stats.completed, stats.submitted) == (0, 1, 1)
+            assert ids(queue.list_tasks(status="failed")) == []
+            assert ids(queue.list_tasks(status="completed")) == [handle.id]
+
+    async def test_cancelled_task_can_be_retried(self) -> None:
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            blocker = await queue.submit(forever)
+            handle = await queue.submit(noop)
+            handle.cancel()
+            assert handle.status is TaskStatus.CANCELLED
+            queue.retry(handle.id)
+            blocker.cancel()
+            await handle.result()
+            assert handle.info().status is TaskStatus.COMPLETED
+
+    async def test_retried_task_waits_for_room(self) -> None:
+        """A re-run respects backpressure: it is queued only when the buffer has room."""
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=1) as queue:
+            failed = await queue.submit(boom)
+            await failed.wait()
+            blocker = await queue.submit(forever)
+            filler = await queue.submit(noop)
+            await trio.testing.wait_all_tasks_blocked()
+            queue.retry(failed.id)
+            await trio.testing.wait_all_tasks_blocked()
+            assert failed.status is TaskStatus.RETRYING
+            assert queue.statistics().queued == 1
+            blocker.cancel()
+            await failed.wait()
+            assert filler.status is TaskStatus.COMPLETED
+            assert failed.info().attempts == 2
+
+    async def test_retried_task_can_be_cancelled_before_it_runs(self) -> None:
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=0) as queue:
+            failed = await queue.submit(boom)
+            await failed.wait()
+            blocker = await queue.submit(forever)
+            queue.retry(failed.id)
+            assert failed.cancel()
+            assert failed.status is TaskStatus.CANCELLED
+            blocker.cancel()
+
+    async def test_policy_still_applies(self) -> None:
+        """A task that used all its attempts gets exactly one more run from retry()."""
+        policy = trio_workq.RetryPolicy(max_attempts=2, backoff=trio_workq.fixed(0))
+        async with trio_workq.open_work_queue(workers=1, retry=policy) as queue:
+            handle = await queue.submit(boom)
+            await handle.wait()
+            assert handle.attempts == 2
+            queue.retry(handle.id)
+            await handle.wait()
+            assert handle.status is TaskStatus.FAILED
+            assert handle.attempts == 3
+
+    @pytest.mark.parametrize("status", ["running", "queued", "completed"])
+    async def test_only_failed_or_cancelled(self, status: str) -> None:
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            running = await queue.submit(forever)
+            queued = await queue.submit(noop)
+            await trio.testing.wait_all_tasks_blocked()
+            handle = {"running": running, "queued": queued}.get(status)
+            if handle is None:
+                running.cancel()
+                await queued.wait()
+                handle = queued
+            with pytest.raises(trio_workq.TaskStateError, match=f"is {status}"):
+                queue.retry(handle.id)
+            assert handle.status == status
+            running.cancel()
+
+    async def test_unknown_id_and_closed_queue(self) -> None:
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            failed = await queue.submit(boom)
+            await failed.wait()
+            with pytest.raises(trio_workq.TaskNotFound):
+                queue.retry("12345")
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await queue.shutdown()
+            with pytest.raises(trio_workq.QueueClosed):
+                queue.retry(failed.id)
+            assert failed.status is TaskStatus.FAILED
+
+    async def test_waiters_of_the_old_run_keep_its_outcome(self) -> None:
+        """wait() started before the re-run returned the failed outcome; new waiters get the new."""
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            handle = await queue.submit(boom)
+            old = await handle.wait()
+            queue.retry(handle.id)
+            new = await handle.wait()
+            with pytest.raises(ValueError, match="boom"):
+                old.unwrap()
+            with pytest.raises(ValueError, match="boom"):
+                new.unwrap()
+            assert handle.attempts == 2

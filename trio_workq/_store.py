@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: MIT
+"""The storage seam: what a durable queue asks of its store.
+
+A store keeps every task as one row of plain data. The queue never reads the
+store's tables; it calls the methods of `Store`, each one a single atomic
+operation (one transaction), so SQLite and PostgreSQL implement the same
+contract. Times are wall-clock Unix seconds (several processes and hosts share
+a store, so trio's per-run clock cannot be used there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+from ._task import TaskStatus
+
+#: Statuses a worker may claim a task from (once its ``due_at`` has passed).
+CLAIMABLE_STATUSES = (TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RETRYING)
+
+
+class StoreError(Exception):
+    """The store cannot be used: unreachable, not a task database, or a newer schema."""
+
+
+@attrs.frozen
+class NewTask:
+    """A task to add to a store.
+
+    Attributes:
+        name: The registered task name (see `trio_workq.task`).
+        payload: The serialized arguments.
+        priority: Higher runs first.
+        due_at: Unix time at which it may first run.
+        max_attempts: How many runs its retry policy allows (1 without one).
+        timeout: Seconds one attempt may run, or ``None``.
+        status: ``queued`` (due now) or ``scheduled``.
+    """
+
+    name: str
+    payload: bytes
+    priority: int
+    due_at: float
+    max_attempts: int
+    timeout: float | None
+    status: TaskStatus
+
+
+@attrs.frozen
+class StoredTask:
+    """One task row as the store holds it.
+
+    Attributes:
+        id: The store's id for the task (unique within the store).
+        attempts: Runs started so far; a claim increments it, so the claimed
+            row carries the attempt number the worker is running.
+        owner: Which worker process holds the task while it runs.
+        lease_until: When that hold expires unless renewed.
+        cancel_requested: Someone asked to cancel it while it ran.
+        result: The serialized return value of a completed task.
+        errors: Text (message and traceback) of each failed attempt,
+            oldest first.
+    """
+
+    id: str
+    name: str
+    payload: bytes
+    status: TaskStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    created_at: float
+    due_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    owner: str | None
+    lease_until: float | None
+    cancel_requested: bool
+    result: bytes | None
+    errors: tuple[str, ...]
+
+
+@attrs.frozen
+class Claimed:
+    """What `Store.claim` returns.
+
+    Attributes:
+        tasks: The claimed tasks, now ``running`` and leased to the caller.
+        next_due: The earliest ``due_at`` among claimable tasks that are
+            not due yet, or ``None``: the caller may sleep until then.
+    """
+
+    tasks: tuple[StoredTask, ...]
+    next_due: float | None
+
+
+@attrs.frozen
+class Renewal:
+    """What `Store.renew` returns.
+
+    Attributes:
+        lost: Ids the caller no longer holds (lease expired and recovered,
+            or finished elsewhere): stop them, never record their outcome.
+        cancel_requested: Ids still held whose cancellation was requested.
+    """
+
+    lost: frozenset[str]
+    cancel_requested: frozenset[str]
+
+
+@attrs.frozen
+class Page:
+    """A page of tasks, newest first, and the cursor of the next page (``None`` at the end)."""
+
+    tasks: tuple[StoredTask, ...]
+    next_cursor: str | None
+
+
+class Store(Protocol):
+    """The operations a durable queue performs on its storage.
+
+    Every method is one atomic operation, committed before it returns, and a
+    checkpoint. Methods that act for a worker take its *owner* id and the
+    *attempt* it runs, and change the row only while that worker still holds
+    that attempt (so a worker that lost its lease cannot overwrite a newer
+    attempt). Bad input raises `ValueError`/`TypeError` and changes nothing;
+    an unusable store raises `StoreError`.
+    """
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start background threads."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads. Safe to call twice."""
+        ...
+
+    async def add(self, tasks: Sequence[NewTask]) -> list[str]:
+        """Insert *tasks* in one transaction; return their ids, in order."""
+        ...
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> Claimed:
+        """Take up to *limit* due tasks, highest priority first, then earliest due, then oldest.
+
+        Each becomes ``running`` with ``attempts + 1``, ``owner`` and
+        ``lease_until = now + lease_seconds``.
+        """
+        ...
+
+    async def renew(self, owner: str, ids: Sequence[str], lease_seconds: float) -> Renewal:
+        """Extend the leases of the running tasks *ids* held by *owner*."""
+        ...
+
+    async def complete(self, owner: str, task_id: str, attempt: int, result: bytes) -> bool:
+        """Mark a running task ``completed``; False if *owner* no longer holds *attempt*."""
+        ...
+
+    async def fail(
+        self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
+    ) -> bool:
+        """Record a failed attempt: ``retrying`` until *retry_at*, or ``failed`` if it is ``None``.
+
+        False if *owner* no longer holds *attempt*.
+        """
+        ...
+
+    async def finish_cancelled(self, owner: str, task_id: str, attempt: int) -> bool:
+        """Mark a running task that was cancelled ``cancelled``; False if no longer held."""
+        ...
+
+    async def release(self, owner: str, task_id: str, attempt: int) -> bool:
+        """Give back a running task interrupted by shutdown: ``queued``, due now.
+
+        The interrupted attempt is not counted (``attempts - 1``), owner and
+        lease are cleared. False if *owner* no longer holds *attempt*.
+        """
+        ...
+
+    async def cancel(self, task_id: str) -> TaskStatus | None:
+        """Cancel a task from anywhere.
+
+        A queued, scheduled or retrying task becomes ``cancelled`` at once;
+        a running one gets ``cancel_requested`` (its owner stops it and
+        calls `finish_cancelled`). Returns the status the task had, or
+        ``None`` if the id is unknown; a finished task is left as it is.
+        """
+        ...
+
+    async def requeue(self, task_id: str) -> TaskStatus | None:
+        """Run a ``failed`` or ``cancelled`` task again, as one more attempt, due now.
+
+        Returns the status it had (unchanged unless it was failed or
+        cancelled), or ``None`` if the id is unknown.
+        """
+        ...
+
+    async def get(self, task_id: str) -> StoredTask | None:
+        """The task with this id, or ``None``."""
+        ...
+
+    async def page(
+        self,
+        *,
+        status: TaskStatus | None,
+        name: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """Tasks newest first (by id), optionally of one status and/or name."""
+        ...
+
+    async def counts(self) -> dict[TaskStatus, int]:
+        """How many tasks the store holds in each status."""
+        ...
+
+    async def recover_expired(self, error: str) -> int:
+        """Re-queue running tasks whose lease expired (their worker died).
+
+        The attempt counts: a task with attempts left becomes ``retrying``
+        due now, one without becomes ``failed``; *error* is recorded as the
+        attempt's error either way.
+        The condition is re-checked in the same statement that changes the
+        row, so a task finished or re-claimed meanwhile is left alone.
+        A store shared by several processes runs this on one of them at a
+        time (returning 0 elsewhere). Returns how many rows changed.
+        """
+        ...
+
+    async def purge_finished(self, older_than: float) -> int:
+        """Delete finished tasks whose ``finished_at`` is before *older_than*; return the count."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new tasks may have arrived (a hint from elsewhere), or after *timeout*."""
+        ...
