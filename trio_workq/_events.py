@@ -131,12 +131,13 @@ class TaskEvent:
         return self._task._queue._wall_time(self.time)
 
 
-_current: ContextVar[TaskHandle[Any]] = ContextVar("trio_workq_current_task")
+# Workers set it right before running a task (each worker has its own context).
+current_task_var: ContextVar[TaskHandle[Any]] = ContextVar("trio_workq_current_task")
 
 
 def set_current(task: TaskHandle[Any]) -> None:
-    """Record the task a worker is about to run (each worker has its own context)."""
-    _current.set(task)
+    """Record the task a worker is about to run."""
+    current_task_var.set(task)
 
 
 def current_task() -> TaskInfo:
@@ -148,7 +149,7 @@ def current_task() -> TaskInfo:
         RuntimeError: If called outside a task run by a `WorkQueue`.
     """
     try:
-        task = _current.get()
+        task = current_task_var.get()
     except LookupError:
         raise RuntimeError(
             "trio_workq.current_task() was called outside a task run by a WorkQueue"

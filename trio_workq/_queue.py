@@ -21,7 +21,14 @@ import attrs
 import trio
 
 from ._errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, _check_seconds
-from ._events import EVENT_FOR_STATUS, EventKind, EventStream, TaskEvent, logger, set_current
+from ._events import (
+    EVENT_FOR_STATUS,
+    EventKind,
+    EventStream,
+    TaskEvent,
+    current_task_var,
+    logger,
+)
 from ._ready import ReadySet
 from ._retry import RetryPolicy
 from ._task import (
@@ -38,6 +45,7 @@ from ._task import (
 )
 from ._timers import TimerHeap
 from ._validate import (
+    CO_COROUTINE,
     check_async_callable,
     check_aware,
     check_count,
@@ -128,7 +136,7 @@ class TaskPage:
     next_cursor: str | None
 
 
-_seq_of = operator.attrgetter("_seq")
+_seq_of: Callable[[TaskHandle[Any]], int] = operator.attrgetter("_seq")
 
 
 class WorkQueue:
@@ -164,20 +172,25 @@ class WorkQueue:
 
         self._ready = ReadySet()
         self._timers = TimerHeap()
-        self._idle: Waiters[None] = Waiters()
+        # Parked idle workers (trio tasks), woken directly with reschedule().
+        self._idle: deque[trio.lowlevel.Task] = deque()
         # Callers of submit() waiting for room; also the scheduler, with a due task.
         self._producers: Waiters[TaskHandle[Any]] = Waiters()
         self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
         self._tasks: dict[str, TaskHandle[Any]] = {}
         self._finished: deque[TaskHandle[Any]] = deque()
-        self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
-        # Per-status indexes for listing: task -> the mark it got on entering
-        # that status. Marks only grow, so each index is in mark order and a
-        # listing page is a bisect plus a slice, never a scan.
+        # One index per status: task -> the mark it got on entering that
+        # status. Marks only grow, so each index is in mark order and a
+        # listing page is a bisect plus a slice, never a scan. The indexes
+        # are also the live counts (their lengths): a transition is a delete
+        # and an insert, which costs what two counter updates would.
         self._by_status: dict[TaskStatus, dict[TaskHandle[Any], int]] = {
             status: {} for status in TaskStatus
         }
         self._mark = 0
+        self._submitted = 0
+        # Tasks that ever ended in each terminal status, expired records included.
+        self._ended: dict[TaskStatus, int] = {COMPLETED: 0, FAILED: 0, CANCELLED: 0}
         self._seq = 0
         self._closing = False
         self._drained = False  # closing, and nothing left to run: workers may exit
@@ -330,7 +343,9 @@ class WorkQueue:
     ) -> TaskHandle[T]:
         if self._closing:
             raise _closed_error()
-        check_async_callable(fn)
+        code = getattr(fn, "__code__", None)
+        if code is None or not code.co_flags & CO_COROUTINE:  # the common case, inline
+            check_async_callable(fn)
         if name is not None:
             check_name(name)
         if priority.__class__ is not int:
@@ -376,12 +391,12 @@ class WorkQueue:
         return self._ready.live < self._capacity or bool(self._idle)
 
     def _has_scheduling_room(self) -> bool:
-        return self._counts[SCHEDULED] < self._max_scheduled
+        return len(self._by_status[SCHEDULED]) < self._max_scheduled
 
     def _accept(self, task: TaskHandle[Any]) -> None:
         """Register a new task: from now on it can be looked up and counted."""
         self._tasks[task.id] = task
-        self._counts[task.status] += 1
+        self._submitted += 1
         self._mark = mark = self._mark + 1
         self._by_status[task.status][task] = mark
         if self._listeners:
@@ -391,9 +406,6 @@ class WorkQueue:
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
         old = task.status
-        counts = self._counts
-        counts[old] -= 1
-        counts[status] += 1
         by_status = self._by_status
         del by_status[old][task]
         self._mark = mark = self._mark + 1
@@ -466,7 +478,7 @@ class WorkQueue:
         """Put a queued task in the ready set and wake an idle worker for it."""
         self._ready.push(task)
         if self._idle:
-            self._idle.wake_first()
+            trio.lowlevel.reschedule(self._idle.pop())
 
     def _admit(self, task: TaskHandle[Any]) -> bool:
         """Move a task whose turn came out of the producers' line; False if it was cancelled."""
@@ -520,13 +532,16 @@ class WorkQueue:
                 task.attempts,
                 exc_info=task._last_error,
             )
+        self._ended[status] += 1
         if task._event is not None:
             task._event.set()
         finished = self._finished
         finished.append(task)
         if len(finished) > self._max_retained:
             self._forget(finished.popleft())
-        self._expire(now)
+        retention = self._retention
+        if retention is not None and finished and finished[0]._finished <= now - retention:  # type: ignore[operator]
+            self._expire(now)
         if self._closing:
             self._check_drained()
 
@@ -575,22 +590,28 @@ class WorkQueue:
 
     # ------------------------------------------------------------- the pool
 
-    def _take_nowait(self) -> TaskHandle[Any] | None:
-        """The next task for a free worker, or None."""
-        task = self._ready.pop()
-        if task is not None:
-            if self._producers:
-                self._admit_producers()
-            return task
-        # Unbuffered (max_buffer_size=0): take a waiting producer's task directly.
-        while self._producers:
-            task = self._producers.wake_first()
+    def _take_unbuffered(self) -> TaskHandle[Any] | None:
+        """With an empty ready set: a waiting producer's task (max_buffer_size=0), or None."""
+        producers = self._producers
+        while producers._line:
+            task = producers.wake_first()
             if self._admit(task):
                 return task
         return None
 
     async def _worker(self) -> None:
         task: TaskHandle[Any] | None = None
+        idle = self._idle
+        me = trio.lowlevel.current_task()
+
+        def abort_idle(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            idle.remove(me)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        ready = self._ready
+        producer_line = self._producers._line
+        clock = self._clock
+        set_status = self._set_status
         try:
             while True:
                 # One cancel scope serves many tasks; it is replaced only once a
@@ -598,18 +619,24 @@ class WorkQueue:
                 scope = trio.CancelScope()
                 with scope:
                     while True:
-                        task = self._take_nowait()
-                        if task is None:
-                            if self._drained:
-                                return
-                            await self._idle.wait(None)
-                            continue
+                        task = ready.pop()
+                        if task is not None:
+                            if producer_line:
+                                self._admit_producers()
+                        else:
+                            task = self._take_unbuffered()
+                            if task is None:
+                                if self._drained:
+                                    return
+                                idle.append(me)
+                                await trio.lowlevel.wait_task_rescheduled(abort_idle)
+                                continue
                         task.attempts += 1
-                        task._started = started = self._clock.current_time()
+                        task._started = started = clock.current_time()
                         task._due = None
                         task._scope = scope
-                        set_current(task)
-                        self._set_status(task, RUNNING)
+                        current_task_var.set(task)
+                        set_status(task, RUNNING)
                         timeout = task._timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
@@ -621,10 +648,12 @@ class WorkQueue:
                         else:
                             task._result = value
                             self._finish(task, COMPLETED)
-                        task = None
+                        ran, task = task, None
                         if timeout is not None:
                             scope.deadline = math.inf
-                        if scope.cancel_called:
+                            if scope.cancel_called:
+                                break  # the deadline passed as the task returned
+                        if ran._cancel_requested:
                             break  # a cancel() raced the task's completion; renew the scope
                 if task is not None:
                     # Our scope caught the Cancelled: cancel() or the task's timeout.
@@ -729,6 +758,7 @@ class WorkQueue:
         if self._closing:
             raise _closed_error()
         self._finished.remove(task)  # a linear scan, on a rare operator action
+        self._ended[task.status] -= 1
         task._finished = None
         task._event = None  # the old one is set; new waiters wait for this run
         task._cancel_requested = False
@@ -783,14 +813,17 @@ class WorkQueue:
         self._expire(self._clock.current_time())
 
         # Entries are oldest first; `older` counts those before the cursor.
+        key_of: Callable[[TaskHandle[Any]], int]
         if status is None:
             tasks = self._tasks
+            key_of = _seq_of
             total = older = len(tasks)
             if before is not None:
                 older = bisect_left(list(tasks.values()), before, key=_seq_of)
             candidates: Iterator[TaskHandle[Any]] = reversed(tasks.values())
         else:
             index = self._by_status[status]
+            key_of = index.__getitem__
             total = older = len(index)
             if before is not None:
                 older = bisect_left(list(index.values()), before)
@@ -805,12 +838,9 @@ class WorkQueue:
                 page.append(task)
                 if len(page) == limit:
                     break
-        more = len(page) == limit and seen < older
         next_cursor = None
-        if more:
-            last = page[-1]
-            key = last._seq if status is None else index[last]
-            next_cursor = f"{listing}:{key}"
+        if len(page) == limit and seen < older:
+            next_cursor = f"{listing}:{key_of(page[-1])}"
         return TaskPage(tuple(task.info() for task in page), next_cursor)
 
     def _cancel_task(self, task: TaskHandle[Any]) -> bool:
@@ -842,18 +872,19 @@ class WorkQueue:
     def statistics(self) -> QueueStatistics:
         """A snapshot of the queue's counters. Not a checkpoint."""
         self._expire(self._clock.current_time())
-        counts = self._counts
+        live = {status: len(index) for status, index in self._by_status.items()}
+        ended = self._ended
         return QueueStatistics(
             workers=self._workers,
-            busy_workers=counts[RUNNING],
-            queued=counts[QUEUED],
-            scheduled=counts[SCHEDULED],
-            retrying=counts[RETRYING],
-            running=counts[RUNNING],
-            submitted=sum(counts.values()),  # every accepted task is in one status
-            completed=counts[COMPLETED],
-            failed=counts[FAILED],
-            cancelled=counts[CANCELLED],
+            busy_workers=live[RUNNING],
+            queued=live[QUEUED],
+            scheduled=live[SCHEDULED],
+            retrying=live[RETRYING],
+            running=live[RUNNING],
+            submitted=self._submitted,
+            completed=ended[COMPLETED],
+            failed=ended[FAILED],
+            cancelled=ended[CANCELLED],
             retained=len(self._finished),
             buffer_capacity=self._capacity,
             producers_waiting=len(self._producers) - (self._held is not None),
@@ -924,11 +955,12 @@ class WorkQueue:
             not self._drained
             and self._ready.live == 0
             and self._timers.live == 0
-            and self._counts[RUNNING] == 0
+            and not self._by_status[RUNNING]
             and self._held is None
         ):
             self._drained = True
-            self._idle.wake_all()
+            while self._idle:
+                trio.lowlevel.reschedule(self._idle.pop())
             if self._timer_scope is not None:
                 self._timer_scope.cancel()
 

@@ -8,7 +8,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-_CO_COROUTINE = inspect.CO_COROUTINE
+CO_COROUTINE = inspect.CO_COROUTINE
 
 
 def check_async_callable(fn: object) -> None:
@@ -20,7 +20,7 @@ def check_async_callable(fn: object) -> None:
     awaitable, or the task fails with `TypeError`).
     """
     code = getattr(fn, "__code__", None)
-    if code is not None and code.co_flags & _CO_COROUTINE:
+    if code is not None and code.co_flags & CO_COROUTINE:
         return
     if inspect.iscoroutine(fn):
         fn.close()  # we own it now; closing avoids a "never awaited" warning
