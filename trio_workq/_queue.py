@@ -177,7 +177,7 @@ class WorkQueue:
         # Callers of submit() waiting for room; also the scheduler, with a due task.
         self._producers: Waiters[TaskHandle[Any]] = Waiters()
         self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
-        self._tasks: dict[str, TaskHandle[Any]] = {}
+        self._tasks: dict[int, TaskHandle[Any]] = {}  # by sequence number, oldest first
         self._finished: deque[TaskHandle[Any]] = deque()
         # One index per status: task -> the mark it got on entering that
         # status. Marks only grow, so each index is in mark order and a
@@ -395,7 +395,7 @@ class WorkQueue:
 
     def _accept(self, task: TaskHandle[Any]) -> None:
         """Register a new task: from now on it can be looked up and counted."""
-        self._tasks[task.id] = task
+        self._tasks[task._seq] = task
         self._submitted += 1
         self._mark = mark = self._mark + 1
         self._by_status[task.status][task] = mark
@@ -556,7 +556,7 @@ class WorkQueue:
 
     def _forget(self, task: TaskHandle[Any]) -> None:
         """Drop a finished record from the lookups (its handle keeps the result)."""
-        del self._tasks[task.id]
+        del self._tasks[task._seq]
         del self._by_status[task.status][task]
 
     def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
@@ -713,12 +713,12 @@ class WorkQueue:
             TaskNotFound: If the id is unknown or its record has expired.
         """
         self._expire(self._clock.current_time())
-        try:
-            return self._tasks[task_id]
-        except (KeyError, TypeError):
-            raise TaskNotFound(
-                f"no task with id {task_id!r} (unknown, or its record expired)"
-            ) from None
+        # Ids are decimal sequence numbers; "07" or " 7" name no task.
+        if isinstance(task_id, str) and task_id.isascii() and task_id.isdigit():
+            task = self._tasks.get(int(task_id))
+            if task is not None and task.id == task_id:
+                return task
+        raise TaskNotFound(f"no task with id {task_id!r} (unknown, or its record expired)")
 
     def get_info(self, task_id: str) -> TaskInfo:
         """A `TaskInfo` snapshot of the task with this id. Not a checkpoint.

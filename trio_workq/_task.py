@@ -129,14 +129,12 @@ class TaskHandle(Generic[T]):
     forgotten the task's record.
 
     Attributes:
-        id: The task's id, unique within its queue (a string).
         status: The task's current `TaskStatus`.
         attempts: How many times the task has started running.
     """
 
     # One object per task, so the hot path allocates little: the handle *is* the record.
     __slots__ = (
-        "__weakref__",
         "_args",
         "_cancel_requested",
         "_created",
@@ -157,11 +155,9 @@ class TaskHandle(Generic[T]):
         "_started",
         "_timeout",
         "attempts",
-        "id",
         "status",
     )
 
-    id: str
     status: TaskStatus
     attempts: int
 
@@ -179,7 +175,6 @@ class TaskHandle(Generic[T]):
     ) -> None:
         self._queue = queue
         self._seq = seq
-        self.id = str(seq)
         self._fn: Callable[..., Awaitable[T]] = fn
         self._args: tuple[Any, ...] = args
         self._name = name
@@ -202,6 +197,11 @@ class TaskHandle(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<TaskHandle id={self.id} name={self.name!r} status={self.status.value}>"
+
+    @property
+    def id(self) -> str:
+        """The task's id, unique within its queue (a string)."""
+        return str(self._seq)
 
     @property
     def name(self) -> str:
