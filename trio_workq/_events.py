@@ -70,7 +70,17 @@ class TaskEvent:
         self.kind = kind
         self.time = time
         self._task = task
-        self._state = task._state()
+        # task._state(), inlined: this runs for every event.
+        self._state = (
+            task.status,
+            task.attempts,
+            task._last_error,
+            task._errors,
+            task._due,
+            task._queued,
+            task._started,
+            task._finished,
+        )
         self._was_running = was_running
         self._info: TaskInfo | None = None
 

@@ -401,7 +401,7 @@ class WorkQueue:
         self._by_status[task.status][task] = mark
         if self._listeners:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
-            self._emit(task, kind, was_running=False)
+            self._emit(task, kind, self._clock.current_time(), was_running=False)
 
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
@@ -414,13 +414,22 @@ class WorkQueue:
         if self._listeners:
             kind = EVENT_FOR_STATUS.get(status)
             if kind is not None:
-                self._emit(task, kind, was_running=old is RUNNING)
+                # Reuse the transition's own timestamp where it has one.
+                if status is RUNNING:
+                    when = task._started
+                else:
+                    when = task._finished  # set for terminal statuses only
+                    if when is None:
+                        when = self._clock.current_time()
+                self._emit(task, kind, when, was_running=old is RUNNING)  # type: ignore[arg-type]
         if old is SCHEDULED and self._schedulers:
             self._admit_scheduled()
 
-    def _emit(self, task: TaskHandle[Any], kind: EventKind, *, was_running: bool) -> None:
+    def _emit(
+        self, task: TaskHandle[Any], kind: EventKind, when: float, *, was_running: bool
+    ) -> None:
         """Tell every listener; a failing listener is logged, never raised."""
-        event = TaskEvent(kind, task, self._clock.current_time(), was_running)
+        event = TaskEvent(kind, task, when, was_running)
         for listener in self._listeners:
             try:
                 listener(event)

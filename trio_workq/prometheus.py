@@ -419,15 +419,16 @@ def _make_listener(instrumentation: Instrumentation) -> Callable[[TaskEvent], No
 
     def on_event(event: TaskEvent) -> None:
         try:
-            series = get(event.name)
+            task = event._task
+            name = task._name or task.name  # the property fills in the default once
+            series = get(name)
             if series is None:
-                series = series_by_name[event.name] = _TaskSeries()
+                series = series_by_name[name] = _TaskSeries()
             kind = event.kind
             if kind is started:
-                wait = event.queue_wait
-                if wait is not None:
-                    series.wait_counts[bisect(wait_bounds, wait)] += 1
-                    series.wait_sum += wait
+                wait = event.time - event._state[5]  # event.queue_wait, inlined
+                series.wait_counts[bisect(wait_bounds, wait)] += 1
+                series.wait_sum += wait
                 return
             if kind is submitted or kind is scheduled:
                 series.submitted += 1
@@ -444,8 +445,9 @@ def _make_listener(instrumentation: Instrumentation) -> Callable[[TaskEvent], No
                     series.timed_out += 1
             elif kind is cancelled:
                 series.cancelled += 1
-            duration = event.run_duration
-            if duration is not None:
+            started_at = event._state[6]
+            if event._was_running and started_at is not None:  # event.run_duration, inlined
+                duration = event.time - started_at
                 series.run_counts[bisect(run_bounds, duration)] += 1
                 series.run_sum += duration
         except Exception:  # a listener must never raise into the queue
