@@ -104,7 +104,7 @@ class TestListTasks:
     async def test_name_filter(self) -> None:
         """Only tasks with the given name, still newest first and paged."""
         async with trio_workq.open_work_queue(workers=2) as queue:
-            wanted = []
+            wanted: list[str] = []
             for i in range(6):
                 handle = await queue.submit(noop, name="a" if i % 2 else "b")
                 if i % 2:
@@ -123,6 +123,54 @@ class TestListTasks:
             await handles[-1].wait()
             assert ids(queue.list_tasks()) == [handles[4].id, handles[3].id]
             assert ids(queue.list_tasks(status="completed")) == [handles[4].id, handles[3].id]
+
+    async def test_sparse_name_gives_short_pages_with_a_cursor(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A call examines a bounded number of entries; the cursor resumes the walk."""
+        monkeypatch.setattr("trio_workq._queue._SCAN_LIMIT", 4)
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
+            rare = await queue.submit(noop, name="rare")
+            for _ in range(9):
+                await queue.submit(noop, name="common")
+            page = queue.list_tasks(name="rare")
+            assert page.tasks == ()
+            assert page.next_cursor == "all:7"  # stopped after ids 10, 9, 8, 7
+            page = queue.list_tasks(name="rare", cursor=page.next_cursor)
+            assert page.tasks == ()
+            page = queue.list_tasks(name="rare", cursor=page.next_cursor)
+            assert ids(page) == [rare.id]
+            assert page.next_cursor is None
+            assert all_pages(queue, 2, name="common") == [str(i) for i in range(10, 1, -1)]
+
+    async def test_ids_with_gaps_after_expiry(self) -> None:
+        """Records expire in finish order, not id order: listings skip the gaps."""
+        async with trio_workq.open_work_queue(workers=2, max_retained=2) as queue:
+            slow = await queue.submit(forever)  # id 1 stays live
+            quick = [await queue.submit(noop) for _ in range(5)]
+            await quick[-1].wait()
+            assert all_pages(queue, 1) == [quick[4].id, quick[3].id, slow.id]
+            slow.cancel()
+            await slow.wait()
+            assert all_pages(queue, 10) == [quick[4].id, slow.id]
+            assert all_pages(queue, 10, status="cancelled") == [slow.id]
+
+    async def test_many_finished_records_stay_in_order(self) -> None:
+        """Expiring from the front (and compacting) keeps every status listing exact."""
+        async with trio_workq.open_work_queue(workers=1, max_retained=50) as queue:
+            handles: list[trio_workq.TaskHandle[None]] = []
+            for i in range(400):
+                handle = queue.submit_nowait(boom if i % 3 == 0 else noop)
+                handles.append(handle)
+                if i % 50 == 49:
+                    await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()
+            listed = all_pages(queue, 1000)
+            assert listed == [h.id for h in reversed(handles[-50:])]  # the last 50 to finish
+            failed = all_pages(queue, 7, status="failed")
+            completed = all_pages(queue, 7, status="completed")
+            assert sorted(failed + completed, key=int, reverse=True) == listed
+            assert failed == [h.id for h in reversed(handles[-50:]) if int(h.id) % 3 == 1]
 
     @pytest.mark.parametrize(
         ("kwargs", "error", "match"),
@@ -159,7 +207,7 @@ class TestListTasks:
 
         async def main() -> None:
             async with trio_workq.open_work_queue(workers=3) as queue:
-                handles = []
+                handles: list[trio_workq.TaskHandle[None]] = []
                 for kind in outcomes:
                     fn = boom if kind == "fail" else noop
                     handle = queue.submit_nowait(fn)

@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
@@ -30,6 +29,7 @@ from ._events import (
     logger,
 )
 from ._ready import ReadySet
+from ._records import FinishedRecords
 from ._retry import RetryPolicy
 from ._task import (
     CANCELLED,
@@ -136,7 +136,11 @@ class TaskPage:
     next_cursor: str | None
 
 
-_seq_of: Callable[[TaskHandle[Any]], int] = operator.attrgetter("_seq")
+_value_of: Callable[[tuple[TaskHandle[Any], int]], int] = operator.itemgetter(1)
+
+# A listing call examines at most this many entries (a sparse name filter
+# returns a short page and a cursor instead of walking everything).
+_SCAN_LIMIT: Final = 10_000
 
 
 class WorkQueue:
@@ -178,15 +182,26 @@ class WorkQueue:
         self._producers: Waiters[TaskHandle[Any]] = Waiters()
         self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
         self._tasks: dict[int, TaskHandle[Any]] = {}  # by sequence number, oldest first
-        self._finished: deque[TaskHandle[Any]] = deque()
-        # One index per status: task -> the mark it got on entering that
-        # status. Marks only grow, so each index is in mark order and a
-        # listing page is a bisect plus a slice, never a scan. The indexes
-        # are also the live counts (their lengths): a transition is a delete
-        # and an insert, which costs what two counter updates would.
-        self._by_status: dict[TaskStatus, dict[TaskHandle[Any], int]] = {
-            status: {} for status in TaskStatus
+        # The status indexes. Every transition stamps the task with a new mark
+        # (a counter), so each index is in mark order and a listing page is a
+        # bisect plus a slice, never a scan. Live statuses map task -> mark
+        # (their lengths are the live counts; a transition is a delete and an
+        # insert, which costs what two counter updates would). Finished tasks
+        # sit in one deque per terminal status, oldest first, which is also
+        # the order their records expire in.
+        self._live: dict[TaskStatus, dict[TaskHandle[Any], int]] = {
+            QUEUED: {},
+            SCHEDULED: {},
+            RUNNING: {},
+            RETRYING: {},
         }
+        self._done: dict[TaskStatus, FinishedRecords] = {
+            COMPLETED: FinishedRecords(),
+            FAILED: FinishedRecords(),
+            CANCELLED: FinishedRecords(),
+        }
+        # Every finished record, oldest first: the order records expire in.
+        self._finished: deque[TaskHandle[Any]] = deque()
         self._mark = 0
         self._submitted = 0
         # Tasks that ever ended in each terminal status, expired records included.
@@ -356,8 +371,7 @@ class WorkQueue:
             retry = self._retry
         elif retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
-        self._seq += 1
-        return TaskHandle(self, self._seq, fn, args, name, priority, timeout, retry, now)
+        return TaskHandle(self, fn, args, name, priority, timeout, retry, now)
 
     def _new_scheduled(
         self,
@@ -391,14 +405,16 @@ class WorkQueue:
         return self._ready.live < self._capacity or bool(self._idle)
 
     def _has_scheduling_room(self) -> bool:
-        return len(self._by_status[SCHEDULED]) < self._max_scheduled
+        return len(self._live[SCHEDULED]) < self._max_scheduled
 
     def _accept(self, task: TaskHandle[Any]) -> None:
         """Register a new task: from now on it can be looked up and counted."""
+        # Ids are given on registration, so the registry is in id order.
+        self._seq = task._seq = self._seq + 1
         self._tasks[task._seq] = task
         self._submitted += 1
-        self._mark = mark = self._mark + 1
-        self._by_status[task.status][task] = mark
+        self._mark = mark = task._mark = self._mark + 1
+        self._live[task.status][task] = mark
         if self._listeners:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
             self._emit(task, kind, self._clock.current_time(), was_running=False)
@@ -406,10 +422,16 @@ class WorkQueue:
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
         old = task.status
-        by_status = self._by_status
-        del by_status[old][task]
-        self._mark = mark = self._mark + 1
-        by_status[status][task] = mark
+        live = self._live
+        old_index = live.get(old)
+        if old_index is not None:  # else a finished task retried: retry() unlisted it
+            del old_index[task]
+        self._mark = mark = task._mark = self._mark + 1
+        index = live.get(status)
+        if index is not None:
+            index[task] = mark
+        else:
+            self._done[status].append(task)
         task.status = status
         if self._listeners:
             kind = EVENT_FOR_STATUS.get(status)
@@ -547,7 +569,7 @@ class WorkQueue:
         finished = self._finished
         finished.append(task)
         if len(finished) > self._max_retained:
-            self._forget(finished.popleft())
+            self._forget_oldest()
         retention = self._retention
         if retention is not None and finished and finished[0]._finished <= now - retention:  # type: ignore[operator]
             self._expire(now)
@@ -561,12 +583,13 @@ class WorkQueue:
         horizon = now - self._retention
         finished = self._finished
         while finished and finished[0]._finished <= horizon:  # type: ignore[operator]
-            self._forget(finished.popleft())
+            self._forget_oldest()
 
-    def _forget(self, task: TaskHandle[Any]) -> None:
-        """Drop a finished record from the lookups (its handle keeps the result)."""
+    def _forget_oldest(self) -> None:
+        """Drop the oldest finished record from the lookups (its handle keeps the result)."""
+        task = self._finished.popleft()
+        self._done[task.status].popleft()  # the oldest of its status, too
         del self._tasks[task._seq]
-        del self._by_status[task.status][task]
 
     def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
         """Record a failed attempt, then retry the task or end it ``failed``."""
@@ -766,7 +789,9 @@ class WorkQueue:
             )
         if self._closing:
             raise _closed_error()
-        self._finished.remove(task)  # a linear scan, on a rare operator action
+        # Linear scans, on a rare operator action.
+        self._done[task.status].remove(task)
+        self._finished.remove(task)
         self._ended[task.status] -= 1
         task._finished = None
         task._event = None  # the old one is set; new waiters wait for this run
@@ -775,6 +800,22 @@ class WorkQueue:
         self._set_status(task, RETRYING)
         self._add_timer(task, self._clock.current_time())
         return task
+
+    def _by_seq_newest_first(self, before: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
+        """Retained and live tasks by descending id, below *before*: probes the id space.
+
+        Records expire out of id order, so there are gaps; the probe stops at
+        the oldest id still held.
+        """
+        tasks = self._tasks
+        if not tasks:
+            return
+        lowest = next(iter(tasks))  # ids are registered in ascending order
+        top = self._seq if before is None else min(before - 1, self._seq)
+        for seq in range(top, lowest - 1, -1):
+            task = tasks.get(seq)
+            if task is not None:
+                yield seq, task
 
     def list_tasks(
         self,
@@ -790,7 +831,9 @@ class WorkQueue:
         that entered that status most recently come first (e.g. the latest
         failures). Each status keeps its own index, so a page costs about
         the same with a million retained records as with ten. Filtering by
-        *name* walks the candidates until the page is full.
+        *name* walks the candidates; one call examines at most 10,000 of
+        them, so a sparse name can give a short (even empty) page whose
+        `~TaskPage.next_cursor` continues the walk.
 
         Args:
             status: Only tasks in this status (a `TaskStatus` or its value).
@@ -821,35 +864,36 @@ class WorkQueue:
         before = None if cursor is None else _parse_cursor(cursor, listing)
         self._expire(self._clock.current_time())
 
-        # Entries are oldest first; `older` counts those before the cursor.
-        key_of: Callable[[TaskHandle[Any]], int]
+        # Walk the listing's entries newest first, from just below the cursor.
+        candidates: Iterator[tuple[int, TaskHandle[Any]]]
         if status is None:
-            tasks = self._tasks
-            key_of = _seq_of
-            total = older = len(tasks)
-            if before is not None:
-                older = bisect_left(list(tasks.values()), before, key=_seq_of)
-            candidates: Iterator[TaskHandle[Any]] = reversed(tasks.values())
+            candidates = self._by_seq_newest_first(before)
+        elif status in self._done:
+            candidates = self._done[status].newest_first(before)
         else:
-            index = self._by_status[status]
-            key_of = index.__getitem__
-            total = older = len(index)
-            if before is not None:
-                older = bisect_left(list(index.values()), before)
-            candidates = reversed(index.keys())
-        candidates = islice(candidates, total - older, None)  # skips at C speed
+            live = self._live[status]
+            if before is None:
+                newest_first_items = reversed(live.items())
+            else:  # live indexes are small next to the retained records: a copy is fine
+                items = list(live.items())
+                older = bisect_left(items, before, key=_value_of)
+                newest_first_items = reversed(items[:older])
+            candidates = ((mark, task) for task, mark in newest_first_items)
 
         page: list[TaskHandle[Any]] = []
-        seen = 0
-        for task in candidates:
-            seen += 1
+        last_key = 0
+        exhausted = True
+        for scanned, (key, task) in enumerate(candidates, 1):
+            last_key = key
             if name is None or task.name == name:
                 page.append(task)
                 if len(page) == limit:
+                    exhausted = next(candidates, None) is None
                     break
-        next_cursor = None
-        if len(page) == limit and seen < older:
-            next_cursor = f"{listing}:{key_of(page[-1])}"
+            if scanned == _SCAN_LIMIT:
+                exhausted = False  # a sparse name filter: a short page, and where we stopped
+                break
+        next_cursor = None if exhausted else f"{listing}:{last_key}"
         return TaskPage(tuple(task.info() for task in page), next_cursor)
 
     def _cancel_task(self, task: TaskHandle[Any]) -> bool:
@@ -881,7 +925,7 @@ class WorkQueue:
     def statistics(self) -> QueueStatistics:
         """A snapshot of the queue's counters. Not a checkpoint."""
         self._expire(self._clock.current_time())
-        live = {status: len(index) for status, index in self._by_status.items()}
+        live = {status: len(index) for status, index in self._live.items()}
         ended = self._ended
         return QueueStatistics(
             workers=self._workers,
@@ -964,7 +1008,7 @@ class WorkQueue:
             not self._drained
             and self._ready.live == 0
             and self._timers.live == 0
-            and not self._by_status[RUNNING]
+            and not self._live[RUNNING]
             and self._held is None
         ):
             self._drained = True

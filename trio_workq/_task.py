@@ -144,6 +144,7 @@ class TaskHandle(Generic[T]):
         "_finished",
         "_fn",
         "_last_error",
+        "_mark",
         "_name",
         "_priority",
         "_queue",
@@ -164,7 +165,6 @@ class TaskHandle(Generic[T]):
     def __init__(
         self,
         queue: WorkQueue,
-        seq: int,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         name: str | None,
@@ -174,7 +174,8 @@ class TaskHandle(Generic[T]):
         created: float,
     ) -> None:
         self._queue = queue
-        self._seq = seq
+        self._seq = 0  # set when the queue registers the task
+        self._mark = 0  # the queue's counter when the task entered its status
         self._fn: Callable[..., Awaitable[T]] = fn
         self._args: tuple[Any, ...] = args
         self._name = name
