@@ -121,6 +121,23 @@ class TestSubmitAndResult:
             assert named.info().name == "doubler"
             assert "doubler" in repr(named)
 
+    async def test_default_names_of_many_callables(self) -> None:
+        """Default names stay right past the name cache's bound, also for unhashable callables."""
+
+        class Unhashable:
+            __hash__ = None  # type: ignore[assignment]
+
+            async def __call__(self) -> None:
+                await trio.lowlevel.checkpoint()
+
+        async with trio_workq.open_work_queue(max_buffer_size=math.inf) as queue:
+            partials = [functools.partial(double, i) for i in range(600)]
+            handles = [queue.submit_nowait(p) for p in partials]
+            assert {h.name for h in handles} == {f"{__name__}:double"}
+            assert len(trio_workq._task._recent_names) <= 256
+            unhashable = queue.submit_nowait(Unhashable())
+            assert unhashable.name.endswith("Unhashable")
+
     async def test_ids_unique_and_lookup(self) -> None:
         """Every task gets a distinct string id usable with get_info/get_handle."""
         async with trio_workq.open_work_queue() as queue:

@@ -111,8 +111,29 @@ class TaskInfo:
     finished_at: datetime | None
 
 
+# Default names of recently seen callables: most queues run a handful of
+# functions many times. Bounded, since it keeps its callables alive.
+_recent_names: dict[Any, str] = {}
+_RECENT_NAMES_MAX = 256
+
+
 def task_name(fn: object) -> str:
     """The default task name: the function's ``module:qualname``."""
+    try:
+        return _recent_names[fn]
+    except (KeyError, TypeError):  # TypeError: an unhashable callable
+        pass
+    name = _compute_task_name(fn)
+    if len(_recent_names) >= _RECENT_NAMES_MAX:
+        _recent_names.clear()
+    try:
+        _recent_names[fn] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _compute_task_name(fn: object) -> str:
     inner: Any = fn
     while hasattr(inner, "func"):  # functools.partial, possibly nested
         inner = inner.func
