@@ -166,10 +166,10 @@ async def test_uninstrument_stops_tracing(
             await trio.testing.wait_all_tasks_blocked()
         tracing.uninstrument()  # a second call does nothing
         assert exporter.get_finished_spans() == ()
-        assert len(queue._listeners) == 1  # still there: one span is open
+        assert len(queue._hooks) == 1  # still there: one span is open
         running.cancel()
         await running.wait()
-        assert len(queue._listeners) == 0
+        assert len(queue._hooks) == 0
         await (await queue.submit(traced)).wait()  # same worker: its context was restored
     open_span, inner = exporter.get_finished_spans()
     assert attributes(open_span)["trio_workq.task.status"] == "cancelled"

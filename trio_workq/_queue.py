@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: An internal observer of status changes: ``hook(kind, task, when, was_running)``.
+Hook = Callable[[EventKind, "TaskHandle[Any]", float, bool], None]
+
 #: How many errors of earlier attempts a task keeps.
 MAX_ERROR_HISTORY: Final = 10
 
@@ -213,11 +216,15 @@ class WorkQueue:
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
-        # A tuple, replaced on change: emitting iterates it without copying.
+        # Observers of status changes, as tuples replaced on change (emitting
+        # iterates them without copying). Hooks are the library's own
+        # integrations: called with the bare facts, no event object. Public
+        # listeners get a TaskEvent, built by one hook while any listen.
+        self._hooks: tuple[Hook, ...] = ()
         self._listeners: tuple[Callable[[TaskEvent], None], ...] = ()
         if logger.isEnabledFor(logging.DEBUG):
             # Lifecycle logging is a listener, so a queue without any pays nothing for it.
-            self._listeners = (_log_event,)
+            self.add_listener(_log_event)
         self._streams: list[EventStream] = []
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # The run's clock, read directly (it is fixed for the run; skips a lookup).
@@ -415,7 +422,7 @@ class WorkQueue:
         self._submitted += 1
         self._mark = mark = task._mark = self._mark + 1
         self._live[task.status][task] = mark
-        if self._listeners:
+        if self._hooks:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
             self._emit(task, kind, self._clock.current_time(), was_running=False)
 
@@ -433,7 +440,7 @@ class WorkQueue:
         else:
             self._done[status].append(task)
         task.status = status
-        if self._listeners:
+        if self._hooks:
             kind = EVENT_FOR_STATUS.get(status)
             if kind is not None:
                 # Reuse the transition's own timestamp where it has one.
@@ -450,13 +457,30 @@ class WorkQueue:
     def _emit(
         self, task: TaskHandle[Any], kind: EventKind, when: float, *, was_running: bool
     ) -> None:
-        """Tell every listener; a failing listener is logged, never raised."""
+        """Tell every hook; a failing hook is logged, never raised."""
+        for hook in self._hooks:
+            try:
+                hook(kind, task, when, was_running)
+            except Exception:
+                logger.exception("event listener %r raised; the queue carries on", hook)
+
+    def _deliver_event(
+        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+    ) -> None:
+        """The hook of the public listeners: one `TaskEvent` for all of them."""
         event = TaskEvent(kind, task, when, was_running)
         for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
                 logger.exception("event listener %r raised; the queue carries on", listener)
+
+    def _add_hook(self, hook: Hook) -> None:
+        self._hooks = (*self._hooks, hook)
+
+    def _remove_hook(self, hook: Hook) -> None:
+        index = self._hooks.index(hook)
+        self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
 
     # ---------------------------------------------------------------- events
 
@@ -468,6 +492,8 @@ class WorkQueue:
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
+        if not self._listeners:
+            self._add_hook(self._deliver_event)
         self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
@@ -481,6 +507,8 @@ class WorkQueue:
         except ValueError:
             raise ValueError(f"{listener!r} is not a listener of this queue") from None
         self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
+        if not self._listeners:
+            self._remove_hook(self._deliver_event)
 
     @asynccontextmanager
     async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:

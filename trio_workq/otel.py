@@ -15,15 +15,14 @@ as usual, or pass a ``tracer_provider``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ._events import EventKind, TaskEvent
-from ._queue import WorkQueue
+from ._events import EventKind
+from ._queue import Hook, WorkQueue
 from ._task import TaskHandle
 
 __all__ = ["TracingInstrumentation", "instrument"]
@@ -50,8 +49,8 @@ class TracingInstrumentation:
         # Attempts in flight: their span and the context token to restore.
         self._open: dict[TaskHandle[Any], tuple[trace.Span, object]] = {}
         self._tracing = True
-        self._listener: Callable[[TaskEvent], None] = self._on_event
-        queue.add_listener(self._listener)
+        self._hook: Hook = self._on_change
+        queue._add_hook(self._hook)
 
     def uninstrument(self) -> None:
         """Stop tracing new attempts. Not a checkpoint.
@@ -65,7 +64,7 @@ class TracingInstrumentation:
 
     def _leave_when_idle(self) -> None:
         if not self._tracing and not self._open and self._queue is not None:
-            self._queue.remove_listener(self._listener)
+            self._queue._remove_hook(self._hook)
             self._queue = None
 
     def __enter__(self) -> TracingInstrumentation:
@@ -79,27 +78,28 @@ class TracingInstrumentation:
     ) -> None:
         self.uninstrument()
 
-    def _on_event(self, event: TaskEvent) -> None:
-        kind = event.kind
+    def _on_change(
+        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+    ) -> None:
         if kind is EventKind.STARTED:
             if self._tracing:
-                self._start(event)
-        elif kind in _ENDS_ATTEMPT and event._was_running:
-            self._end(event)
+                self._start(task, when)
+        elif kind in _ENDS_ATTEMPT and was_running:
+            self._end(kind, task, when)
             if not self._tracing:
                 self._leave_when_idle()
 
-    def _start(self, event: TaskEvent) -> None:
-        task = event._task
+    def _start(self, task: TaskHandle[Any], when: float) -> None:
+        name = task.name
         span = self._tracer.start_span(
-            f"trio_workq.task {event.name}",
+            f"trio_workq.task {name}",
             kind=trace.SpanKind.CONSUMER,
-            start_time=self._nanoseconds(event.time),
+            start_time=self._nanoseconds(when),
             attributes={
                 "trio_workq.queue": self.queue_name,
-                "trio_workq.task.id": event.task_id,
-                "trio_workq.task.name": event.name,
-                "trio_workq.task.attempt": event.attempt,
+                "trio_workq.task.id": task.id,
+                "trio_workq.task.name": name,
+                "trio_workq.task.attempt": task.attempts,
             },
         )
         # The STARTED event is delivered in the worker, right before the task's
@@ -107,23 +107,22 @@ class TracingInstrumentation:
         token = otel_context.attach(trace.set_span_in_context(span))
         self._open[task] = (span, token)
 
-    def _end(self, event: TaskEvent) -> None:
-        opened = self._open.pop(event._task, None)
+    def _end(self, kind: EventKind, task: TaskHandle[Any], when: float) -> None:
+        opened = self._open.pop(task, None)
         if opened is None:  # started before instrument() was called
             return
         span, token = opened
         # Every attempt-ending event is delivered in the same worker task as
         # its STARTED event, so the context token belongs to this context.
         otel_context.detach(token)  # type: ignore[arg-type]
-        kind = event.kind
         span.set_attribute("trio_workq.task.status", kind.value)
-        error = event.error
-        if error is not None:
+        error = task._last_error if kind is not EventKind.COMPLETED else None
+        if error is not None and kind is not EventKind.CANCELLED:
             span.record_exception(error)
             span.set_status(trace.Status(trace.StatusCode.ERROR, repr(error)))
         elif kind is EventKind.COMPLETED:
             span.set_status(trace.Status(trace.StatusCode.OK))
-        span.end(end_time=self._nanoseconds(event.time))
+        span.end(end_time=self._nanoseconds(when))
 
     def _nanoseconds(self, trio_time: float) -> int:
         return int((self._wall_offset + trio_time) * 1e9)

@@ -16,9 +16,9 @@ import re
 import threading
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import trio
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -30,8 +30,9 @@ from prometheus_client.metrics_core import (
 )
 
 from ._errors import TaskTimeout
-from ._events import EventKind, TaskEvent
-from ._queue import QueueStatistics, WorkQueue
+from ._events import EventKind
+from ._queue import Hook, QueueStatistics, WorkQueue
+from ._task import TaskHandle
 
 __all__ = ["QUEUE_WAIT_BUCKETS", "RUN_DURATION_BUCKETS", "Instrumentation", "instrument"]
 
@@ -358,8 +359,8 @@ class Instrumentation:
         self._data = self._collector.attach(self)
         self._series = self._data.series
         self._active = True
-        self._on_event = _make_listener(self)
-        queue.add_listener(self._on_event)
+        self._on_event = _make_hook(self)
+        queue._add_hook(self._on_event)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "detached"
@@ -382,7 +383,7 @@ class Instrumentation:
         if not self._active:
             return
         self._active = False
-        self.queue.remove_listener(self._on_event)
+        self.queue._remove_hook(self._on_event)
         self._collector.detach(self._data)
 
     def __enter__(self) -> Instrumentation:
@@ -397,9 +398,10 @@ class Instrumentation:
         self.uninstrument()
 
 
-def _make_listener(instrumentation: Instrumentation) -> Callable[[TaskEvent], None]:
-    """The queue listener: called synchronously for every status change, so kept lean
-    (closure variables instead of globals and attributes, a few increments per event).
+def _make_hook(instrumentation: Instrumentation) -> Hook:
+    """The queue hook: called synchronously for every status change, so kept lean
+    (no event object, closure variables instead of globals and attributes, a few
+    increments per change).
 
     It refers to *instrumentation*, so the queue keeps that alive while it listens.
     """
@@ -417,16 +419,15 @@ def _make_listener(instrumentation: Instrumentation) -> Callable[[TaskEvent], No
     retrying = EventKind.RETRYING
     cancelled = EventKind.CANCELLED
 
-    def on_event(event: TaskEvent) -> None:
+    def on_change(kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool) -> None:
+        # Called during the transition, so the task's fields are current.
         try:
-            task = event._task
-            name = task._name or task.name  # the property fills in the default once
+            name = task._name or task.name  # the property fills in the default
             series = get(name)
             if series is None:
                 series = series_by_name[name] = _TaskSeries()
-            kind = event.kind
             if kind is started:
-                wait = event.time - event._state[5]  # event.queue_wait, inlined
+                wait = when - task._queued
                 series.wait_counts[bisect(wait_bounds, wait)] += 1
                 series.wait_sum += wait
                 return
@@ -437,25 +438,28 @@ def _make_listener(instrumentation: Instrumentation) -> Callable[[TaskEvent], No
                 series.completed += 1
             elif kind is failed:
                 series.failed += 1
-                if isinstance(event.error, timeout_type):
+                if isinstance(task._last_error, timeout_type):
                     series.timed_out += 1
             elif kind is retrying:
                 series.retried += 1
-                if isinstance(event.error, timeout_type):
+                if isinstance(task._last_error, timeout_type):
                     series.timed_out += 1
             elif kind is cancelled:
                 series.cancelled += 1
-            started_at = event._state[6]
-            if event._was_running and started_at is not None:  # event.run_duration, inlined
-                duration = event.time - started_at
+            started_at = task._started
+            if was_running and started_at is not None:
+                duration = when - started_at
                 series.run_counts[bisect(run_bounds, duration)] += 1
                 series.run_sum += duration
-        except Exception:  # a listener must never raise into the queue
+        except Exception:  # a hook must never raise into the queue
             _logger.exception(
-                "could not record %r for queue_name=%r", event, instrumentation.queue_name
+                "could not record %s of task %s for queue_name=%r",
+                kind,
+                task.id,
+                instrumentation.queue_name,
             )
 
-    return on_event
+    return on_change
 
 
 def instrument(
