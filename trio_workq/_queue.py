@@ -633,18 +633,27 @@ class WorkQueue:
                 task._last_error = policy_error
                 delay = None
             if delay is not None:
-                logger.info(
-                    "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
-                    task.id,
-                    task.name,
-                    task.attempts,
-                    error,
-                    delay,
-                )
-                due = self._clock.current_time() + delay
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(
+                        "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                        task.id,
+                        task.name,
+                        task.attempts,
+                        error,
+                        delay,
+                    )
+                now = self._clock.current_time()
+                due = now + delay
                 task._due = due
                 self._set_status(task, RETRYING)
-                self._add_timer(task, due)
+                if delay == 0 and self._timers.next_due() > now and self._has_room():
+                    # Due at once, nothing else due, room: what the scheduler
+                    # would do, without the timer heap and its wake-up.
+                    task._queued = now
+                    self._set_status(task, QUEUED)
+                    self._make_ready(task)
+                else:
+                    self._add_timer(task, due)
                 return
         self._finish(task, FAILED)
 
