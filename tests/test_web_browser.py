@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: MIT
+"""The dashboard in a real browser: Debian's chromium, driven headless by Playwright.
+
+The queue and the Hypercorn server run in Trio; Playwright's sync API runs in
+a worker thread (`trio.to_thread.run_sync`). Playwright's own browser
+download does not work here, so the test launches ``/usr/bin/chromium``
+(``apt-get install chromium``; ``.ci/run`` installs it). With ``CI`` set, a
+missing chromium or Playwright fails the test; locally it skips.
+
+Each run saves a screenshot to ``tests/artifacts/dashboard.png``; with
+``TRIO_WORKQ_DOCS_SCREENSHOT=1`` it also refreshes the one in the docs
+(``docs/_static/dashboard.png``), after letting the throughput chart fill up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import random
+import shutil
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+import trio_workq
+from trio_workq import TaskHandle, TaskStatus, WorkQueue, open_work_queue
+from trio_workq.web import serve_dashboard
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Dialog, Page
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DOCS_SCREENSHOT = Path(__file__).parent.parent / "docs" / "_static" / "dashboard.png"
+TOKEN = "browser-test-token"
+
+# If any of these ran, the page would set window.__xss (and show an <img> or <script>).
+XSS_NAME = '<img src=x onerror="window.__xss = 1">'
+XSS_ERROR = "<script>window.__xss = 2</script>"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_failures(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger="trio_workq")
+
+
+def require_browser(chromium: str = CHROMIUM, playwright: str = "playwright") -> None:
+    """Skip without chromium or Playwright, except in CI, where that is a failure."""
+    missing: list[str] = []
+    if not Path(chromium).exists():
+        missing.append(f"{chromium} (apt-get install chromium)")
+    if importlib.util.find_spec(playwright) is None:
+        missing.append("the playwright package (in the tests dependency group)")
+    if missing:
+        message = "the browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must provide them")
+        pytest.skip(message)
+
+
+async def fetch_page(number: int) -> int:
+    await trio.sleep(random.uniform(0.02, 0.2))
+    return number * 100
+
+
+async def send_email(to: str) -> None:
+    await trio.sleep(0.01)
+    raise ConnectionRefusedError(f"SMTP server refused the connection for {to}")
+
+
+async def fail_with(message: str) -> None:
+    await trio.sleep(0.01)
+    raise ValueError(message)
+
+
+async def render_report(month: str, started: trio.Event) -> None:
+    started.set()
+    await trio.sleep_forever()
+
+
+async def feed(queue: WorkQueue) -> None:
+    """Keep a trickle of short tasks completing, for the throughput chart."""
+    number = 100
+    while True:
+        name = random.choice(["fetch-page", "resize-image", "index-document"])
+        await queue.submit(fetch_page, number, name=name, priority=random.randint(0, 2))
+        number += 1
+        await trio.sleep(random.uniform(0.1, 0.3))
+
+
+def browse(url: str, ids: dict[str, str], docs_screenshot: bool) -> None:
+    """The browser half: runs in a worker thread with Playwright's sync API."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=10_000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(10_000)
+            problems: list[str] = []
+            dialogs: list[str] = []
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+            def on_console(message: ConsoleMessage) -> None:
+                # The first poll is refused (401) until the token is given: expected.
+                if message.type == "error" and "401" not in message.text:
+                    problems.append(f"console: {message.text}")
+
+            page.on("console", on_console)
+
+            def on_dialog(dialog: Dialog) -> None:  # alert() and friends: the XSS payloads
+                dialogs.append(dialog.message)
+                dialog.dismiss()
+
+            page.on("dialog", on_dialog)
+            check_dashboard(page, ids)
+            assert problems == []  # e.g. the CSP blocking the page's own script or style
+            assert dialogs == []
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            if docs_screenshot:
+                page.wait_for_timeout(25_000)  # let the throughput chart fill a little
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    if docs_screenshot:
+        shutil.copyfile(ARTIFACTS / "dashboard.png", DOCS_SCREENSHOT)
+
+
+def check_dashboard(page: Page, ids: dict[str, str]) -> None:
+    from playwright.sync_api import expect
+
+    def row(task_id: str) -> str:
+        return f'#task-rows tr[data-task-id="{task_id}"]'
+
+    # The token is asked for once, then kept for the tab (also across a reload).
+    page.goto(ids["url"])
+    expect(page.locator("#login")).to_be_visible()
+    submit = page.locator("#login-form button[type=submit]")
+    page.locator("#token").fill("not a token")
+    submit.click()
+    expect(page.locator("#login-error")).to_have_text("A token is printable ASCII, without spaces.")
+    page.locator("#token").fill("wrong-token")
+    submit.click()
+    expect(page.locator("#login-error")).to_have_text("That token was not accepted.")
+    expect(page.locator("#dashboard")).to_be_hidden()
+    page.locator("#token").fill(TOKEN)
+    submit.click()
+    expect(page.locator("#dashboard")).to_be_visible()
+    page.reload()
+    expect(page.locator("#dashboard")).to_be_visible()
+    expect(page.locator("#login")).to_be_hidden()
+    expect(page.locator("#connection")).to_have_text("live")
+
+    # Counts by status (those the trickle of short tasks does not change).
+    expect(page.locator("#count-failed")).to_have_text("3")
+    expect(page.locator("#count-scheduled")).to_have_text("1")
+    expect(page.locator("#count-retrying")).to_have_text("1")
+    expect(page.locator("#count-cancelled")).to_have_text("1")
+    expect(page.locator("#workers")).to_have_text("6")
+    expect(page.locator("#chart polyline")).to_have_count(2)
+
+    # The XSS task: its name and error show as text; nothing of it runs or renders.
+    page.locator("#filter-status").select_option("failed")
+    xss_row = page.locator(row(ids["xss"]))
+    expect(xss_row.locator("td.name")).to_have_text(XSS_NAME)
+    expect(xss_row.locator("td.error")).to_have_text(f"ValueError: {XSS_ERROR}")
+    expect(xss_row.locator("td.status")).to_have_text("failed")
+    expect(page.locator("#task-rows tr")).to_have_count(3)
+    xss_row.locator("button[data-action=open]").click()
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-id")).to_have_text(ids["xss"])
+    expect(page.locator("#detail-traceback")).to_contain_text(f"ValueError: {XSS_ERROR}")
+    expect(page.locator("#detail-traceback")).to_contain_text("Traceback (most recent call last)")
+    expect(page.locator("#detail-fields")).to_contain_text(XSS_ERROR)  # the arguments
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img").count() == 0
+    assert page.locator("script").count() == 1  # the dashboard's own
+
+    # Cancel a running task from its row; it becomes cancelled.
+    page.locator("#filter-clear").click()
+    page.locator("#filter-name").fill("render-report")
+    page.locator("#filters button[type=submit]").click()
+    expect(page.locator("#task-rows tr")).to_have_count(5)
+    target = page.locator(row(ids["running"]))
+    expect(target.locator("td.status")).to_have_text("running")
+    target.locator("button[data-action=cancel]").click()
+    expect(target.locator("td.status")).to_have_text("cancelled")
+    expect(target.locator("button[data-action=retry]")).to_be_visible()
+    expect(page.locator("#message")).to_contain_text(f"task {ids['running']}")
+
+    # The picture: every task, with a failed one's details open.
+    page.locator("#filter-clear").click()
+    page.locator("#filter-status").select_option("failed")
+    page.locator(row(ids["email"])).locator("button[data-action=open]").click()
+    expect(page.locator("#detail-id")).to_have_text(ids["email"])
+    expect(page.locator("#detail-traceback")).to_contain_text("ConnectionRefusedError")
+    page.locator("#filter-clear").click()
+    expect(page.locator("#task-rows tr")).to_have_count(25)  # the page's page size
+
+
+async def test_dashboard_in_chromium() -> None:
+    """Counts, rows, cancel from the page, the XSS case, and a screenshot."""
+    require_browser()
+    docs_screenshot = bool(os.environ.get("TRIO_WORKQ_DOCS_SCREENSHOT"))
+    with trio.fail_after(120 if docs_screenshot else 50):
+        async with trio.open_nursery() as nursery:
+            async with open_work_queue(nursery, workers=6, shutdown_timeout=0) as queue:
+                later = trio_workq.RetryPolicy(max_attempts=3, backoff=trio_workq.fixed(3600))
+                for number in range(12):
+                    await queue.submit(fetch_page, number, name="fetch-page")
+                email: TaskHandle[None] = await queue.submit(
+                    send_email, "ops@example.org", name="send-email"
+                )
+                await queue.submit(send_email, "team@example.org", name="send-email")
+                xss = await queue.submit(fail_with, XSS_ERROR, name=XSS_NAME)
+                await queue.submit(fail_with, "upstream 503", name="sync-inventory", retry=later)
+                months = ("2026-07", "2026-08", "2026-09", "2026-10", "2026-11")
+                started = [trio.Event() for _ in months]
+                reports = [
+                    await queue.submit(
+                        render_report, month, event, name="render-report", priority=1
+                    )
+                    for month, event in zip(months, started, strict=True)
+                ]
+                await queue.schedule(fetch_page, 1, delay=600, name="nightly-cleanup")
+                (await queue.schedule(fetch_page, 2, delay=900, name="nightly-cleanup")).cancel()
+                await email.wait()
+                await xss.wait()
+                for event in started:
+                    await event.wait()
+                running = reports[0]
+                nursery.start_soon(feed, queue)
+
+                url = await nursery.start(partial(serve_dashboard, queue, port=0, token=TOKEN))
+                ids = {"url": url, "xss": xss.id, "running": running.id, "email": email.id}
+                await trio.to_thread.run_sync(browse, url, ids, docs_screenshot)
+
+                assert running.status is TaskStatus.CANCELLED
+                assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+                nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "missing", [{"chromium": "/nonexistent/chromium"}, {"playwright": "no_such_playwright"}]
+)
+def test_missing_browser_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch, missing: dict[str, str]
+) -> None:
+    """Without chromium or Playwright the browser test fails when CI is set, else skips."""
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must provide them"):
+        require_browser(**missing)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="the browser test needs"):
+        require_browser(**missing)

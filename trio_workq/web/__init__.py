@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: MIT
+"""A web dashboard and REST API for a `~trio_workq.WorkQueue`.
+
+Needs the ``web`` extra (``pip install 'trio_workq[web]'``: Starlette and
+Hypercorn). `create_app` returns an ASGI app to mount in your own; and
+`serve_dashboard` serves it with Hypercorn's Trio worker::
+
+    async with trio.open_nursery() as nursery:
+        async with trio_workq.open_work_queue(nursery) as queue:
+            url = await nursery.start(trio_workq.web.serve_dashboard, queue)
+            print(f"dashboard at {url}")
+            ...
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from .._queue import WorkQueue
+from ._app import build_app, check_token
+from ._server import serve_dashboard as serve_dashboard
+from ._source import QueueSource
+
+__all__ = ["create_app", "serve_dashboard"]
+
+
+def create_app(queue: WorkQueue, *, token: str | None = None) -> Starlette:
+    """The dashboard and REST API of *queue*, as an ASGI app. Not a checkpoint.
+
+    Serve it from the Trio run that owns the queue (for instance with
+    Hypercorn's Trio worker, or mounted in your own Starlette app served
+    that way): its handlers call the queue directly.
+
+    The app counts completed and failed tasks per second for its chart with
+    a small event listener on the queue, shared by every app on that queue.
+    ``GET /metrics`` instruments the queue for Prometheus on its first
+    request (with its own registry), so metrics count from then on.
+
+    Args:
+        queue: The `~trio_workq.WorkQueue` to show and act on.
+        token: If given, every API request must carry
+            ``Authorization: Bearer <token>``; printable ASCII, no spaces.
+            The page and its script and stylesheet stay public (they hold
+            no data); the page asks for the token.
+
+    Returns:
+        A Starlette app: ``/`` is the dashboard, ``/api/...`` the REST API,
+        plus ``/metrics`` and ``/healthz``.
+
+    Raises:
+        TypeError: If *queue* is not a `~trio_workq.WorkQueue`, or *token*
+            is not a string.
+        ValueError: For an empty token, or one with spaces or non-ASCII
+            characters.
+    """
+    if not isinstance(queue, WorkQueue):
+        raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
+    token = check_token(token)  # before the source starts listening to the queue
+    return build_app(QueueSource(queue), token=token)
