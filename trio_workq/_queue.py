@@ -12,9 +12,9 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -60,6 +60,10 @@ if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backpor
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
+
+    from ._durable import DurableWorkQueue
+    from ._serialize import Serializer
+    from ._store import Store
 
     Ts = TypeVarTuple("Ts")
 
@@ -688,12 +692,13 @@ class WorkQueue:
                 scope = trio.CancelScope()
                 with scope:
                     while True:
-                        task = ready.pop()
+                        # (Attribute checks before calls: this loop runs once per task.)
+                        task = ready.pop() if ready.live else None
                         if task is not None:
                             if producer_line:
                                 self._admit_producers()
                         else:
-                            task = self._take_unbuffered()
+                            task = self._take_unbuffered() if producer_line else None
                             if task is None:
                                 if self._drained:
                                     return
@@ -1111,7 +1116,7 @@ def _closed_error() -> QueueClosed:
 
 
 @asynccontextmanager
-async def open_work_queue(
+async def _open_memory_queue(
     nursery: trio.Nursery | None = None,
     *,
     workers: int = 10,
@@ -1197,3 +1202,55 @@ async def _shut_down_on_exit(queue: WorkQueue) -> AsyncGenerator[None, None]:
         queue._abort()
         raise
     await queue.shutdown(timeout=queue._shutdown_timeout)
+
+
+# open_work_queue(store=...) opens a durable queue (trio_workq._durable) instead.
+
+
+@overload
+def open_work_queue(
+    nursery: trio.Nursery | None = None,
+    *,
+    workers: int = 10,
+    max_buffer_size: int | float = 1000,
+    max_scheduled: int | float = math.inf,
+    retry: RetryPolicy | None = None,
+    max_retained: int | float = 10_000,
+    retention: float | None = 3600.0,
+    shutdown_timeout: float | None = None,
+    store: None = None,
+) -> AbstractAsyncContextManager[WorkQueue]: ...
+
+
+@overload
+def open_work_queue(
+    nursery: trio.Nursery | None = None,
+    *,
+    store: Store | str,
+    workers: int = 10,
+    retry: RetryPolicy | None = None,
+    lease: float = 30.0,
+    poll_interval: float = 1.0,
+    serializer: Serializer | None = None,
+    retention: float | None = 86400.0,
+    shutdown_timeout: float | None = None,
+) -> AbstractAsyncContextManager[DurableWorkQueue]: ...
+
+
+def open_work_queue(
+    nursery: trio.Nursery | None = None, *, store: Store | str | None = None, **options: Any
+) -> AbstractAsyncContextManager[WorkQueue] | AbstractAsyncContextManager[DurableWorkQueue]:
+    if store is None:
+        return _open_memory_queue(nursery, **options)
+    from ._durable import open_durable_queue  # it imports this module
+
+    return open_durable_queue(nursery, store=store, **options)
+
+
+_DURABLE_DOC = """
+    With *store* (a `Store`, or a URL such as ``sqlite:///tasks.db``), it
+    opens a `DurableWorkQueue` on that store instead, which takes the options
+    of `open_durable_queue`; *max_buffer_size*, *max_scheduled* and
+    *max_retained* do not apply to it. See the persistence guide.
+    """
+open_work_queue.__doc__ = (_open_memory_queue.__doc__ or "") + _DURABLE_DOC

@@ -22,23 +22,22 @@ class FinishedRecords:
     is the larger part of the list.
     """
 
-    __slots__ = ("_head", "_tasks")
+    __slots__ = ("_head", "_tasks", "append")
 
     def __init__(self) -> None:
         self._tasks: list[TaskHandle[Any]] = []
         self._head = 0
+        #: Add a record (the list's own method: one call less per finished task).
+        self.append = self._tasks.append
 
     def __len__(self) -> int:
         return len(self._tasks) - self._head
-
-    def append(self, task: TaskHandle[Any]) -> None:
-        self._tasks.append(task)
 
     def popleft(self) -> TaskHandle[Any]:
         task = self._tasks[self._head]
         self._head += 1
         if self._head * 2 > len(self._tasks):
-            del self._tasks[: self._head]
+            del self._tasks[: self._head]  # in place: `append` stays bound to this list
             self._head = 0
         return task
 
