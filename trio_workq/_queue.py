@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -12,7 +13,7 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
@@ -428,7 +429,11 @@ class WorkQueue:
         self._live[task.status][task] = mark
         if self._hooks:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
-            self._emit(task, kind, self._clock.current_time(), was_running=False)
+            for hook in self._hooks:  # (inlined here and in _set_status: hot with hooks)
+                try:
+                    hook(kind, task, task._created, False)
+                except Exception:
+                    _log_hook_error(hook)
 
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
@@ -454,19 +459,14 @@ class WorkQueue:
                     when = task._finished  # set for terminal statuses only
                     if when is None:
                         when = self._clock.current_time()
-                self._emit(task, kind, when, was_running=old is RUNNING)  # type: ignore[arg-type]
+                was_running = old is RUNNING
+                for hook in self._hooks:
+                    try:
+                        hook(kind, task, when, was_running)  # type: ignore[arg-type]
+                    except Exception:
+                        _log_hook_error(hook)
         if old is SCHEDULED and self._schedulers:
             self._admit_scheduled()
-
-    def _emit(
-        self, task: TaskHandle[Any], kind: EventKind, when: float, *, was_running: bool
-    ) -> None:
-        """Tell every hook; a failing hook is logged, never raised."""
-        for hook in self._hooks:
-            try:
-                hook(kind, task, when, was_running)
-            except Exception:
-                logger.exception("event listener %r raised; the queue carries on", hook)
 
     def _deliver_event(
         self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
@@ -477,7 +477,7 @@ class WorkQueue:
             try:
                 listener(event)
             except Exception:
-                logger.exception("event listener %r raised; the queue carries on", listener)
+                _log_hook_error(listener)
 
     def _add_hook(self, hook: Hook) -> None:
         self._hooks = (*self._hooks, hook)
@@ -1089,6 +1089,11 @@ class WorkQueue:
                 stream._close()  # consumers' iteration ends once they have read the rest
 
 
+def _log_hook_error(listener: object) -> None:
+    """A listener or hook raised: log it; the queue carries on."""
+    logger.exception("event listener %r raised; the queue carries on", listener)
+
+
 def _log_event(event: TaskEvent) -> None:
     logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
 
@@ -1219,7 +1224,7 @@ def open_work_queue(
     retention: float | None = 3600.0,
     shutdown_timeout: float | None = None,
     store: None = None,
-) -> AbstractAsyncContextManager[WorkQueue]: ...
+) -> contextlib.AbstractAsyncContextManager[WorkQueue]: ...
 
 
 @overload
@@ -1234,12 +1239,15 @@ def open_work_queue(
     serializer: Serializer | None = None,
     retention: float | None = 86400.0,
     shutdown_timeout: float | None = None,
-) -> AbstractAsyncContextManager[DurableWorkQueue]: ...
+) -> contextlib.AbstractAsyncContextManager[DurableWorkQueue]: ...
 
 
 def open_work_queue(
     nursery: trio.Nursery | None = None, *, store: Store | str | None = None, **options: Any
-) -> AbstractAsyncContextManager[WorkQueue] | AbstractAsyncContextManager[DurableWorkQueue]:
+) -> (
+    contextlib.AbstractAsyncContextManager[WorkQueue]
+    | contextlib.AbstractAsyncContextManager[DurableWorkQueue]
+):
     if store is None:
         return _open_memory_queue(nursery, **options)
     from ._durable import open_durable_queue  # it imports this module
