@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""``python -m trio_workq``: a short demo of the queue at work."""
+"""``python -m trio_workq``: the ``trio-workq`` command line."""
 
 from __future__ import annotations
 
-from ._demo import main
+import sys
+
+from ._cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

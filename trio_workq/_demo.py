@@ -1,65 +1,749 @@
 # SPDX-License-Identifier: MIT
-"""A demo workload: priorities, a timeout, a cancel, retries, a delayed task, a drain."""
+"""``trio-workq demo``: a realistic mixed workload on an in-memory queue.
+
+Pretend jobs of a small web shop arrive at random: e-mails, image resizes,
+card payments, inventory syncs, reports, archive exports and reminders.
+Each submitted task carries a script (`Job`, `Planned`) drawn from a seeded
+random generator: how long it runs, how many of its attempts fail and how,
+whether it is delayed, and whether an "operator" cancels it. Which final
+status every task reaches is therefore fixed by the seed and the task count,
+whatever the timing (only a stop before the end changes it).
+
+All timing uses Trio's clock, so the demo runs under a `trio.testing.MockClock`.
+"""
 
 from __future__ import annotations
 
+import errno
+import functools
 import random
+import shutil
+import signal
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TextIO
 
+import attrs
 import trio
 
-from ._errors import TaskCancelled
-from ._queue import open_work_queue
+from ._errors import TaskTimeout
+from ._events import EventKind, TaskEvent, current_task
+from ._queue import WorkQueue, open_work_queue
 from ._retry import RetryPolicy, exponential
-from ._task import TaskHandle
+from ._task import TaskHandle, TaskStatus
 
-_tries: dict[int, int] = {}
+#: Final statuses, in the order the summary shows them.
+FINAL_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+#: Seconds (Trio time) between redraws of the live progress line on a terminal.
+LIVE_INTERVAL = 0.25
+#: Seconds (Trio time) between plain progress lines when output is not a terminal.
+LINE_INTERVAL = 5.0
+
+#: Finished task records the demo's queue keeps (for the dashboard and its retry button).
+RETAINED = 10_000
+
+#: Exit status of a run that a second signal stopped at once: 128 + the signal number.
+_FORCED_EXIT_BASE = 128
+
+_FINAL_KINDS = {
+    EventKind.COMPLETED: TaskStatus.COMPLETED,
+    EventKind.FAILED: TaskStatus.FAILED,
+    EventKind.CANCELLED: TaskStatus.CANCELLED,
+}
 
 
-async def fetch(page: int) -> int:
-    """Pretend to fetch a page; pages divisible by 7 fail on their first two attempts."""
-    await trio.sleep(random.uniform(0.01, 0.05))
-    _tries[page] = _tries.get(page, 0) + 1
-    if page % 7 == 0 and _tries[page] <= 2:
-        raise OSError(f"page {page}: connection reset")
-    return page * 100
+class DemoError(Exception):
+    """A problem the user can fix (a busy port, a missing extra); shown without a traceback."""
 
 
-async def slow() -> None:
-    await trio.sleep(10)
+# ------------------------------------------------------------------ the workload
 
 
-async def demo() -> None:
-    policy = RetryPolicy(max_attempts=4, backoff=exponential(initial=0.02, max_delay=0.2))
-    async with open_work_queue(workers=4, max_buffer_size=8, retry=policy) as queue:
-        handles: list[TaskHandle[int]] = []
-        for page in range(1, 25):
-            handles.append(await queue.submit(fetch, page, name=f"fetch-{page}", priority=page % 3))
-        reminder = await queue.schedule(fetch, 99, delay=0.3, name="reminder")
-        overrun = await queue.submit(slow, name="slow", timeout=0.1, retry=None)
-        doomed = await queue.submit(slow, name="doomed", retry=None)
-        doomed.cancel()
-        stats = queue.statistics()
-        print(
-            f"submitted {stats.submitted} tasks to {stats.workers} workers; queued={stats.queued}"
+@attrs.frozen(repr=False)
+class Job:
+    """One pretend job and its script.
+
+    Attributes:
+        kind: The task's name (``send_email``, ``charge_card``...).
+        subject: What it works on (an address, a file, an order).
+        duration: Seconds a successful attempt takes (already time-scaled).
+        failures: How many attempts fail before one succeeds.
+        error: The exception type a failing attempt raises.
+        message: Its message.
+        hangs: Failing attempts hang until the task's timeout stops them,
+            instead of raising *error*.
+    """
+
+    kind: str
+    subject: str
+    duration: float
+    failures: int = 0
+    error: type[Exception] = ConnectionError
+    message: str = ""
+    hangs: bool = False
+
+    def __repr__(self) -> str:
+        # What the dashboard shows as the task's argument.
+        return f"{self.kind}({self.subject!r})"
+
+
+@attrs.frozen
+class Planned:
+    """How one job is submitted, and what the operator does to it.
+
+    Attributes:
+        job: The job to run.
+        priority: Its priority (higher runs first).
+        timeout: Seconds one attempt may run, or ``None``.
+        retry: Its retry policy, or ``None``.
+        delay: Seconds until a delayed job is due; ``None`` submits it now.
+        cancel_after: Seconds after submission at which the operator cancels
+            it (always before it could finish), or ``None``.
+    """
+
+    job: Job
+    priority: int = 0
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+    delay: float | None = None
+    cancel_after: float | None = None
+
+    @property
+    def expected(self) -> TaskStatus:
+        """The final status this script leads to when the demo runs to the end."""
+        if self.cancel_after is not None:
+            return TaskStatus.CANCELLED
+        if self.job.failures == 0:
+            return TaskStatus.COMPLETED
+        retry = self.retry
+        error: type[BaseException] = TaskTimeout if self.job.hangs else self.job.error
+        if retry is None or not issubclass(error, retry.retry_on):
+            return TaskStatus.FAILED
+        if self.job.failures >= retry.max_attempts:
+            return TaskStatus.FAILED
+        return TaskStatus.COMPLETED
+
+
+class Workload:
+    """An endless, reproducible stream of jobs and the pauses between them.
+
+    Args:
+        seed: Seeds the random generator: the same seed gives the same jobs.
+        rate: Average arrivals per second (before *speed*).
+        speed: Time scale: 2 makes every duration, delay and pause half as long.
+    """
+
+    #: (kind, weight): how often each kind of job arrives.
+    KINDS = (
+        ("send_email", 32),
+        ("resize_image", 25),
+        ("send_reminder", 12),
+        ("charge_card", 10),
+        ("sync_inventory", 10),
+        ("generate_report", 6),
+        ("export_archive", 5),
+    )
+
+    #: Chance that an arrival is a burst (a newsletter going out), and its size range.
+    BURST_CHANCE = 0.02
+    BURST_SIZE = (10, 30)
+
+    def __init__(self, seed: int, *, rate: float = 10.0, speed: float = 1.0) -> None:
+        self._rng = random.Random(seed)
+        self._rate = rate
+        self._speed = speed
+        self._count = 0
+        self._burst_left = 0
+        self._kinds = [name for name, _ in self.KINDS]
+        self._weights = [weight for _, weight in self.KINDS]
+        self._makers: dict[str, Callable[[], Planned]] = {
+            "send_email": self._send_email,
+            "resize_image": self._resize_image,
+            "send_reminder": self._send_reminder,
+            "charge_card": self._charge_card,
+            "sync_inventory": self._sync_inventory,
+            "generate_report": self._generate_report,
+            "export_archive": self._export_archive,
+        }
+        backoff = exponential(initial=0.2 / speed, max_delay=2.0 / speed)
+        self._retry = {
+            "send_email": RetryPolicy(max_attempts=4, backoff=backoff, retry_on=ConnectionError),
+            "resize_image": RetryPolicy(max_attempts=3, backoff=backoff, retry_on=OSError),
+            "sync_inventory": RetryPolicy(
+                max_attempts=4, backoff=backoff, retry_on=ConnectionError
+            ),
+            "generate_report": RetryPolicy(max_attempts=2, backoff=backoff, retry_on=OSError),
+        }
+
+    def __iter__(self) -> Iterator[tuple[float, Planned]]:
+        return self
+
+    def __next__(self) -> tuple[float, Planned]:
+        """The pause before the next arrival (seconds, scaled) and the job that arrives."""
+        rng = self._rng
+        self._count += 1
+        if self._burst_left:
+            self._burst_left -= 1
+            return 0.0, self._send_email()
+        pause = rng.expovariate(self._rate) / self._speed
+        if rng.random() < self.BURST_CHANCE:
+            self._burst_left = rng.randint(*self.BURST_SIZE) - 1
+            return pause, self._send_email()
+        kind = rng.choices(self._kinds, self._weights)[0]
+        return pause, self._makers[kind]()
+
+    def _seconds(self, low: float, high: float) -> float:
+        return self._rng.uniform(low, high) / self._speed
+
+    def _send_email(self) -> Planned:
+        rng = self._rng
+        job = Job(
+            "send_email", f"user{rng.randrange(10_000)}@example.org", self._seconds(0.05, 0.3)
+        )
+        roll = rng.random()
+        if roll < 0.10:  # the mail server is briefly unavailable
+            job = attrs.evolve(
+                job,
+                failures=rng.randint(1, 2),
+                error=ConnectionError,
+                message="SMTP 421: service not available, try again later",
+            )
+        elif roll < 0.12:  # no point retrying
+            job = attrs.evolve(
+                job, failures=1, error=ValueError, message="SMTP 550: mailbox unavailable"
+            )
+        return Planned(job, priority=5, retry=self._retry["send_email"])
+
+    def _resize_image(self) -> Planned:
+        rng = self._rng
+        path = f"uploads/img-{self._count}.jpg"
+        job = Job("resize_image", path, self._seconds(0.2, 1.0))
+        roll = rng.random()
+        if roll < 0.04:
+            job = attrs.evolve(
+                job, failures=1, error=ValueError, message=f"cannot identify image file {path!r}"
+            )
+        elif roll < 0.10:
+            job = attrs.evolve(
+                job, failures=1, error=OSError, message="object storage: read timed out"
+            )
+        return Planned(job, retry=self._retry["resize_image"])
+
+    def _send_reminder(self) -> Planned:
+        rng = self._rng
+        job = Job("send_reminder", f"user{rng.randrange(10_000)}", self._seconds(0.02, 0.1))
+        delay = self._seconds(1.0, 8.0)
+        # Some users act before the reminder is due: it is cancelled while scheduled.
+        cancel_after = delay * rng.uniform(0.1, 0.8) if rng.random() < 0.2 else None
+        return Planned(job, priority=1, delay=delay, cancel_after=cancel_after)
+
+    def _charge_card(self) -> Planned:
+        rng = self._rng
+        job = Job("charge_card", f"order-{self._count}", self._seconds(0.1, 0.5))
+        if rng.random() < 0.08:  # the payment gateway hangs; never retried (not idempotent)
+            job = attrs.evolve(job, failures=1, hangs=True)
+        return Planned(job, priority=10, timeout=2.0 / self._speed)
+
+    def _sync_inventory(self) -> Planned:
+        rng = self._rng
+        job = Job("sync_inventory", f"warehouse-{rng.randint(1, 5)}", self._seconds(0.5, 2.0))
+        roll = rng.random()
+        message = "inventory API: 503 Service Unavailable"
+        if roll < 0.05:  # down for longer than the retries last
+            job = attrs.evolve(job, failures=4, error=ConnectionError, message=message)
+        elif roll < 0.25:
+            job = attrs.evolve(
+                job, failures=rng.randint(1, 2), error=ConnectionError, message=message
+            )
+        return Planned(job, retry=self._retry["sync_inventory"])
+
+    def _generate_report(self) -> Planned:
+        rng = self._rng
+        job = Job("generate_report", f"report-{self._count}", self._seconds(1.0, 4.0))
+        if rng.random() < 0.05:
+            job = attrs.evolve(job, failures=2, error=OSError, message="No space left on device")
+        delay = self._seconds(1.0, 8.0) if rng.random() < 0.5 else None
+        return Planned(job, priority=-5, retry=self._retry["generate_report"], delay=delay)
+
+    def _export_archive(self) -> Planned:
+        rng = self._rng
+        job = Job("export_archive", f"account-{rng.randrange(1000)}", self._seconds(3.0, 8.0))
+        # Exports are slow; the operator gives up on some well before they could finish.
+        cancel_after = self._seconds(0.5, 2.5) if rng.random() < 0.4 else None
+        return Planned(job, priority=-5, cancel_after=cancel_after)
+
+
+async def perform(job: Job) -> str:
+    """Do a job's pretend work, failing on the attempts its script says. Always a checkpoint."""
+    if current_task().attempts <= job.failures:
+        if job.hangs:
+            await trio.sleep_forever()  # the task's timeout ends this attempt
+        await trio.sleep(job.duration / 2)
+        raise job.error(job.message)
+    await trio.sleep(job.duration)
+    return f"{job!r} done"
+
+
+# ------------------------------------------------------------------ bookkeeping
+
+
+class Tally:
+    """Counts what the queue reports, from its lifecycle events (a queue listener).
+
+    Args:
+        retained: How many finished tasks the queue keeps (its
+            ``max_retained``): only those can be re-run from the dashboard.
+
+    Attributes:
+        accepted: Tasks the queue accepted.
+        retries: Failed attempts that were retried.
+        reruns: Finished tasks run again (the dashboard's retry button).
+        timeouts: Attempts that timed out.
+        final: Final statuses by task name; a re-run task counts once, by
+            its latest final status.
+    """
+
+    def __init__(self, retained: int) -> None:
+        self.accepted = 0
+        self.retries = 0
+        self.reruns = 0
+        self.timeouts = 0
+        self.final: dict[str, Counter[TaskStatus]] = {}
+        self._retained = retained
+        self._final_of: OrderedDict[str, tuple[str, TaskStatus]] = OrderedDict()
+
+    def __call__(self, event: TaskEvent) -> None:
+        kind = event.kind
+        if kind is EventKind.SUBMITTED or kind is EventKind.SCHEDULED:
+            self.accepted += 1
+            return
+        if kind is EventKind.RETRYING:
+            if event.run_duration is None:
+                # No attempt ended: an operator re-ran a finished task. The event
+                # carries that task's old error, already counted.
+                self._forget_final(event.task_id)
+                return
+            self.retries += 1
+        if isinstance(event.error, TaskTimeout):
+            self.timeouts += 1
+        status = _FINAL_KINDS.get(kind)
+        if status is not None:
+            self.final.setdefault(event.name, Counter())[status] += 1
+            self._final_of[event.task_id] = (event.name, status)
+            if len(self._final_of) > self._retained:
+                self._final_of.popitem(last=False)
+
+    def _forget_final(self, task_id: str) -> None:
+        name_status = self._final_of.pop(task_id, None)
+        if name_status is not None:
+            name, status = name_status
+            self.final[name][status] -= 1
+            self.reruns += 1
+
+    def finished(self, status: TaskStatus | None = None) -> int:
+        """How many tasks reached *status* (any final status if ``None``)."""
+        return sum(
+            sum(counts.values()) if status is None else counts[status]
+            for counts in self.final.values()
         )
 
-        total = sum([await h.result() for h in handles])
-        retried = sum(1 for h in handles if h.info().attempts > 1)
-        print(f"24 pages fetched, total {total}; {retried} needed retries")
-        print(f"reminder (delayed 0.3 s) -> {await reminder.result()}")
-        await overrun.wait()
-        print(
-            f"slow task with timeout=0.1 -> {overrun.info().status} ({overrun.info().last_error!r})"
+
+_ge = attrs.validators.ge
+_gt = attrs.validators.gt
+_optional = attrs.validators.optional
+
+
+@attrs.frozen
+class DemoConfig:
+    """The options of one demo run (see ``trio-workq demo --help``).
+
+    Attributes:
+        seed: Seeds the workload.
+        workers: Size of the worker pool.
+        tasks: Stop submitting after this many tasks and end once they are
+            done; ``None`` runs until stopped.
+        duration: Seconds (Trio time, not scaled) after which to stop
+            gracefully; ``None`` for no limit.
+        rate: Average arrivals per second (before *speed*).
+        speed: Time scale of the jobs' durations, delays and arrivals.
+        grace: Seconds a graceful stop waits for unfinished tasks before
+            cancelling them.
+        dashboard: Serve the web dashboard.
+        host: The dashboard's address.
+        port: The dashboard's port (0 for any free port).
+        token: The dashboard's bearer token, or ``None``.
+        allow_public: Serve a non-loopback *host* without a token.
+        live: Redraw one progress line in place (on a terminal) instead of
+            printing a plain line now and then.
+    """
+
+    seed: int
+    workers: int = attrs.field(default=8, validator=_ge(1))
+    tasks: int | None = attrs.field(default=None, validator=_optional(_ge(1)))
+    duration: float | None = attrs.field(default=None, validator=_optional(_gt(0)))
+    rate: float = attrs.field(default=10.0, validator=_gt(0))
+    speed: float = attrs.field(default=1.0, validator=_gt(0))
+    grace: float = attrs.field(default=10.0, validator=_ge(0))
+    dashboard: bool = True
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8000, validator=[_ge(0), attrs.validators.le(65535)])
+    token: str | None = None
+    allow_public: bool = False
+    live: bool = False
+
+
+@attrs.frozen
+class DemoResult:
+    """How a demo run ended.
+
+    Attributes:
+        submitted: Tasks the queue accepted.
+        final: Final statuses by task name.
+        exit_status: 0 for a run that finished or stopped gracefully; 128 +
+            the signal's number when a second signal stopped it at once; 1
+            when the output was closed (a broken pipe) and the run stopped.
+    """
+
+    submitted: int
+    final: dict[str, Counter[TaskStatus]]
+    exit_status: int
+
+
+# ------------------------------------------------------------------ the dashboard
+
+
+def check_dashboard(config: DemoConfig) -> None:
+    """Check, before anything runs, that the dashboard can be served as configured.
+
+    Raises:
+        DemoError: If the ``web`` extra is missing, the token is malformed, or
+            a non-loopback host has no token (without *allow_public*).
+    """
+    try:
+        from .web import check_dashboard_options
+    except ImportError as exc:
+        raise DemoError(
+            f"the dashboard needs the optional 'web' extra ({exc}); "
+            "install it with: pip install 'trio_workq[web]', "
+            "or run the demo without it: trio-workq demo --no-dashboard"
+        ) from None
+    try:
+        check_dashboard_options(
+            host=config.host,
+            port=config.port,
+            token=config.token,
+            allow_public=config.allow_public,
         )
+    except ValueError as exc:
+        raise DemoError(str(exc)) from None
+
+
+async def _start_dashboard(nursery: trio.Nursery, queue: WorkQueue, config: DemoConfig) -> str:
+    """Start the dashboard server in *nursery* and return its URL. Always a checkpoint."""
+    from .web import serve_dashboard
+
+    server = functools.partial(
+        serve_dashboard,
+        queue,
+        host=config.host,
+        port=config.port,
+        token=config.token,
+        allow_public=config.allow_public,
+    )
+    try:
+        url: str = await nursery.start(server)
+    except OSError as exc:  # the host does not resolve, or the port is in use...
+        # serve_dashboard's message names the address and the reason.
+        hint = ""
+        if exc.errno == errno.EADDRINUSE and config.port:
+            hint = " (try another --port, or --port 0 for any free one)"
+        raise DemoError(f"{exc.strerror or exc}{hint}") from None
+    return url
+
+
+# ------------------------------------------------------------------ output
+
+
+class Console:
+    """Writes the demo's lines; on a terminal, one progress line redrawn in place.
+
+    Args:
+        out: Where to write.
+        live: Redraw the progress line with ``\\r`` (for a terminal); else
+            progress is a plain line each time, with no control codes.
+
+    Attributes:
+        closed: The reader went away (a broken pipe); nothing more is written.
+        on_closed: Called once when that happens.
+    """
+
+    _ERASE_LINE = "\r\x1b[2K"  # back to column 0, erase the whole line
+
+    def __init__(self, out: TextIO, *, live: bool) -> None:
+        self._out = out
+        self._live = live
+        self._progress_shown = False
+        self.closed = False
+        self.on_closed: Callable[[], None] = lambda: None
+
+    def line(self, text: str) -> None:
+        """Write a line of text (in place of the progress line, if shown)."""
+        erase = self._ERASE_LINE if self._progress_shown else ""
+        self._progress_shown = False
+        self._write(f"{erase}{text}\n")
+
+    def progress(self, text: str) -> None:
+        """Show the progress line."""
+        if not self._live:
+            self.line(text)
+            return
+        width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn
+        self._write(self._ERASE_LINE + text[:width])
+        self._progress_shown = True
+
+    def _write(self, text: str) -> None:
+        if self.closed:
+            return
         try:
-            await doomed.result()
-        except TaskCancelled:
-            print(f"cancelled task -> {doomed.info().status}")
+            self._out.write(text)
+            self._out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            self.on_closed()
+
+
+def progress_text(queue: WorkQueue, tally: Tally, elapsed: float) -> str:
+    """One line of live counters, the busiest first (a narrow terminal cuts the end)."""
     stats = queue.statistics()
-    print(
-        f"shut down: completed={stats.completed} failed={stats.failed} cancelled={stats.cancelled}"
+    return (
+        f"{elapsed:5.1f}s: {stats.running}/{stats.workers} running, {stats.queued} queued, "
+        f"{tally.finished(TaskStatus.COMPLETED)} completed, "
+        f"{tally.finished(TaskStatus.FAILED)} failed, "
+        f"{tally.finished(TaskStatus.CANCELLED)} cancelled, "
+        f"{stats.scheduled} scheduled, {stats.retrying} retrying"
     )
 
 
-def main() -> None:
-    trio.run(demo)
+def summary_table(final: dict[str, Counter[TaskStatus]]) -> str:
+    """The final statuses as a table: a row per task name, a column per status, totals."""
+    headers = ["task", *(status.value for status in FINAL_STATUSES), "total"]
+    rows: list[list[str]] = []
+    totals: Counter[TaskStatus] = Counter()
+    for name in sorted(final):
+        counts = final[name]
+        totals.update(counts)
+        rows.append(_table_row(name, counts))
+    rows.append(_table_row("total", totals))
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines: list[str] = []
+    for row in [headers, *rows]:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def _table_row(name: str, counts: Counter[TaskStatus]) -> list[str]:
+    cells = [str(counts[status]) for status in FINAL_STATUSES]
+    return [name, *cells, str(sum(counts[status] for status in FINAL_STATUSES))]
+
+
+# ------------------------------------------------------------------ the run
+
+
+class _Stopper:
+    """The two ways a run stops early: gracefully (no new tasks, drain) or at once."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self.intake = trio.CancelScope()  # cancelled for a graceful stop
+        self.everything = trio.CancelScope()  # cancelled to stop at once
+        self.reason: str | None = None
+        self.forced_by: int | None = None
+
+    def stop(self, reason: str, *, hint: str | None = "press Ctrl-C to stop at once") -> None:
+        """Stop submitting tasks and let the queue drain (up to the grace period).
+
+        Says so, with *hint*, unless *hint* is ``None``.
+        """
+        if self.reason is None:
+            self.reason = reason
+            self.intake.cancel()
+            if hint is not None:
+                self._console.line(f"Stopping: {reason}; no new tasks ({hint}).")
+
+    def abandon(self) -> None:
+        """Nobody reads the output any more (a closed pipe): stop at once, quietly."""
+        self.reason = self.reason or "the output was closed"
+        self.everything.cancel()
+
+    async def watch_signals(self, signals: AsyncIterator[int]) -> None:
+        """The first SIGINT or SIGTERM stops the run gracefully, the next one at once."""
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if self.reason is None:
+                self.stop(f"{name} received", hint="press Ctrl-C again to stop at once")
+            elif self.forced_by is None:
+                self.forced_by = signum
+                self._console.line(f"{name} received: cancelling every unfinished task now.")
+                self.everything.cancel()
+
+
+async def run_demo(config: DemoConfig, out: TextIO) -> DemoResult:
+    """Run the demo until its tasks are done, its duration is up, or a signal stops it.
+
+    Prints a header, the dashboard's URL, progress, and a summary table to
+    *out*. Handles SIGINT and SIGTERM while it runs: the first stops the
+    run gracefully, the second at once. Always a checkpoint.
+
+    Raises:
+        DemoError: If the dashboard cannot be served; nothing has run then.
+    """
+    if config.dashboard:
+        check_dashboard(config)
+    console = Console(out, live=config.live)
+    stopper = _Stopper(console)
+    console.on_closed = stopper.abandon
+    tally = Tally(RETAINED)
+    error: DemoError | None = None  # stays None when a forced stop cuts the run short
+    start = trio.current_time()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stopper.watch_signals, signals)
+            with stopper.everything:
+                error = await _run_workload(config, console, stopper, tally)
+            nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    _print_summary(console, tally, trio.current_time() - start, stopper, config.seed)
+    if stopper.forced_by is not None:
+        exit_status = _FORCED_EXIT_BASE + stopper.forced_by
+    else:
+        exit_status = 1 if console.closed else 0
+    return DemoResult(submitted=tally.accepted, final=tally.final, exit_status=exit_status)
+
+
+async def _run_workload(
+    config: DemoConfig,
+    console: Console,
+    stopper: _Stopper,
+    tally: Tally,
+) -> DemoError | None:
+    """Open the queue and the dashboard, feed the queue, drain it.
+
+    Returns the error that kept the dashboard from starting (returned, not
+    raised, so that it leaves the nurseries as itself). Always a checkpoint.
+    """
+    async with trio.open_nursery() as services:
+        # Room for a burst; a longer backlog makes submit wait (backpressure).
+        buffer = max(100, 10 * config.workers)
+        async with open_work_queue(
+            workers=config.workers,
+            max_buffer_size=buffer,
+            max_retained=RETAINED,
+            shutdown_timeout=config.grace,
+        ) as queue:
+            queue.add_listener(tally)
+            count = "until stopped" if config.tasks is None else f"{config.tasks} tasks"
+            console.line(
+                f"trio-workq demo: {config.workers} workers, {count}, seed {config.seed}, "
+                f"speed {config.speed:g}x"
+            )
+            if config.dashboard:
+                try:
+                    url = await _start_dashboard(services, queue, config)
+                except DemoError as exc:
+                    return exc  # nothing was submitted; the queue closes empty
+                console.line(f"Dashboard: {url}")
+            services.start_soon(_show_progress, console, queue, tally, config.live)
+            if config.duration is not None:
+                services.start_soon(_stop_after, stopper, config.duration)
+            with stopper.intake:
+                console.line("Press Ctrl-C to stop.")
+                handles = await _feed(queue, services, config)
+                for handle in handles:
+                    await handle.wait()
+                stopper.stop(f"all {len(handles)} tasks finished", hint=None)
+            unfinished = tally.accepted - tally.finished()
+            if unfinished:
+                console.line(
+                    f"Draining {unfinished} unfinished tasks (up to {config.grace:g} s)..."
+                )
+        services.cancel_scope.cancel()
+    return None
+
+
+async def _feed(
+    queue: WorkQueue, nursery: trio.Nursery, config: DemoConfig
+) -> list[TaskHandle[str]]:
+    """Submit the workload: *config.tasks* tasks, whose handles it returns, or forever."""
+    handles: list[TaskHandle[str]] = []
+    workload = Workload(config.seed, rate=config.rate, speed=config.speed)
+    while True:
+        pause, planned = next(workload)
+        await trio.sleep(pause)
+        handle = await _submit(queue, planned)
+        if planned.cancel_after is not None:
+            nursery.start_soon(_cancel_later, handle, planned.cancel_after)
+        if config.tasks is not None:
+            handles.append(handle)
+            if len(handles) == config.tasks:
+                return handles
+
+
+async def _submit(queue: WorkQueue, planned: Planned) -> TaskHandle[str]:
+    job = planned.job
+    if planned.delay is None:
+        return await queue.submit(
+            perform,
+            job,
+            name=job.kind,
+            priority=planned.priority,
+            timeout=planned.timeout,
+            retry=planned.retry,
+        )
+    return await queue.schedule(
+        perform,
+        job,
+        delay=planned.delay,
+        name=job.kind,
+        priority=planned.priority,
+        timeout=planned.timeout,
+        retry=planned.retry,
+    )
+
+
+async def _cancel_later(handle: TaskHandle[str], delay: float) -> None:
+    """The operator: cancel a task a while after it was submitted."""
+    await trio.sleep(delay)
+    handle.cancel()
+
+
+async def _stop_after(stopper: _Stopper, duration: float) -> None:
+    await trio.sleep(duration)
+    stopper.stop(f"ran for {duration:g} s")
+
+
+async def _show_progress(console: Console, queue: WorkQueue, tally: Tally, live: bool) -> None:
+    interval = LIVE_INTERVAL if live else LINE_INTERVAL
+    start = trio.current_time()
+    while True:
+        await trio.sleep(interval)
+        console.progress(progress_text(queue, tally, trio.current_time() - start))
+
+
+def _print_summary(
+    console: Console, tally: Tally, elapsed: float, stopper: _Stopper, seed: int
+) -> None:
+    rate = tally.finished() / elapsed if elapsed > 0 else 0.0
+    how = ", then stopped at once" if stopper.forced_by is not None else ""
+    console.line("")
+    console.line(
+        f"Summary: {tally.accepted} tasks in {elapsed:.1f} s ({rate:.1f} tasks/s); "
+        f"{stopper.reason}{how}."
+    )
+    console.line(summary_table(tally.final))
+    reruns = f"; re-run from the dashboard: {tally.reruns}" if tally.reruns else ""
+    console.line(f"Retries: {tally.retries}{reruns}; timeouts: {tally.timeouts}; seed: {seed}.")
