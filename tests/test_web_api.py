@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import html.parser
-import logging
 import sys
 import weakref
 from collections.abc import AsyncGenerator
@@ -18,37 +17,32 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import prometheus_client
 import pytest
 import trio
 import trio.testing
+from _web_helpers import XSS_ERROR, XSS_NAME
+from _web_helpers import quiet_failures as quiet_failures
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import trio_workq
 from trio_workq import TaskStatus, WorkQueue, open_work_queue
-from trio_workq.web import create_app
+from trio_workq.prometheus import Instrumentation
+from trio_workq.web import LOCAL_HOST_NAMES, create_app
 from trio_workq.web._app import build_app
-from trio_workq.web._source import QueueSource, TaskSummary
+from trio_workq.web._source import QueueSource, TaskListPage, TaskSummary
 
-XSS_NAME = '<img src=x onerror="window.__xss = 1">'
-XSS_ERROR = "<script>window.__xss = 2</script>"
 TOKEN = "s3cret-Token_1"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_failures(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.CRITICAL, logger="trio_workq")
 
 
 @asynccontextmanager
 async def open_client(
-    *, workers: int = 2, token: str | None = None, **queue_options: Any
+    *, workers: int = 2, token: str | None = None
 ) -> AsyncGenerator[tuple[WorkQueue, httpx.AsyncClient], None]:
     """A queue and an httpx client talking to its app in-process."""
     async with trio.open_nursery() as nursery:
-        async with open_work_queue(
-            nursery, workers=workers, shutdown_timeout=0, **queue_options
-        ) as queue:
+        async with open_work_queue(nursery, workers=workers, shutdown_timeout=0) as queue:
             app = create_app(queue, token=token)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
@@ -121,7 +115,7 @@ class TestStats:
             response = await client.get("/healthz")
             assert response.status_code == 200
             assert response.json() == {"status": "ok"}
-            await queue.submit(block)
+            blocked = await queue.submit(block)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(queue.shutdown)
                 await trio.testing.wait_all_tasks_blocked()
@@ -130,7 +124,7 @@ class TestStats:
                 assert response.json() == {"status": "closing"}
                 stats = (await client.get("/api/stats")).json()
                 assert stats["closed"] is True
-                queue.cancel("1")
+                queue.cancel(blocked.id)
 
 
 class TestListing:
@@ -219,15 +213,16 @@ class TestListing:
     @pytest.mark.parametrize(
         ("params", "fragment"),
         [
-            ({"status": "bogus"}, "status must be one of"),
-            ({"status": "QUEUED"}, "status must be one of"),
-            ({"limit": "0"}, "limit must be"),
-            ({"limit": "1001"}, "limit must be"),
-            ({"limit": "-1"}, "limit must be"),
-            ({"limit": "1.5"}, "limit must be"),
-            ({"limit": "ten"}, "limit must be"),
-            ({"limit": ""}, "limit must be"),
-            ({"limit": "٣"}, "limit must be"),  # a digit, but not an ASCII one
+            ({"status": "bogus"}, "unknown status 'bogus'"),
+            ({"status": "QUEUED"}, "unknown status 'QUEUED'"),
+            ({"limit": "0"}, "limit must be between 1 and 1000, got 0"),
+            ({"limit": "1001"}, "limit must be between 1 and 1000, got 1001"),
+            ({"limit": "-1"}, "limit must be between 1 and 1000, got -1"),
+            ({"limit": "1.5"}, "limit must be a whole number from 1 to 1000"),
+            ({"limit": "ten"}, "limit must be a whole number from 1 to 1000"),
+            ({"limit": " 5"}, "limit must be a whole number from 1 to 1000"),
+            ({"limit": "9" * 5000}, "limit must be a whole number"),  # too long for int()
+            ({"limit": "٣"}, "limit must be a whole number"),  # a digit, but not an ASCII one
             ({"cursor": "garbage"}, "cursor"),
             ({"cursor": "failed:3", "status": "completed"}, "cursor"),
         ],
@@ -238,6 +233,26 @@ class TestListing:
             await (await queue.submit(succeed)).wait()
             body = assert_error(await client.get("/api/tasks", params=params), 400, "bad_request")
             assert fragment in body["message"]
+
+    async def test_empty_limit_means_the_default(self) -> None:
+        """limit= (empty, as a form sends it) gives the default page of 50, like no limit."""
+        async with open_client() as (queue, client):
+            for _ in range(60):
+                await queue.submit(block)
+            for params in ({"limit": ""}, {}):
+                body = (await client.get("/api/tasks", params=params)).json()
+                assert len(body["tasks"]) == 50
+                assert body["next_cursor"] is not None
+
+    async def test_other_value_errors_are_not_bad_requests(self) -> None:
+        """Only bad parameters are a 400: a ValueError from a bug in the source is a 500."""
+        async with open_work_queue() as queue:
+            app = build_app(_BrokenSource(queue), token=None)
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.get("/api/tasks")
+        body = assert_error(response, 500, "internal_error")
+        assert "bug" not in body["message"]
 
     async def test_largest_page(self) -> None:
         """limit=1000 is accepted."""
@@ -442,14 +457,35 @@ class TestActions:
             assert_error(response, 403, "forbidden")
             assert handle.status is TaskStatus.RUNNING
 
-    async def test_same_origin_post_is_accepted(self) -> None:
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {"sec-fetch-site": "same-origin", "origin": "http://testserver"},
+            # Behind a TLS proxy the origin is https and its name, whatever Host says:
+            # Sec-Fetch-Site decides alone.
+            {"sec-fetch-site": "same-origin", "origin": "https://queue.example.org"},
+            {"sec-fetch-site": "none"},  # typed into the address bar, say
+            {"origin": "http://TestServer"},  # an older browser: Origin against Host
+            {},  # not a browser
+        ],
+    )
+    async def test_same_origin_post_is_accepted(self, headers: dict[str, str]) -> None:
         """The dashboard's own POSTs (same origin) go through."""
         async with open_client() as (queue, client):
             handle = await queue.submit(block)
             await trio.testing.wait_all_tasks_blocked()
-            headers = {"sec-fetch-site": "same-origin", "origin": "http://testserver"}
             response = await client.post(f"/api/tasks/{handle.id}/cancel", headers=headers)
-            assert response.status_code == 200
+            assert response.status_code == 200, response.text
+
+    async def test_sec_fetch_site_outranks_a_matching_origin(self) -> None:
+        """A browser that says cross-site is refused even if Origin matches Host."""
+        async with open_client() as (queue, client):
+            handle = await queue.submit(block)
+            await trio.testing.wait_all_tasks_blocked()
+            headers = {"sec-fetch-site": "cross-site", "origin": "http://testserver"}
+            response = await client.post(f"/api/tasks/{handle.id}/cancel", headers=headers)
+            assert_error(response, 403, "forbidden")
+            assert handle.status is TaskStatus.RUNNING
 
 
 PROTECTED = [
@@ -525,6 +561,27 @@ class TestToken:
                 create_app(queue, token=token)  # type: ignore[arg-type]
             assert queue._hooks == listeners
 
+    @pytest.mark.parametrize(
+        ("allowed_hosts", "error", "match"),
+        [
+            ("localhost", TypeError, "allowed_hosts must be a collection of host names"),
+            (5, TypeError, "allowed_hosts must be a collection of host names or None, not int"),
+            ([b"localhost"], TypeError, "allowed_hosts must hold str, not bytes"),
+            ([], ValueError, "allowed_hosts must name at least one host"),
+            (["a b"], ValueError, "allowed_hosts holds 'a b', which is not a host name"),
+            ([""], ValueError, "allowed_hosts holds '', which is not a host name"),
+        ],
+    )
+    async def test_bad_allowed_hosts(
+        self, allowed_hosts: object, error: type[Exception], match: str
+    ) -> None:
+        """Bad allowed_hosts are refused before the app touches the queue."""
+        async with open_work_queue() as queue:
+            hooks = queue._hooks
+            with pytest.raises(error, match=match):
+                create_app(queue, allowed_hosts=allowed_hosts)  # type: ignore[arg-type]
+            assert queue._hooks == hooks
+
     async def test_not_a_queue(self) -> None:
         """create_app needs a WorkQueue."""
         with pytest.raises(TypeError, match=r"queue must be a trio_workq\.WorkQueue, not str"):
@@ -590,6 +647,50 @@ class TestEscaping:
         assert audit.scripts == [{"src": "static/dashboard.js", "defer": None}]
         assert not audit.inline_script
         assert audit.handlers == []
+
+
+class TestAllowedHosts:
+    @pytest.mark.parametrize(
+        ("host", "status"),
+        [
+            ("queue.example.org", 200),
+            ("Queue.Example.ORG:8443", 200),  # names are case-insensitive; the port is ignored
+            ("localhost", 400),  # only the names given
+            ("queue.example.org.evil.example", 400),
+            ("", 400),
+        ],
+    )
+    async def test_only_the_given_names(self, host: str, status: int) -> None:
+        """With allowed_hosts, the app answers only to those Host names (a 400 otherwise)."""
+        async with open_work_queue() as queue:
+            app = create_app(queue, allowed_hosts=["QUEUE.example.org"])
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.get("/api/stats", headers={"host": host})
+        assert response.status_code == status
+        assert response.headers["cache-control"] == "no-store"  # refusals carry them too
+        if status == 400:
+            assert_error(response, 400, "bad_request")
+
+    async def test_mounted_local_app(self) -> None:
+        """A token-less app mounted on a local server, with LOCAL_HOST_NAMES: no DNS rebinding."""
+        async with open_work_queue() as queue:
+            app = create_app(queue, allowed_hosts=LOCAL_HOST_NAMES)
+            outer = Starlette(routes=[Mount("/ops", app=app)])
+            transport = httpx.ASGITransport(app=outer)
+            for base, status in [
+                ("http://localhost:8000", 200),
+                ("http://[::1]:8000", 200),
+                ("http://rebound.example:8000", 400),
+            ]:
+                async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+                    assert (await client.get("/ops/api/stats")).status_code == status, base
+
+    async def test_any_name_by_default(self) -> None:
+        """Without allowed_hosts, create_app does not look at the Host header."""
+        async with open_client() as (_, client):
+            response = await client.get("/api/stats", headers={"host": "anything.example"})
+            assert response.status_code == 200
 
 
 class TestHeaders:
@@ -703,7 +804,7 @@ class TestMetrics:
         async with open_client() as (queue, client):
             first = await client.get("/metrics")
             assert first.status_code == 200
-            assert first.headers["content-type"].startswith("text/plain; version=0.0.4")
+            assert first.headers["content-type"] == prometheus_client.CONTENT_TYPE_PLAIN_0_0_4
             await (await queue.submit(succeed, name="counted")).wait()
             text = (await client.get("/metrics")).text
             assert 'trio_workq_tasks_completed_total{queue="default",task="counted"} 1.0' in text
@@ -716,8 +817,16 @@ class TestMetrics:
             body = assert_error(await client.get("/metrics"), 404, "not_found")
         assert "trio_workq[prometheus]" in body["message"]
 
-    async def test_closing_the_source_stops_counting(self) -> None:
-        """QueueSource.close() removes the Prometheus listener it added."""
+    async def test_closing_the_source_stops_counting(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """QueueSource.close() removes the Prometheus hook it added, once however often called."""
+        detached: list[Instrumentation] = []
+        uninstrument = Instrumentation.uninstrument
+
+        def counted(self: Instrumentation) -> None:
+            detached.append(self)
+            uninstrument(self)
+
+        monkeypatch.setattr(Instrumentation, "uninstrument", counted)
         async with open_work_queue() as queue:
             before = len(queue._hooks)
             source = QueueSource(queue)
@@ -726,12 +835,29 @@ class TestMetrics:
             source.close()
             source.close()
             assert len(queue._hooks) == before + 1
+            assert len(detached) == 1
             assert await source.metrics() is None
+
+    async def test_after_close_metrics_do_not_blame_prometheus(self) -> None:
+        """Once the source is closed, /metrics is a 404 that does not say prometheus is missing."""
+        async with open_work_queue() as queue:
+            source = QueueSource(queue)
+            app = build_app(source, token=None)
+            source.close()
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                body = assert_error(await client.get("/metrics"), 404, "not_found")
+        assert body["message"] == "this dashboard serves no Prometheus metrics"
 
 
 class _BrokenSource(QueueSource):
     async def stats(self) -> Any:
         raise RuntimeError("source bug")
+
+    async def page(
+        self, *, status: str | None, name: str | None, limit: int, cursor: str | None
+    ) -> TaskListPage:
+        raise ValueError("a bug, not bad input")
 
     async def cancel(self, task_id: str) -> TaskSummary:
         raise trio_workq.QueueClosed("closed for the night")

@@ -15,7 +15,6 @@ Each run saves a screenshot to ``tests/artifacts/dashboard.png``; with
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import random
 import shutil
@@ -25,28 +24,23 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+from _web_helpers import XSS_ERROR, XSS_NAME
+from _web_helpers import quiet_failures as quiet_failures
 
 import trio_workq
 from trio_workq import TaskHandle, TaskStatus, WorkQueue, open_work_queue
 from trio_workq.web import serve_dashboard
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ConsoleMessage, Dialog, Page
+    from playwright.sync_api import ConsoleMessage, Dialog, Page, Route
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DOCS_SCREENSHOT = Path(__file__).parent.parent / "docs" / "_static" / "dashboard.png"
 TOKEN = "browser-test-token"
-
-# If any of these ran, the page would set window.__xss (and show an <img> or <script>).
-XSS_NAME = '<img src=x onerror="window.__xss = 1">'
-XSS_ERROR = "<script>window.__xss = 2</script>"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_failures(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.CRITICAL, logger="trio_workq")
+#: The message of a made-up API failure (the test answers /api/stats with it).
+OUTAGE = "the stats are unavailable for a moment"
 
 
 def require_browser(chromium: str = CHROMIUM, playwright: str = "playwright") -> None:
@@ -108,9 +102,11 @@ def browse(url: str, ids: dict[str, str], docs_screenshot: bool) -> None:
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
 
             def on_console(message: ConsoleMessage) -> None:
-                # The first poll is refused (401) until the token is given: expected.
-                if message.type == "error" and "401" not in message.text:
-                    problems.append(f"console: {message.text}")
+                # The first poll is refused (401) until the token is given, and the
+                # test makes /api/stats fail once (503): both expected.
+                text = message.text
+                if message.type == "error" and "401" not in text and "503" not in text:
+                    problems.append(f"console: {text}")
 
             page.on("console", on_console)
 
@@ -201,6 +197,18 @@ def check_dashboard(page: Page, ids: dict[str, str]) -> None:
     page.locator(row(ids["email"])).locator("button[data-action=open]").click()
     expect(page.locator("#detail-id")).to_have_text(ids["email"])
     expect(page.locator("#detail-traceback")).to_contain_text("ConnectionRefusedError")
+
+    # A failed poll shows the API's message; it goes once polling works again.
+    def outage(route: Route) -> None:
+        route.fulfill(status=503, json={"error": "unavailable", "message": OUTAGE})
+
+    page.route("**/api/stats", outage)
+    expect(page.locator("#message")).to_have_text(OUTAGE)
+    expect(page.locator("#connection")).to_have_text("no connection, retrying")
+    page.unroute("**/api/stats", outage)
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#message")).to_have_text("")
+
     page.locator("#filter-clear").click()
     expect(page.locator("#task-rows tr")).to_have_count(25)  # the page's page size
 

@@ -14,17 +14,23 @@ Hypercorn). `create_app` returns an ASGI app to mount in your own; and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.applications import Starlette
 
 from .._queue import WorkQueue
-from ._app import build_app, check_token
+from ._app import LOCAL_HOST_NAMES as LOCAL_HOST_NAMES
+from ._app import build_app, check_allowed_hosts, check_token
+from ._server import check_dashboard_options as check_dashboard_options
 from ._server import serve_dashboard as serve_dashboard
 from ._source import QueueSource
 
-__all__ = ["create_app", "serve_dashboard"]
+__all__ = ["LOCAL_HOST_NAMES", "check_dashboard_options", "create_app", "serve_dashboard"]
 
 
-def create_app(queue: WorkQueue, *, token: str | None = None) -> Starlette:
+def create_app(
+    queue: WorkQueue, *, token: str | None = None, allowed_hosts: Iterable[str] | None = None
+) -> Starlette:
     """The dashboard and REST API of *queue*, as an ASGI app. Not a checkpoint.
 
     Serve it from the Trio run that owns the queue (for instance with
@@ -42,18 +48,27 @@ def create_app(queue: WorkQueue, *, token: str | None = None) -> Starlette:
             ``Authorization: Bearer <token>``; printable ASCII, no spaces.
             The page and its script and stylesheet stay public (they hold
             no data); the page asks for the token.
+        allowed_hosts: If given, the app answers only requests whose Host
+            header names one of these hosts (any case, without the port);
+            others get a 400. An app without a token served on a loopback
+            address needs this (`LOCAL_HOST_NAMES`, say): without it, a web
+            page whose domain is made to resolve to 127.0.0.1 (DNS
+            rebinding) can read and act on the queue as a same-origin page.
 
     Returns:
         A Starlette app: ``/`` is the dashboard, ``/api/...`` the REST API,
         plus ``/metrics`` and ``/healthz``.
 
     Raises:
-        TypeError: If *queue* is not a `~trio_workq.WorkQueue`, or *token*
-            is not a string.
+        TypeError: If *queue* is not a `~trio_workq.WorkQueue`, *token* is
+            not a string, or *allowed_hosts* is not a collection of strings.
         ValueError: For an empty token, or one with spaces or non-ASCII
-            characters.
+            characters; for an empty *allowed_hosts* or one holding
+            something that is not a host name.
     """
     if not isinstance(queue, WorkQueue):
         raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
-    token = check_token(token)  # before the source starts listening to the queue
-    return build_app(QueueSource(queue), token=token)
+    # Checked before the source starts listening to the queue.
+    token = check_token(token)
+    names = check_allowed_hosts(allowed_hosts)
+    return build_app(QueueSource(queue), token=token, allowed_hosts=names)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import functools
 import hmac
 import importlib.resources
+import importlib.util
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import trio
@@ -22,19 +23,27 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import QueueClosed, TaskNotFound
+from .._queue import MAX_PAGE_SIZE
 from .._task import TaskStatus
 from ._source import (
-    MAX_PAGE_SIZE,
+    InvalidQuery,
     TaskConflict,
     TaskDetail,
     TaskSource,
     TaskSummary,
 )
 
-#: Page size when the request gives none.
+#: Page size when the request gives none (or an empty ``limit=``).
 DEFAULT_PAGE_SIZE = 50
 
+#: The Host names of this machine: a loopback dashboard answers to these (and its own host).
+LOCAL_HOST_NAMES: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"})
+
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: fits in a header
+_HOST_NAME_RE = re.compile(r"[\x21-\x7e]+")  # what a Host header can hold, less the port
+# At most nine digits, which int() always takes (it refuses huge digit strings);
+# list_tasks checks the range.
+_LIMIT_RE = re.compile(r"-?[0-9]{1,9}")
 
 # Scripts and styles only from the app itself, data only from its own API.
 _CONTENT_SECURITY_POLICY = (
@@ -68,6 +77,28 @@ def check_token(token: object) -> str | None:
             "token must be a non-empty string of printable ASCII characters without spaces"
         )
     return token
+
+
+def check_allowed_hosts(allowed_hosts: object) -> frozenset[str] | None:
+    """Validate *allowed_hosts*: ``None``, or host names; return them lower-cased, unbracketed."""
+    if allowed_hosts is None:
+        return None
+    if isinstance(allowed_hosts, (str, bytes)) or not isinstance(allowed_hosts, Iterable):
+        raise TypeError(
+            "allowed_hosts must be a collection of host names or None, "
+            f"not {type(allowed_hosts).__name__}"
+        )
+    names: set[str] = set()
+    for name in cast("Iterable[object]", allowed_hosts):
+        if not isinstance(name, str):
+            raise TypeError(f"allowed_hosts must hold str, not {type(name).__name__}")
+        bare = name.lower().removeprefix("[").removesuffix("]")  # [::1] is ::1
+        if not _HOST_NAME_RE.fullmatch(bare):
+            raise ValueError(f"allowed_hosts holds {name!r}, which is not a host name")
+        names.add(bare)
+    if not names:
+        raise ValueError("allowed_hosts must name at least one host (None allows any)")
+    return frozenset(names)
 
 
 @functools.cache
@@ -184,28 +215,22 @@ class _Api:
         )
 
     async def list_tasks(self, request: Request) -> Response:
+        # Empty values (as an HTML form sends them) mean "not given". The source
+        # checks the values (list_tasks' own checks); only parsing is done here.
         query = request.query_params
-        status: TaskStatus | None = None
-        if query.get("status"):
-            try:
-                status = TaskStatus(query["status"])
-            except ValueError:
-                choices = ", ".join(s.value for s in TaskStatus)
-                raise HTTPException(400, f"status must be one of: {choices}") from None
         limit = DEFAULT_PAGE_SIZE
-        if "limit" in query:
-            text = query["limit"]
-            if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PAGE_SIZE):
+        if text := query.get("limit"):
+            if not _LIMIT_RE.fullmatch(text):
                 raise HTTPException(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
             limit = int(text)
         try:
             page = await self._source.page(
-                status=status,
+                status=query.get("status") or None,
                 name=query.get("name") or None,
                 limit=limit,
                 cursor=query.get("cursor") or None,
             )
-        except ValueError as exc:  # a malformed or foreign cursor
+        except InvalidQuery as exc:
             raise HTTPException(400, str(exc)) from exc
         return JSONResponse(
             {"tasks": [_summary_json(task) for task in page.tasks], "next_cursor": page.next_cursor}
@@ -240,11 +265,11 @@ class _Api:
     async def metrics(self, request: Request) -> Response:
         text = await self._source.metrics()
         if text is None:
-            raise HTTPException(
-                404,
-                "Prometheus metrics need prometheus-client: pip install 'trio_workq[prometheus]'",
-            )
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+            raise HTTPException(404, _no_metrics_reason())
+        # The source made the text, so prometheus-client is installed.
+        from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
+
+        return Response(text, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     async def healthz(self, request: Request) -> Response:
         stats = await self._source.stats()
@@ -253,16 +278,27 @@ class _Api:
         return JSONResponse({"status": "ok"})
 
 
+def _no_metrics_reason() -> str:
+    if importlib.util.find_spec("prometheus_client") is None:
+        return "Prometheus metrics need prometheus-client: pip install 'trio_workq[prometheus]'"
+    return "this dashboard serves no Prometheus metrics"
+
+
 def _cross_site(request: Request) -> bool:
     """Whether a browser says this request comes from another site (a CSRF attempt).
 
+    A browser's ``Sec-Fetch-Site`` decides alone when present: it does not
+    depend on the Host header, which a reverse proxy may rewrite. Browsers
+    too old to send it still send ``Origin``, compared with the Host header.
     Clients that are not browsers send neither header and pass.
     """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return True
+    if site is not None:
+        return site not in ("same-origin", "none")
     origin = request.headers.get("origin")
-    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
 
 # The page, its assets and the error handlers checkpoint only to keep the project's
@@ -296,31 +332,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 class _SecurityHeaders:
-    """ASGI middleware: security headers on every response; optionally a Host check.
+    """ASGI middleware: the security headers on every response."""
 
-    The Host check stops DNS rebinding: a web page whose domain is made to
-    resolve to 127.0.0.1 would otherwise reach a token-less local dashboard
-    as a same-origin page.
-    """
-
-    def __init__(self, app: ASGIApp, allowed_hosts: Collection[str] | None) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self._app = app
-        self._allowed_hosts = None if allowed_hosts is None else frozenset(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        if self._allowed_hosts is not None:
-            host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
-            if host not in self._allowed_hosts:
-                response = _error(400, "this dashboard only answers to local host names")
-                await response(scope, receive, self._with_headers(send))
-                return
-        await self._app(scope, receive, self._with_headers(send))
 
-    @staticmethod
-    def _with_headers(send: Send) -> Send:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -328,7 +349,29 @@ class _SecurityHeaders:
                     headers[name] = value
             await send(message)
 
-        return send_with_headers
+        await self._app(scope, receive, send_with_headers)
+
+
+class _HostCheck:
+    """ASGI middleware: a 400 for requests whose Host header is not an allowed name.
+
+    It stops DNS rebinding: a web page whose domain is made to resolve to
+    127.0.0.1 would otherwise reach a token-less local dashboard as a
+    same-origin page.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str]) -> None:
+        self._app = app
+        self._allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if host.lower() not in self._allowed_hosts:
+                response = _error(400, "this dashboard does not answer to that host name")
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
 
 
 def _host_name(host: str) -> str:
@@ -339,10 +382,11 @@ def _host_name(host: str) -> str:
 
 
 def build_app(
-    source: TaskSource, *, token: str | None, allowed_hosts: Collection[str] | None = None
+    source: TaskSource, *, token: str | None, allowed_hosts: Iterable[str] | None = None
 ) -> Starlette:
     """The dashboard app over *source*; *allowed_hosts* restricts the Host header."""
     api = _Api(source, check_token(token))
+    allowed = check_allowed_hosts(allowed_hosts)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
@@ -368,5 +412,7 @@ def build_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
-    app.add_middleware(_SecurityHeaders, allowed_hosts=allowed_hosts)
+    if allowed is not None:
+        app.add_middleware(_HostCheck, allowed_hosts=allowed)
+    app.add_middleware(_SecurityHeaders)  # added last: outermost, so refusals carry them too
     return app

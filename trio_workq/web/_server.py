@@ -6,14 +6,17 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve  # pyright: ignore[reportUnknownVariableType] - its WSGI type has a bare dict
 
+from .._durable import DurableWorkQueue
 from .._queue import WorkQueue
-from ._app import build_app, check_token
+from ._app import LOCAL_HOST_NAMES, build_app, check_allowed_hosts, check_token
+from ._durable_source import DurableSource
 from ._source import QueueSource
 
 if TYPE_CHECKING:
@@ -21,9 +24,6 @@ if TYPE_CHECKING:
 
 #: Hypercorn's own messages ("Running on ...", connection errors) go here.
 logger = logging.getLogger("trio_workq.web")
-
-# Host header names a loopback-bound dashboard answers to.
-_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def is_loopback(host: str) -> bool:
@@ -62,27 +62,94 @@ class _BoundConfig(Config):
         return Sockets(secure_sockets=[], insecure_sockets=[self._socket], quic_sockets=[])
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (*host*, *port*), not yet listening; closed if binding fails."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def serve_dashboard(
-    queue: WorkQueue,
+def check_dashboard_options(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     token: str | None = None,
     allow_public: bool = False,
+    allowed_hosts: Iterable[str] | None = None,
+) -> None:
+    """Check options for `serve_dashboard` without serving anything. Not a checkpoint.
+
+    `serve_dashboard` makes the same checks; call this to refuse bad options
+    before starting anything else (``trio-workq demo`` does). It does not
+    resolve *host* or bind the port: `serve_dashboard` reports those
+    problems as `OSError`.
+
+    Raises:
+        TypeError: For arguments of the wrong type.
+        ValueError: For a bad *port*, *token* or *allowed_hosts*, or a
+            non-loopback *host* without a *token* unless *allow_public* is true.
+    """
+    _host_names(host, port, token, allow_public, allowed_hosts)
+
+
+def _host_names(
+    host: object, port: object, token: object, allow_public: object, allowed_hosts: object
+) -> frozenset[str] | None:
+    """Check the options of `serve_dashboard`; return the Host names it answers to (None: any)."""
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if not host:
+        raise ValueError("host must not be empty (use '0.0.0.0' for every IPv4 address)")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be from 0 to 65535, got {port}")
+    token = check_token(token)
+    if not isinstance(allow_public, bool):
+        raise TypeError(f"allow_public must be a bool, not {type(allow_public).__name__}")
+    names = check_allowed_hosts(allowed_hosts)
+    local = is_loopback(host)
+    if not local and token is None and not allow_public:
+        raise ValueError(
+            f"refusing to serve the dashboard on {host} without a token: anyone who can "
+            "reach it could cancel and retry tasks. Give a token, or allow public access "
+            "if the network is trusted"
+        )
+    if names is not None:
+        return names
+    return (LOCAL_HOST_NAMES | {host.lower()}) if local else None
+
+
+async def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (*host*, *port*), not yet listening. Always a checkpoint.
+
+    Raises:
+        OSError: If *host* does not resolve or the address cannot be bound,
+            with a message that names the address (and the system's errno).
+    """
+    try:
+        # A host name is resolved in a worker thread (the run goes on meanwhile);
+        # a numeric address is answered at once.
+        addresses = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = addresses[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind(address)  # a numeric address: binding does not block
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(
+            exc.errno, f"cannot serve the dashboard on {host} port {port}: {reason}"
+        ) from exc
+    return sock
+
+
+async def serve_dashboard(
+    queue: WorkQueue | DurableWorkQueue,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    allow_public: bool = False,
+    allowed_hosts: Iterable[str] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the dashboard and REST API of *queue* over HTTP until cancelled.
@@ -95,61 +162,46 @@ async def serve_dashboard(
     Run it in the Trio run of the queue, as with `create_app`.
 
     Args:
-        queue: The `~trio_workq.WorkQueue` to show and act on.
-        host: The address to listen on. Loopback addresses (the default) are
-            reachable from this machine only; the dashboard then also
-            refuses requests whose Host header is not a local name.
+        queue: The `~trio_workq.WorkQueue` to show and act on, or a
+            `~trio_workq.DurableWorkQueue`: every task of its store.
+        host: The address or host name to listen on (a name is resolved
+            without blocking the run, and its first address is used).
+            Loopback addresses (the default) are reachable from this machine
+            only.
         port: The TCP port; 0 picks a free one.
         token: If given, every API request must carry
             ``Authorization: Bearer <token>``; printable ASCII, no spaces.
         allow_public: Serve on a non-loopback *host* without a token. Anyone
             who can reach the port can then cancel and retry tasks.
+        allowed_hosts: The names the dashboard answers to in the Host
+            header (any case, without the port); other names get a 400. By
+            default, on a loopback *host*: ``localhost``, ``127.0.0.1``,
+            ``::1`` and *host* (this stops DNS rebinding); on any other
+            host, every name. Behind a reverse proxy that passes on the
+            browser's Host header, list the public name here.
 
     Raises:
         TypeError: For arguments of the wrong type.
-        ValueError: For a bad *port* or *token*, or a non-loopback *host*
-            without a *token* unless *allow_public* is true.
-        OSError: If the address cannot be bound (e.g. the port is in use);
-            its ``errno`` is the system's (``errno.EADDRINUSE``).
+        ValueError: For a bad *port*, *token* or *allowed_hosts*, or a
+            non-loopback *host* without a *token* unless *allow_public* is
+            true (the checks of `check_dashboard_options`).
+        OSError: If *host* does not resolve or the address cannot be bound
+            (e.g. the port is in use); the message names the address, and
+            ``errno`` is the system's (``errno.EADDRINUSE``).
     """
-    if not isinstance(queue, WorkQueue):
+    if not isinstance(queue, (WorkQueue, DurableWorkQueue)):
         raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, not {type(host).__name__}")
-    if not host:
-        raise ValueError("host must not be empty (use '0.0.0.0' for every IPv4 address)")
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be from 0 to 65535, got {port}")
-    token = check_token(token)
-    if not isinstance(allow_public, bool):
-        raise TypeError(f"allow_public must be a bool, not {type(allow_public).__name__}")
-    local = is_loopback(host)
-    if not local and token is None and not allow_public:
-        raise ValueError(
-            f"refusing to serve the dashboard on {host!r} without a token: anyone who can "
-            f"reach it could cancel and retry tasks. Pass token=..., or allow_public=True "
-            f"if the network is trusted"
-        )
-
-    try:
-        sock = _bind(host, port)
-    except OSError as exc:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise OSError(
-            exc.errno, f"cannot serve the dashboard on {address}: {exc.strerror}"
-        ) from exc
+    names = _host_names(host, port, token, allow_public, allowed_hosts)
+    sock = await _bind(host, port)
     try:
         config = _BoundConfig(sock)
         config.errorlog = logger
         config.accesslog = None
         config.include_server_header = False
-        source = QueueSource(queue)
+        # A durable queue shows every task of its store, whichever process runs it.
+        source = QueueSource(queue) if isinstance(queue, WorkQueue) else DurableSource(queue)
         try:
-            app = build_app(
-                source, token=token, allowed_hosts=_LOCAL_NAMES | {host} if local else None
-            )
+            app = build_app(source, token=token, allowed_hosts=names)
             # Starlette's ASGI signature is looser than Hypercorn's typed one.
             asgi_app = cast("ASGIFramework", app)
             await serve(asgi_app, config, task_status=_ReportURL(task_status))

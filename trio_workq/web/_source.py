@@ -29,9 +29,6 @@ from .._task import TaskHandle, TaskInfo, TaskStatus
 if TYPE_CHECKING:
     from ..prometheus import Instrumentation
 
-#: The most tasks one page may hold.
-MAX_PAGE_SIZE = 1000
-
 #: The chart covers this many seconds, one bucket per second.
 THROUGHPUT_WINDOW = 300
 
@@ -41,6 +38,10 @@ _SUMMARY_LIMIT = 500
 
 class TaskConflict(Exception):
     """The action does not fit the task's state (it has finished, or is not failed/cancelled)."""
+
+
+class InvalidQuery(Exception):
+    """A listing's parameters are bad: an unknown status, a limit out of range, a bad cursor."""
 
 
 @attrs.frozen
@@ -146,7 +147,8 @@ class TaskSource(Protocol):
 
     Unknown ids raise `~trio_workq.TaskNotFound`; an action that does not fit
     the task's state raises `TaskConflict`; bad *status*, *limit* or
-    *cursor* values raise `ValueError`; a closed queue raises
+    *cursor* values raise `InvalidQuery` (and nothing else does, so the app
+    answers 400 for bad input only); a closed queue raises
     `~trio_workq.QueueClosed`.
     """
 
@@ -155,9 +157,9 @@ class TaskSource(Protocol):
         ...
 
     async def page(
-        self, *, status: TaskStatus | None, name: str | None, limit: int, cursor: str | None
+        self, *, status: str | None, name: str | None, limit: int, cursor: str | None
     ) -> TaskListPage:
-        """Tasks newest first, optionally of one status and/or one name."""
+        """Tasks newest first, optionally of one status (a `TaskStatus` value) and/or one name."""
         ...
 
     async def get(self, task_id: str) -> TaskDetail:
@@ -281,7 +283,7 @@ class ThroughputCounter:
 
 
 # One counter per queue, shared by every app on it; it refers to nothing, so the
-# queue (which holds it as a listener) can still be collected.
+# queue (which holds it as a hook) can still be collected.
 _counters: weakref.WeakKeyDictionary[WorkQueue, ThroughputCounter] = weakref.WeakKeyDictionary()
 
 
@@ -326,10 +328,13 @@ class QueueSource:
         )
 
     async def page(
-        self, *, status: TaskStatus | None, name: str | None, limit: int, cursor: str | None
+        self, *, status: str | None, name: str | None, limit: int, cursor: str | None
     ) -> TaskListPage:
         await trio.lowlevel.checkpoint()
-        page = self._queue.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
+        try:
+            page = self._queue.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
+        except ValueError as exc:  # list_tasks checks the query's values
+            raise InvalidQuery(str(exc)) from exc
         return TaskListPage(tuple(_task_summary(info) for info in page.tasks), page.next_cursor)
 
     async def get(self, task_id: str) -> TaskDetail:
@@ -383,5 +388,6 @@ class QueueSource:
 
     def close(self) -> None:
         self._closed = True
-        if self._instrumentation is not None:
-            self._instrumentation.uninstrument()
+        instrumentation, self._instrumentation = self._instrumentation, None
+        if instrumentation is not None:
+            instrumentation.uninstrument()

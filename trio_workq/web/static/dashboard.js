@@ -35,6 +35,7 @@
     timer: null,
     busy: false, // a refresh is running
     again: false, // something asked for a refresh meanwhile
+    pollError: false, // the message shown is a failed poll's, to clear once polling works
   };
 
   // ------------------------------------------------------------------ API
@@ -118,6 +119,7 @@
     const node = $("message");
     node.textContent = text;
     node.classList.toggle("error", Boolean(isError));
+    state.pollError = false;
   }
 
   function setConnection(text, ok) {
@@ -198,21 +200,21 @@
 
   // ---------------------------------------------------------------- table
 
+  function actionButton(action, label, taskId) {
+    const button = el("button", action, label);
+    button.type = "button";
+    button.dataset.action = action;
+    button.dataset.taskId = taskId;
+    return button;
+  }
+
   function actionButtons(task, container) {
     container.replaceChildren();
     if (CANCELLABLE.has(task.status)) {
-      const button = el("button", "cancel", "Cancel");
-      button.type = "button";
-      button.dataset.action = "cancel";
-      button.dataset.taskId = task.id;
-      container.append(button);
+      container.append(actionButton("cancel", "Cancel", task.id));
     }
     if (RETRYABLE.has(task.status)) {
-      const button = el("button", "retry", "Retry");
-      button.type = "button";
-      button.dataset.action = "retry";
-      button.dataset.taskId = task.id;
-      container.append(button);
+      container.append(actionButton("retry", "Retry", task.id));
     }
   }
 
@@ -402,6 +404,9 @@
       $("login").hidden = true;
       $("dashboard").hidden = false;
       setConnection("live", true);
+      if (state.pollError) {
+        showMessage("", false); // the failure is over; messages about actions stay
+      }
       state.timer = setTimeout(tick, POLL_MS);
     } catch (error) {
       if (error instanceof Unauthorized) {
@@ -410,6 +415,7 @@
         setConnection("no connection, retrying", false);
         if (error instanceof ApiError) {
           showMessage(error.message, true);
+          state.pollError = true;
         }
         state.timer = setTimeout(tick, POLL_MS * 2);
       }
