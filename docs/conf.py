@@ -68,7 +68,10 @@ else:
     # Offline: no inventories, so references into other projects cannot resolve.
     # Let them render as plain names rather than fail the nitpicky build.
     nitpick_ignore_regex = [
-        (r"py:.*", r"(trio|outcome|attrs|datetime|functools|collections\.abc)(\..+)?"),
+        (
+            r"py:.*",
+            r"(trio|outcome|attrs|datetime|time|functools|contextlib|collections\.abc|opentelemetry)(\..+)?",
+        ),
     ]
 
 # The examples in docstrings use the package's names unqualified. The examples in the

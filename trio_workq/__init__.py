@@ -7,6 +7,11 @@ a status, an awaitable result and its own cancel scope.
 
 from __future__ import annotations
 
+from ._durable import DurableQueueStatistics as DurableQueueStatistics
+from ._durable import DurableTaskHandle as DurableTaskHandle
+from ._durable import DurableWorkQueue as DurableWorkQueue
+from ._durable import StoredError as StoredError
+from ._durable import open_durable_queue as open_durable_queue
 from ._errors import QueueClosed as QueueClosed
 from ._errors import Retry as Retry
 from ._errors import TaskCancelled as TaskCancelled
@@ -21,26 +26,43 @@ from ._queue import QueueStatistics as QueueStatistics
 from ._queue import TaskPage as TaskPage
 from ._queue import WorkQueue as WorkQueue
 from ._queue import open_work_queue as open_work_queue
+from ._registry import task as task
 from ._retry import Backoff as Backoff
 from ._retry import ExponentialBackoff as ExponentialBackoff
 from ._retry import FixedBackoff as FixedBackoff
 from ._retry import RetryPolicy as RetryPolicy
 from ._retry import exponential as exponential
 from ._retry import fixed as fixed
+from ._serialize import JSONSerializer as JSONSerializer
+from ._serialize import PickleSerializer as PickleSerializer
+from ._serialize import Serializer as Serializer
+from ._sqlite import SQLiteStore as SQLiteStore
+from ._store import Store as Store
+from ._store import StoreError as StoreError
 from ._task import TaskHandle as TaskHandle
 from ._task import TaskInfo as TaskInfo
 from ._task import TaskStatus as TaskStatus
 
 __all__ = [
     "Backoff",
+    "DurableQueueStatistics",
+    "DurableTaskHandle",
+    "DurableWorkQueue",
     "EventKind",
     "EventStream",
     "ExponentialBackoff",
     "FixedBackoff",
+    "JSONSerializer",
+    "PickleSerializer",
     "QueueClosed",
     "QueueStatistics",
     "Retry",
     "RetryPolicy",
+    "SQLiteStore",
+    "Serializer",
+    "Store",
+    "StoreError",
+    "StoredError",
     "TaskCancelled",
     "TaskEvent",
     "TaskHandle",
@@ -54,7 +76,9 @@ __all__ = [
     "current_task",
     "exponential",
     "fixed",
+    "open_durable_queue",
     "open_work_queue",
+    "task",
 ]
 
 

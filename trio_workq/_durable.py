@@ -1,0 +1,1546 @@
+# SPDX-License-Identifier: MIT
+"""The durable queue: tasks live in a `Store`, workers claim them with leases.
+
+One *fetcher* task claims as many due tasks as there are idle workers per
+round trip; *workers* run them, each attempt in its own cancel scope, and
+write the outcome with the store's conditional calls; a *heartbeat* renews
+the leases of held tasks and relays cancellation requests; a *reaper*
+re-queues tasks whose worker died and purges old finished tasks.
+Times written to the store are wall-clock Unix seconds (it is shared by
+processes and hosts); everything measured locally uses trio's clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import secrets
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final, Generic, cast
+
+import attrs
+import outcome
+import trio
+
+from ._errors import (
+    QueueClosed,
+    TaskCancelled,
+    TaskNotFound,
+    TaskStateError,
+    TaskTimeout,
+    _check_seconds,
+)
+from ._events import EVENT_FOR_STATUS, EventKind, EventStream, TaskEvent, logger, set_current
+from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage
+from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
+from ._retry import RetryPolicy
+from ._serialize import JSONSerializer, Serializer
+from ._store import NewTask, Store, StoredTask, StoreError
+from ._task import (  # T: the result type of a handle, shared with TaskHandle
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SCHEDULED,
+    T,
+    TaskHandle,
+    TaskInfo,
+    TaskStatus,
+)
+from ._validate import check_aware, check_count, check_name, check_priority, check_timeout
+from ._waiters import Waiters
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVarTuple, Unpack
+
+    Ts = TypeVarTuple("Ts")
+
+#: Longest gap between two lease renewals, which is also how soon a running
+#: task sees a cancellation requested from another process.
+MAX_RENEW_INTERVAL: Final = 1.0
+
+#: Seconds between two purges of finished tasks past their retention.
+PURGE_INTERVAL: Final = 60.0
+
+#: Bound on each cleanup write (releasing a task) made while being cancelled.
+CLEANUP_TIMEOUT: Final = 5.0
+
+#: The error recorded for an attempt whose worker stopped renewing its lease.
+LEASE_EXPIRED_ERROR: Final = (
+    "trio_workq.LeaseExpired: the worker running this attempt stopped renewing its lease "
+    "(its process died, hung, or lost the store)"
+)
+
+
+class StoredError(Exception):
+    """A failed attempt's error as the store keeps it: text, not the exception object.
+
+    Durable tasks may run in another process, so their exceptions are stored
+    as text and come back as this type, from `DurableTaskHandle.result` and in
+    `TaskInfo.errors`.
+
+    Attributes:
+        text: The whole stored text: the ``Type: message`` line, then the
+            traceback when there is one.
+        summary: The ``Type: message`` line (also ``str()`` of the error).
+    """
+
+    text: str
+    summary: str
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+        self.summary = text.split("\n", 1)[0]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    def __repr__(self) -> str:
+        return f"StoredError({self.summary!r})"
+
+
+def error_text(exc: BaseException) -> str:
+    """How an exception is stored: its ``Type: message`` line, a blank line, the traceback."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not lose the error
+        message = "<str() of the exception failed>"
+    summary = f"{name}: {message}" if message else name
+    summary = summary.split("\n", 1)[0]  # the full message is in the traceback
+    if exc.__traceback__ is None and exc.__cause__ is None and exc.__context__ is None:
+        return summary
+    return f"{summary}\n\n{''.join(traceback.format_exception(exc)).rstrip()}"
+
+
+def _wall_now() -> float:
+    # The store is shared across processes and hosts: it needs wall-clock time.
+    return time.time()
+
+
+def default_owner() -> str:
+    """A worker process's owner id: ``hostname:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@attrs.frozen
+class DurableQueueStatistics:
+    """Counters of a `DurableWorkQueue`, from `DurableWorkQueue.statistics`.
+
+    The status counts cover the whole store (every process sharing it);
+    the worker counts are this process's.
+
+    Attributes:
+        workers: Size of this process's worker pool.
+        busy_workers: This process's workers running a task now.
+        held: Tasks this process has claimed and not finished (running, or
+            claimed and about to run).
+        queued: Tasks in the store waiting for a worker.
+        scheduled: Delayed tasks in the store.
+        running: Tasks running in any process.
+        retrying: Tasks waiting out a retry backoff.
+        completed: Finished tasks still in the store, per status (older
+            ones are purged after the retention time).
+        failed: As *completed*.
+        cancelled: As *completed*.
+        closed: Whether this queue's shutdown has begun.
+        owner: This process's owner id in the store.
+    """
+
+    workers: int
+    busy_workers: int
+    held: int
+    queued: int
+    scheduled: int
+    running: int
+    retrying: int
+    completed: int
+    failed: int
+    cancelled: int
+    closed: bool
+    owner: str
+
+
+class _Attempt:
+    """This process's record of a task: for lifecycle events and `current_task`.
+
+    It offers what `TaskEvent` and `current_task` read from a `TaskHandle`
+    (``id``, ``name``, ``_state``, ``_info_from``, ``info``, ``_queue``), so
+    durable tasks produce the same events as in-memory ones. Times are trio
+    times.
+    """
+
+    __slots__ = (
+        "_created",
+        "_due",
+        "_errors",
+        "_finished",
+        "_last_error",
+        "_queue",
+        "_queued",
+        "_started",
+        "args",
+        "attempts",
+        "cancel_requested",
+        "definition",
+        "id",
+        "interrupted",
+        "kwargs",
+        "lost",
+        "max_attempts",
+        "name",
+        "payload",
+        "priority",
+        "scope",
+        "status",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        queue: DurableWorkQueue,
+        task_id: str,
+        name: str,
+        status: TaskStatus,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        created: float,
+    ) -> None:
+        self._queue = queue
+        self.id = task_id
+        self.name = name
+        self.status = status
+        self.priority = priority
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self._created = created
+        self._queued = created
+        self._due: float | None = None
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._last_error: BaseException | None = None
+        self._errors: tuple[BaseException, ...] = ()
+        self.attempts = 0
+        self.payload = b""
+        self.definition: TaskDefinition | None = None
+        self.args: Sequence[Any] = ()
+        self.kwargs: dict[str, Any] = {}
+        self.scope: trio.CancelScope | None = None
+        self.cancel_requested = False
+        self.interrupted = False  # by shutdown: give the task back, record nothing
+        self.lost = False  # the lease is gone: record nothing
+
+    def _state(self) -> tuple[Any, ...]:
+        return (
+            self.status,
+            self.attempts,
+            self._last_error,
+            self._errors,
+            self._due,
+            self._queued,
+            self._started,
+            self._finished,
+        )
+
+    def _info_from(self, state: tuple[Any, ...]) -> TaskInfo:
+        status, attempts, last_error, errors, due, queued, started, finished = state
+        wall = self._queue._wall_time
+        return TaskInfo(
+            id=self.id,
+            name=self.name,
+            status=status,
+            priority=self.priority,
+            attempts=attempts,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            last_error=last_error,
+            errors=errors,
+            created_at=wall(self._created),
+            due_at=None if due is None else wall(due),
+            queued_at=None if status is SCHEDULED else wall(queued),
+            started_at=None if started is None else wall(started),
+            finished_at=None if finished is None else wall(finished),
+        )
+
+    def info(self) -> TaskInfo:
+        return self._info_from(self._state())
+
+
+class _FinishWaiters:
+    """Per task id, an event set when this process finishes the task (wakes `wait` early)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[trio.Event, list[int]]] = {}
+
+    def register(self, task_id: str) -> tuple[trio.Event, list[int]]:
+        entry = self._events.get(task_id)
+        if entry is None:
+            entry = self._events[task_id] = (trio.Event(), [0])
+        entry[1][0] += 1
+        return entry
+
+    def unregister(self, task_id: str, entry: tuple[trio.Event, list[int]]) -> None:
+        entry[1][0] -= 1
+        if entry[1][0] == 0 and self._events.get(task_id) is entry:
+            del self._events[task_id]
+
+    def finished(self, task_id: str) -> None:
+        entry = self._events.pop(task_id, None)
+        if entry is not None:
+            entry[0].set()
+
+
+class DurableTaskHandle(Generic[T]):
+    """The handle of a task in a durable store: an id and the queue to ask.
+
+    It holds no state of its own: every method reads or changes the store,
+    so a handle works in any process and after a restart (get one with
+    `DurableWorkQueue.get_handle`). Handles compare equal by queue and id.
+
+    Attributes:
+        id: The task's id in the store.
+    """
+
+    __slots__ = ("_queue", "id")
+
+    id: str
+
+    def __init__(self, queue: DurableWorkQueue, task_id: str) -> None:
+        self._queue = queue
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<DurableTaskHandle id={self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DurableTaskHandle):
+            return NotImplemented
+        return self._queue is other._queue and self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def wait(self) -> outcome.Outcome[T]:
+        """Wait until the task has finished; return the outcome of its final attempt.
+
+        Always a checkpoint. Polls the store every ``poll_interval`` seconds,
+        and wakes at once when this process finishes the task. A failed
+        task's outcome holds a `StoredError`; a cancelled one's holds
+        `TaskCancelled`; a completed one's holds the deserialized value.
+
+        Raises:
+            TaskNotFound: If the store has no task with this id (never
+                existed, or purged after its retention time).
+        """
+        return cast("outcome.Outcome[T]", await self._queue._wait_finished(self.id))
+
+    async def result(self) -> T:
+        """Wait until the task has finished and return its (deserialized) value.
+
+        Always a checkpoint.
+
+        Raises:
+            StoredError: If the task failed (the stored text of its last error).
+            TaskCancelled: If the task was cancelled.
+            TaskNotFound: As for `wait`.
+        """
+        return (await self.wait()).unwrap()
+
+    async def cancel(self) -> bool:
+        """Cancel the task; see `DurableWorkQueue.cancel`. Always a checkpoint."""
+        return await self._queue.cancel(self.id)
+
+    async def info(self) -> TaskInfo:
+        """A `TaskInfo` snapshot read from the store. Always a checkpoint.
+
+        Raises:
+            TaskNotFound: As for `wait`.
+        """
+        return await self._queue.get_info(self.id)
+
+
+class DurableWorkQueue:
+    """A work queue whose tasks live in a `Store`, shared by any number of processes.
+
+    Open one with `open_durable_queue` (or ``open_work_queue(store=...)``);
+    do not instantiate it directly. Tasks are run at least once: see the
+    persistence guide.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        workers: int,
+        retry: RetryPolicy | None,
+        lease: float,
+        poll_interval: float,
+        serializer: Serializer | None,
+        retention: float | None,
+        shutdown_timeout: float | None,
+    ) -> None:
+        self._workers = int(check_count("workers", workers, minimum=0, allow_inf=False))
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._retry = retry
+        self._lease = _check_seconds("lease", lease, allow_zero=False)
+        self._poll_interval = _check_seconds("poll_interval", poll_interval, allow_zero=False)
+        if serializer is None:
+            serializer = JSONSerializer()
+        elif not isinstance(serializer, Serializer):
+            raise TypeError(f"serializer must have dumps() and loads() methods, got {serializer!r}")
+        self._serializer = serializer
+        # Encoded once: most tasks take no arguments or return None.
+        self._no_arguments = serializer.dumps({"args": []})
+        self._none_result = serializer.dumps(None)
+        self._retention = None if retention is None else _check_seconds("retention", retention)
+        self._shutdown_timeout = (
+            None
+            if shutdown_timeout is None
+            else _check_seconds("shutdown_timeout", shutdown_timeout)
+        )
+        self._store = store
+        self._owner = default_owner()
+
+        # Claimed by this process and not yet finished, by id; _ready holds those
+        # waiting for a worker.
+        self._held: dict[str, _Attempt] = {}
+        self._ready: deque[_Attempt] = deque()
+        self._idle: Waiters[None] = Waiters()
+        self._busy = 0
+        self._worker_idle = trio.Event()  # a worker parked: the fetcher may claim
+        self._work_hint = trio.Event()  # new work may be due: the fetcher should claim
+        self._finish_waiters = _FinishWaiters()
+        self._closing = False
+        self._closing_event = trio.Event()
+        self._drained = trio.Event()  # closing, and nothing is held any more
+        self._shutdown_deadline = math.inf
+        self._grace_scope: trio.CancelScope | None = None
+        self._started = False
+        self._stopped = trio.Event()
+        self._crashed = False
+        self._listeners: tuple[Callable[[TaskEvent], None], ...] = ()
+        if logger.isEnabledFor(logging.DEBUG):
+            self._listeners = (_log_event,)
+        self._streams: list[EventStream] = []
+        self._clock = trio.lowlevel.current_clock()
+        # trio time -> wall clock, fixed once (as in WorkQueue).
+        self._wall_offset = _wall_now() - self._clock.current_time()
+
+    def __repr__(self) -> str:
+        return f"<DurableWorkQueue store={self._store.url!r} owner={self._owner!r}>"
+
+    @property
+    def store(self) -> Store:
+        """The store this queue reads and writes."""
+        return self._store
+
+    @property
+    def owner(self) -> str:
+        """This process's owner id (``hostname:pid:random``), as the store records it."""
+        return self._owner
+
+    # ------------------------------------------------------------------ intake
+
+    async def submit(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+    ) -> DurableTaskHandle[T]:
+        """Store ``await fn(*args)`` as a new task and return its handle once committed.
+
+        Always a checkpoint. *fn* must be registered with `trio_workq.task`
+        (or be a `functools.partial` of one, for keyword arguments); the
+        arguments are serialized now, so a bad argument is reported here and
+        nothing is stored. The task's retry policy is its registration's, or
+        the queue's default. There is no ``submit_nowait``: the task exists
+        only once the store has committed it, which has to be awaited.
+
+        If the caller is cancelled while the store commits, the task may or
+        may not have been stored.
+
+        Args:
+            fn: A registered task function.
+            *args: Its positional arguments.
+            name: Which of *fn*'s registered names to store it under
+                (default: its first).
+            priority: Higher runs first, across every process.
+            timeout: Seconds one attempt may run (counted from its start);
+                an overrun cancels it and records `TaskTimeout`.
+
+        Raises:
+            TypeError: If *fn* is not a registered task (a lambda, a closure,
+                an unregistered function), or an argument cannot be
+                serialized; also for bad option types.
+            ValueError: For bad option values or unserializable values
+                (e.g. NaN in JSON).
+            QueueClosed: If the queue is shutting down.
+            StoreError: If the store cannot be used.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        new = self._new_task(fn, args, name, priority, timeout, None)
+        return await self._add(new)
+
+    async def submit_many(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        calls: Iterable[tuple[Unpack[Ts]]],
+        *,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+    ) -> list[DurableTaskHandle[T]]:
+        """Store one task per argument tuple in *calls*, all in one transaction.
+
+        ``submit_many(fn, [(1,), (2,)])`` is ``submit(fn, 1)`` and
+        ``submit(fn, 2)`` with one commit instead of two: much faster for
+        many tasks. Every call is checked and serialized first; if one is
+        bad, nothing is stored. Always a checkpoint.
+
+        Returns:
+            The handles, in the order of *calls*.
+
+        Raises:
+            TypeError, ValueError, QueueClosed, StoreError: As for `submit`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        tasks = [self._new_task(fn, tuple(args), name, priority, timeout, None) for args in calls]
+        if not tasks:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return []
+        return await self._add_all(tasks)
+
+    async def schedule(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        delay: float | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+    ) -> DurableTaskHandle[T]:
+        """Store ``await fn(*args)`` to run after *delay* seconds, or at the instant *at*.
+
+        Like `submit`, but the task is ``scheduled`` until it is due. A
+        scheduled task survives restarts; any process sharing the store may
+        run it. Exactly one of *delay* and *at* must be given; an *at* in
+        the past means now. Always a checkpoint.
+
+        Raises:
+            TypeError, ValueError, QueueClosed, StoreError: As for `submit`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if at is None:
+            if delay is None:
+                raise TypeError("schedule() takes exactly one of delay= and at=")
+            due = _wall_now() + _check_seconds("delay", delay)
+        else:
+            if delay is not None:
+                raise TypeError("schedule() takes exactly one of delay= and at=")
+            due = check_aware(at).timestamp()
+        new = self._new_task(fn, args, name, priority, timeout, due)
+        return await self._add(new)
+
+    def _new_task(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        name: str | None,
+        priority: int,
+        timeout: float | None,
+        due: float | None,
+    ) -> NewTask:
+        """Validate and serialize a submit; raise before anything is stored."""
+        if self._closing:
+            raise _closed_error()
+        kwargs: dict[str, Any] = {}
+        if isinstance(fn, functools.partial):
+            partial = cast("functools.partial[Awaitable[Any]]", fn)
+            args = (*partial.args, *args)
+            kwargs = dict(partial.keywords)
+            fn = partial.func
+        check_name(name)
+        definition = definition_for(fn, name)
+        check_priority(priority)
+        timeout = check_timeout(timeout)
+        payload = self._dump_arguments(definition.name, args, kwargs)
+        policy = self._retry if definition.retry is QUEUE_DEFAULT else definition.retry
+        return NewTask(
+            name=definition.name,
+            payload=payload,
+            priority=priority,
+            due_at=_wall_now() if due is None else due,
+            max_attempts=1 if policy is None else policy.max_attempts,
+            timeout=timeout,
+            status=QUEUED if due is None else SCHEDULED,
+        )
+
+    def _dump_arguments(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        if not args and not kwargs:
+            return self._no_arguments
+        call: dict[str, Any] = {"args": list(args)}
+        if kwargs:
+            call["kwargs"] = kwargs
+        try:
+            return self._serializer.dumps(call)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(
+                f"the arguments of task {name!r} cannot be serialized by "
+                f"{self._serializer!r}: {exc}"
+            ) from exc
+
+    async def _add(self, new: NewTask) -> DurableTaskHandle[Any]:
+        (handle,) = await self._add_all([new])
+        return handle
+
+    async def _add_all(self, tasks: list[NewTask]) -> list[DurableTaskHandle[Any]]:
+        ids = await self._store.add(tasks)
+        if self._listeners:
+            now = self._clock.current_time()
+            for task_id, new in zip(ids, tasks, strict=True):
+                record = _Attempt(
+                    self,
+                    task_id,
+                    new.name,
+                    new.status,
+                    new.priority,
+                    new.max_attempts,
+                    new.timeout,
+                    now,
+                )
+                kind = EventKind.SUBMITTED
+                if new.status is SCHEDULED:
+                    kind = EventKind.SCHEDULED
+                    record._due = now + max(new.due_at - _wall_now(), 0.0)
+                self._emit(record, kind, was_running=False)
+        self._work_hint.set()
+        return [DurableTaskHandle(self, task_id) for task_id in ids]
+
+    # ----------------------------------------------------------- lookups & acts
+
+    def get_handle(self, task_id: str) -> DurableTaskHandle[Any]:
+        """A handle for the task with this id. Not a checkpoint; does no I/O.
+
+        The id is not checked here: the handle's methods raise `TaskNotFound`
+        for an unknown id.
+        """
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+        return DurableTaskHandle(self, task_id)
+
+    async def get_info(self, task_id: str) -> TaskInfo:
+        """A `TaskInfo` snapshot of the task, read from the store. Always a checkpoint.
+
+        Errors are `StoredError` instances (the stored text).
+
+        Raises:
+            TaskNotFound: If the store has no task with this id.
+        """
+        return self._info_of_row(await self._get(task_id))
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel the task with this id, wherever it is. Always a checkpoint.
+
+        A queued, scheduled or retrying task ends ``cancelled`` in the store
+        at once. A running one is asked to stop: if it runs in this process
+        it is cancelled now, otherwise its process cancels it within about a
+        second (at its next lease renewal); it ends ``cancelled`` unless it
+        finishes first.
+
+        Returns:
+            ``True`` if the task had not finished, ``False`` if it had (and
+            nothing changed).
+
+        Raises:
+            TaskNotFound: If the store has no task with this id.
+        """
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+        status = await self._store.cancel(task_id)
+        if status is None:
+            raise _not_found(task_id)
+        if status is RUNNING:
+            attempt = self._held.get(task_id)
+            if attempt is not None:
+                self._request_cancel(attempt)
+        elif not status.is_terminal:
+            self._finish_waiters.finished(task_id)
+            if self._listeners:
+                row = await self._store.get(task_id)
+                if row is not None:
+                    record = self._record_of_row(row)
+                    record._finished = self._clock.current_time()
+                    self._emit(record, EventKind.CANCELLED, was_running=False)
+        return not status.is_terminal
+
+    async def retry(self, task_id: str) -> DurableTaskHandle[Any]:
+        """Run a ``failed`` or ``cancelled`` task again, as one more attempt, due now.
+
+        Always a checkpoint. Any process sharing the store may run it.
+
+        Raises:
+            TaskNotFound: If the store has no task with this id.
+            TaskStateError: If the task is not ``failed`` or ``cancelled``.
+        """
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+        status = await self._store.requeue(task_id)
+        if status is None:
+            raise _not_found(task_id)
+        if status is not FAILED and status is not CANCELLED:
+            raise TaskStateError(
+                f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
+            )
+        self._work_hint.set()
+        return DurableTaskHandle(self, task_id)
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """A page of task snapshots from the store, newest first. Always a checkpoint.
+
+        Args:
+            status: Only tasks in this status (a `TaskStatus` or its value).
+            name: Only tasks with this registered name.
+            limit: Page size, 1 to 1000.
+            cursor: `TaskPage.next_cursor` of the previous page.
+
+        Raises:
+            ValueError: For an unknown status, a bad limit, or a bad cursor.
+            TypeError: For arguments of the wrong type.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+        status = _check_status(status)
+        check_name(name)
+        if cursor is not None and not isinstance(cursor, str):
+            raise TypeError(f"cursor must be a str or None, not {type(cursor).__name__}")
+        page = await self._store.page(status=status, name=name, limit=limit, cursor=cursor)
+        return TaskPage(tuple(self._info_of_row(row) for row in page.tasks), page.next_cursor)
+
+    async def statistics(self) -> DurableQueueStatistics:
+        """Counts per status across the store, and this process's workers. Always a checkpoint."""
+        counts = await self._store.counts()
+        return DurableQueueStatistics(
+            workers=self._workers,
+            busy_workers=self._busy,
+            held=len(self._held),
+            queued=counts.get(QUEUED, 0),
+            scheduled=counts.get(SCHEDULED, 0),
+            running=counts.get(RUNNING, 0),
+            retrying=counts.get(RETRYING, 0),
+            completed=counts.get(COMPLETED, 0),
+            failed=counts.get(FAILED, 0),
+            cancelled=counts.get(CANCELLED, 0),
+            closed=self._closing,
+            owner=self._owner,
+        )
+
+    async def _get(self, task_id: str) -> StoredTask:
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+        row = await self._store.get(task_id)
+        if row is None:
+            raise _not_found(task_id)
+        return row
+
+    async def _wait_finished(self, task_id: str) -> outcome.Outcome[Any]:
+        entry = self._finish_waiters.register(task_id)
+        try:
+            while True:
+                row = await self._get(task_id)
+                if row.status.is_terminal:
+                    return self._outcome_of_row(row)
+                with trio.move_on_after(self._poll_interval):
+                    await entry[0].wait()
+                if entry[0].is_set():
+                    self._finish_waiters.unregister(task_id, entry)
+                    entry = self._finish_waiters.register(task_id)
+        finally:
+            self._finish_waiters.unregister(task_id, entry)
+
+    def _outcome_of_row(self, row: StoredTask) -> outcome.Outcome[Any]:
+        if row.status is COMPLETED:
+            value = None if row.result is None else self._serializer.loads(row.result)
+            return outcome.Value(value)
+        if row.status is FAILED:
+            text = row.errors[-1] if row.errors else "the task failed (no error was recorded)"
+            return outcome.Error(StoredError(text))
+        return outcome.Error(TaskCancelled(f"task {row.id} ({row.name}) was cancelled"))
+
+    def _info_of_row(self, row: StoredTask) -> TaskInfo:
+        wall = _wall_datetime
+        errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])
+        status = row.status
+        waiting = status is SCHEDULED or status is RETRYING
+        queued_at = None
+        if status is not SCHEDULED:
+            queued_at = wall(row.due_at if row.due_at is not None else row.created_at)
+        return TaskInfo(
+            id=row.id,
+            name=row.name,
+            status=status,
+            priority=row.priority,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            timeout=row.timeout,
+            last_error=errors[-1] if errors else None,
+            errors=errors,
+            created_at=wall(row.created_at),
+            due_at=wall(row.due_at) if waiting and row.due_at is not None else None,
+            queued_at=queued_at,
+            started_at=None if row.started_at is None else wall(row.started_at),
+            finished_at=None if row.finished_at is None else wall(row.finished_at),
+        )
+
+    def _record_of_row(self, row: StoredTask) -> _Attempt:
+        offset = self._wall_offset
+        record = _Attempt(
+            self,
+            row.id,
+            row.name,
+            row.status,
+            row.priority,
+            row.max_attempts,
+            row.timeout,
+            row.created_at - offset,
+        )
+        record.attempts = row.attempts
+        record.payload = row.payload
+        record._queued = (row.due_at if row.due_at is not None else row.created_at) - offset
+        if row.errors:
+            record._errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])
+            record._last_error = record._errors[-1]
+        return record
+
+    def _wall_time(self, trio_time: float) -> datetime:
+        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
+
+    # ---------------------------------------------------------------- events
+
+    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        """Call ``listener(event)`` on every `TaskEvent` of this process. Not a checkpoint.
+
+        Events are those this process sees: submits and schedules made
+        here, and the runs of the tasks its workers claim. A listener must
+        be quick and must not block; one that raises is logged and ignored.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        """Stop calling *listener*. Not a checkpoint.
+
+        Raises:
+            ValueError: If it was not added.
+        """
+        try:
+            index = self._listeners.index(listener)
+        except ValueError:
+            raise ValueError(f"{listener!r} is not a listener of this queue") from None
+        self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
+
+    @asynccontextmanager
+    async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
+        """Receive this process's lifecycle events as an async iterator (see `add_listener`).
+
+        As `WorkQueue.subscribe`: a bounded buffer, newer events dropped
+        and counted when it is full. Entering is a checkpoint.
+        """
+        size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
+        await trio.lowlevel.checkpoint()
+        stream = EventStream(size)
+        self.add_listener(stream._deliver)
+        self._streams.append(stream)
+        if self._stopped.is_set():
+            stream._close()
+        try:
+            yield stream
+        finally:
+            self.remove_listener(stream._deliver)
+            self._streams.remove(stream)
+            stream._close()
+
+    def _emit(self, record: _Attempt, kind: EventKind, *, was_running: bool) -> None:
+        # The record offers what TaskEvent reads from a TaskHandle (see _Attempt).
+        task = cast("TaskHandle[Any]", record)
+        event = TaskEvent(kind, task, self._clock.current_time(), was_running)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r raised; the queue carries on", listener)
+
+    def _set_status(self, attempt: _Attempt, status: TaskStatus) -> None:
+        old = attempt.status
+        attempt.status = status
+        if self._listeners:
+            kind = EVENT_FOR_STATUS.get(status)
+            if kind is not None:
+                self._emit(attempt, kind, was_running=old is RUNNING)
+
+    # -------------------------------------------------------------- the pool
+
+    async def _fetcher(self) -> None:  # noqa: ASYNC910 - private; runs until closing
+        """Claim due tasks for idle workers: one store round trip per batch."""
+        store = self._store
+        while not self._closing:
+            if not self._idle:
+                self._worker_idle = trio.Event()
+                await self._worker_idle.wait()
+                # Workers finishing in the same batch park too: claim for all of them at once.
+                await trio.lowlevel.checkpoint()
+                continue
+            self._work_hint = trio.Event()  # a hint from now on means "claim again"
+            limit = len(self._idle)
+            try:
+                claimed = await store.claim(self._owner, limit, self._lease)
+            except StoreError as exc:
+                logger.warning(
+                    "claiming tasks failed (%s); retrying in %.3g s", exc, self._poll_interval
+                )
+                await trio.sleep(self._poll_interval)
+                continue
+            attempts = [self._hold(row) for row in claimed.tasks]
+            if self._closing:
+                # Shutdown began during the claim: give these back (the supervisor
+                # has already released what was claimed before).
+                await self._release_all(attempts)
+                return
+            for attempt in attempts:
+                self._ready.append(attempt)
+                if self._idle:
+                    self._idle.wake_first()
+            if len(claimed.tasks) < limit:
+                # Nothing more is due: sleep until the next due time, a hint, or the poll.
+                deadline = math.inf
+                if claimed.next_due is not None:
+                    wait = max(claimed.next_due - _wall_now(), 0.0)
+                    deadline = self._clock.current_time() + wait
+                with trio.move_on_at(deadline):
+                    await self._work_hint.wait()
+
+    def _hold(self, row: StoredTask) -> _Attempt:
+        attempt = self._record_of_row(row)
+        attempt.status = QUEUED  # claimed, not started: RUNNING is set (and announced) at start
+        self._held[row.id] = attempt
+        return attempt
+
+    async def _release_all(self, attempts: Sequence[_Attempt]) -> None:  # noqa: ASYNC910
+        """Give back claimed tasks that will not run here (concurrently: the store batches)."""
+        if attempts:
+            async with trio.open_nursery() as nursery:
+                for attempt in attempts:
+                    attempt.interrupted = True
+                    nursery.start_soon(self._release, attempt)
+
+    async def _listen(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Relay the store's hints of new work to the fetcher (the poll backstop included)."""
+        while True:
+            try:
+                await self._store.wait_for_work(self._poll_interval)
+            except StoreError as exc:
+                logger.warning("waiting for work failed (%s)", exc)
+                await trio.sleep(self._poll_interval)
+            self._work_hint.set()
+
+    def _next_attempt(self) -> _Attempt | None:
+        """A claimed attempt for a free worker, or None (none ready, or shutting down)."""
+        ready = self._ready
+        while ready and not self._closing:
+            attempt = ready.popleft()
+            if not attempt.lost:
+                return attempt
+        return None
+
+    async def _worker(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Run claimed attempts, each in the worker's cancel scope, and record their outcomes.
+
+        One cancel scope serves many attempts (a fresh scope per task is
+        slow); it is replaced once a cancellation or a timeout has used it.
+        The outcome is written while the scope is entered but no longer
+        reachable: ``attempt.scope`` is cleared and the deadline reset first.
+        """
+        attempt: _Attempt | None = None
+        try:
+            while True:
+                scope = trio.CancelScope()
+                raced: tuple[_Attempt, Any, Exception | None] | None = None
+                with scope:
+                    while True:
+                        attempt = self._next_attempt()
+                        if attempt is None:
+                            self._worker_idle.set()
+                            await self._idle.wait(None)
+                            continue
+                        started = self._clock.current_time()
+                        call = self._prepare(attempt, started)
+                        if call is None:  # cancelled before it started, or cannot run
+                            await self._finish_unrunnable(attempt)
+                            attempt = None
+                            continue
+                        self._busy += 1
+                        timeout = attempt.timeout
+                        if timeout is not None:
+                            scope.deadline = started + timeout
+                        attempt.scope = scope
+                        set_current(cast("TaskHandle[Any]", attempt))
+                        self._set_status(attempt, RUNNING)
+                        value: Any = None
+                        error: Exception | None = None
+                        try:
+                            value = await call()
+                        except Exception as exc:
+                            error = exc
+                        attempt.scope = None
+                        if timeout is not None:
+                            scope.deadline = math.inf
+                        self._busy -= 1
+                        if scope.cancel_called:
+                            # A cancellation raced the task's end: write outside this scope.
+                            raced = (attempt, value, error)
+                            break
+                        await self._finish(attempt, value, error)
+                        attempt = None
+                if raced is not None:
+                    await self._finish(*raced)
+                elif attempt is not None:
+                    # The scope caught the Cancelled: lost lease, cancel, shutdown or timeout.
+                    attempt.scope = None
+                    self._busy -= 1
+                    await self._finish_cancelled(attempt)
+                attempt = None
+        except BaseException:
+            # Cancelled from outside (the enclosing nursery) or KeyboardInterrupt & co:
+            # give the running task back to the store, so that another worker runs it soon.
+            if attempt is not None and attempt.id in self._held:
+                if attempt.scope is not None:
+                    attempt.scope = None
+                    self._busy -= 1
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+                    await self._release(attempt)
+            raise
+
+    def _prepare(self, attempt: _Attempt, started: float) -> Callable[[], Awaitable[Any]] | None:
+        """Start *attempt*: its function and arguments, or None if it must not run."""
+        attempt._started = started
+        attempt._due = None
+        if attempt.cancel_requested:
+            return None
+        definition = lookup(attempt.name)
+        try:
+            if definition is None:
+                raise LookupError(
+                    f"no task named {attempt.name!r} is registered in this process "
+                    "(import the module that defines it in every worker)"
+                )
+            attempt.definition = definition
+            return self._load_call(definition, attempt.payload)
+        except Exception as exc:
+            attempt._last_error = exc
+            return None
+
+    async def _finish_unrunnable(self, attempt: _Attempt) -> None:
+        if attempt.cancel_requested:
+            await self._record_cancelled(attempt)
+        else:
+            # Nothing to run (unknown name, bad arguments): retrying cannot help.
+            assert attempt._last_error is not None
+            self._set_status(attempt, RUNNING)
+            await self._record_failure(attempt, cast("Exception", attempt._last_error), False)
+
+    async def _finish(  # noqa: ASYNC910 - private; a lost attempt records nothing
+        self, attempt: _Attempt, value: Any, error: Exception | None
+    ) -> None:
+        """Record how an attempt that ran to its end (value or exception) ended."""
+        if attempt.lost:
+            self._unhold(attempt)
+        elif error is not None:
+            if attempt.interrupted and not attempt.cancel_requested:
+                await self._release(attempt)  # it failed because shutdown interrupted it
+            else:
+                # A task that fails while being cancelled is not retried.
+                await self._record_failure(attempt, error, not attempt.cancel_requested)
+        else:
+            await self._record_success(attempt, value)
+
+    async def _finish_cancelled(self, attempt: _Attempt) -> None:  # noqa: ASYNC910 - private
+        """Record an attempt whose cancel scope caught the Cancelled."""
+        if attempt.lost:
+            self._unhold(attempt)
+        elif attempt.cancel_requested:
+            await self._record_cancelled(attempt)
+        elif attempt.interrupted:
+            await self._release(attempt)
+        else:
+            timeout = TaskTimeout(f"task timed out after {attempt.timeout}s")
+            await self._record_failure(attempt, timeout, True)
+
+    def _load_call(
+        self, definition: TaskDefinition, payload: bytes
+    ) -> Callable[[], Awaitable[Any]]:
+        if payload == self._no_arguments:
+            return definition.fn
+        loaded: object = self._serializer.loads(payload)
+        if not isinstance(loaded, dict):
+            raise ValueError("the stored arguments are not in trio_workq's format")
+        call = cast("dict[str, object]", loaded)
+        stored_args, stored_kwargs = call.get("args"), call.get("kwargs", {})
+        if not isinstance(stored_args, list) or not isinstance(stored_kwargs, dict):
+            raise ValueError("the stored arguments are not in trio_workq's format")
+        args = tuple(cast("Iterable[Any]", stored_args))
+        kwargs = cast("dict[str, Any]", stored_kwargs)
+        return functools.partial(definition.fn, *args, **kwargs)
+
+    # ------------------------------------------------------- recording outcomes
+
+    async def _record_success(self, attempt: _Attempt, value: object) -> None:
+        try:
+            result = self._none_result if value is None else self._serializer.dumps(value)
+        except (TypeError, ValueError) as exc:
+            error = type(exc)(
+                f"the result of task {attempt.name!r} cannot be serialized by "
+                f"{self._serializer!r}: {exc}"
+            )
+            await self._record_failure(attempt, error, False)
+            return
+        if await self._write(self._store.complete, attempt, result):
+            attempt._finished = self._clock.current_time()
+            self._set_status(attempt, COMPLETED)
+            self._finish_waiters.finished(attempt.id)
+
+    async def _record_failure(self, attempt: _Attempt, exc: Exception, retryable: bool) -> None:
+        attempt._last_error = exc
+        attempt._errors = (*attempt._errors, exc)[-MAX_ERROR_HISTORY:]
+        retry_at = None
+        if retryable:
+            try:
+                delay = self._retry_delay(attempt, exc)
+            except Exception as policy_error:  # a broken backoff or retry_if fails the task
+                policy_error.__context__ = exc
+                attempt._last_error = policy_error
+                attempt._errors = (*attempt._errors[:-1], policy_error)
+                delay = None
+            if delay is not None:
+                retry_at = _wall_now() + delay
+        if not await self._write(
+            self._store.fail, attempt, error_text(attempt._last_error), retry_at
+        ):
+            return
+        if retry_at is None:
+            logger.warning(
+                "task %s (%s) failed after %d attempt(s)",
+                attempt.id,
+                attempt.name,
+                attempt.attempts,
+                exc_info=attempt._last_error,
+            )
+            attempt._finished = self._clock.current_time()
+            self._set_status(attempt, FAILED)
+            self._finish_waiters.finished(attempt.id)
+        else:
+            logger.info(
+                "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                attempt.id,
+                attempt.name,
+                attempt.attempts,
+                exc,
+                retry_at - _wall_now(),
+            )
+            attempt._due = self._clock.current_time() + max(retry_at - _wall_now(), 0.0)
+            self._set_status(attempt, RETRYING)
+
+    def _retry_delay(self, attempt: _Attempt, exc: Exception) -> float | None:
+        definition = attempt.definition
+        policy = self._retry
+        if definition is not None and definition.retry is not QUEUE_DEFAULT:
+            policy = definition.retry
+        if policy is None or attempt.attempts >= attempt.max_attempts:
+            return None
+        if policy.max_attempts != attempt.max_attempts:
+            # The stored bound wins: the policy may have changed since the submit.
+            policy = attrs.evolve(policy, max_attempts=attempt.max_attempts)
+        return policy.next_delay(attempt.attempts, exc)
+
+    async def _record_cancelled(self, attempt: _Attempt) -> None:
+        if await self._write(self._store.finish_cancelled, attempt):
+            attempt._finished = self._clock.current_time()
+            self._set_status(attempt, CANCELLED)
+            self._finish_waiters.finished(attempt.id)
+
+    async def _release(self, attempt: _Attempt) -> None:
+        await self._write(self._store.release, attempt)
+
+    async def _write(
+        self, method: Callable[..., Awaitable[bool]], attempt: _Attempt, *extra: Any
+    ) -> bool:
+        """Write an attempt's outcome; True if it was recorded (the lease was still ours).
+
+        A failing store is retried until the lease would have expired: past
+        that the reaper re-queues the task anyway.
+        """
+        give_up = self._clock.current_time() + self._lease
+        delay = 0.05
+        try:
+            while True:
+                try:
+                    recorded = await method(self._owner, attempt.id, attempt.attempts, *extra)
+                    break
+                except StoreError as exc:
+                    if self._clock.current_time() + delay >= give_up:
+                        logger.error(
+                            "task %s (%s): could not record its outcome (%s); the store "
+                            "re-queues it when its lease expires",
+                            attempt.id,
+                            attempt.name,
+                            exc,
+                        )
+                        return False  # noqa: ASYNC910 - the failed call was the checkpoint
+                    logger.warning("task %s: store write failed (%s); retrying", attempt.id, exc)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        finally:
+            self._unhold(attempt)
+        if not recorded:
+            logger.info(
+                "task %s (%s): lease lost before its outcome was recorded; "
+                "another attempt owns it now",
+                attempt.id,
+                attempt.name,
+            )
+        return recorded
+
+    def _unhold(self, attempt: _Attempt) -> None:
+        if self._held.pop(attempt.id, None) is not None and self._closing and not self._held:
+            self._drained.set()
+
+    def _request_cancel(self, attempt: _Attempt) -> None:
+        attempt.cancel_requested = True
+        if attempt.scope is not None:
+            attempt.scope.cancel()
+
+    # ------------------------------------------------------- leases & upkeep
+
+    async def _heartbeat(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Renew the leases of held tasks; stop those lost or asked to cancel."""
+        interval = min(self._lease / 3, MAX_RENEW_INTERVAL)
+        while True:
+            await trio.sleep(interval)
+            if not self._held:
+                continue
+            ids = list(self._held)
+            try:
+                renewal = await self._store.renew(self._owner, ids, self._lease)
+            except StoreError as exc:
+                logger.warning("renewing leases failed (%s); retrying", exc)
+                continue
+            for task_id in renewal.lost:
+                attempt = self._held.get(task_id)
+                # An attempt whose outcome is being written is not stopped: the
+                # write is conditional anyway (and may have just committed).
+                if attempt is None or (attempt.scope is None and attempt._started is not None):
+                    continue
+                logger.warning(
+                    "task %s (%s): this process lost its lease (the store re-queued it); "
+                    "stopping it here",
+                    task_id,
+                    attempt.name,
+                )
+                attempt.lost = True
+                if attempt.scope is not None:
+                    attempt.scope.cancel()
+                else:
+                    self._unhold(attempt)  # never started: a worker will skip it
+            for task_id in renewal.cancel_requested:
+                attempt = self._held.get(task_id)
+                if attempt is not None and not attempt.cancel_requested:
+                    self._request_cancel(attempt)
+
+    async def _reaper(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Re-queue tasks whose worker died, and purge finished tasks past their retention."""
+        next_purge = self._clock.current_time()
+        while True:
+            try:
+                if await self._store.recover_expired(LEASE_EXPIRED_ERROR):
+                    self._work_hint.set()
+                if self._retention is not None and self._clock.current_time() >= next_purge:
+                    next_purge = self._clock.current_time() + PURGE_INTERVAL
+                    await self._store.purge_finished(_wall_now() - self._retention)
+            except StoreError as exc:
+                logger.warning("store maintenance failed (%s); retrying", exc)
+            await trio.sleep(self._lease / 2)
+
+    # ------------------------------------------------------------- shutdown
+
+    async def shutdown(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline on the queue's own work
+    ) -> None:
+        """Stop claiming tasks, let running tasks finish, and wait until the queue has stopped.
+
+        Tasks left in the store (queued, scheduled, retrying) stay there for
+        the next process. Claimed tasks that have not started are given back
+        at once. When *timeout* seconds have passed, running tasks are
+        cancelled and given back too (``queued`` again, the interrupted
+        attempt not counted). Later `submit` calls raise `QueueClosed`.
+
+        Always a checkpoint. Calling it again is allowed (a shorter *timeout*
+        wins). If the caller is cancelled while waiting, running tasks are
+        cancelled and given back at once.
+        """
+        if timeout is not None:
+            timeout = _check_seconds("timeout", timeout)
+            self._shutdown_deadline = min(
+                self._shutdown_deadline, self._clock.current_time() + timeout
+            )
+            if self._grace_scope is not None:
+                self._grace_scope.deadline = self._shutdown_deadline
+        self._begin_shutdown()
+        try:
+            await self._stopped.wait()
+        except BaseException:
+            self._interrupt_all()
+            raise
+
+    def _begin_shutdown(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._closing_event.set()
+            self._work_hint.set()
+            self._worker_idle.set()
+            if not self._held:
+                self._drained.set()
+
+    def _interrupt_all(self) -> None:
+        """Stop every running task now; each is given back to the store."""
+        self._shutdown_deadline = -math.inf
+        self._begin_shutdown()
+        if self._grace_scope is not None:
+            self._grace_scope.cancel()
+        for attempt in list(self._held.values()):
+            attempt.interrupted = True
+            if attempt.scope is not None:
+                attempt.scope.cancel()
+
+    async def _supervise(self) -> None:
+        await self._closing_event.wait()
+        # Claimed tasks no worker has started go back at once (workers take no more).
+        unstarted = [a for a in self._ready if not a.lost]
+        self._ready.clear()
+        await self._release_all(unstarted)
+        with trio.CancelScope(deadline=self._shutdown_deadline) as self._grace_scope:
+            await self._drained.wait()
+        self._grace_scope = None
+        if not self._drained.is_set():
+            self._interrupt_all()
+            await self._drained.wait()
+
+    async def _run_queue(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._started = True
+        try:
+            async with trio.open_nursery() as nursery:
+                if self._workers:
+                    for _ in range(self._workers):
+                        nursery.start_soon(self._worker)
+                    nursery.start_soon(self._fetcher)
+                    nursery.start_soon(self._listen)
+                    nursery.start_soon(self._heartbeat)
+                    nursery.start_soon(self._reaper)
+                task_status.started()
+                await self._supervise()
+                # Nothing is held any more: stop the workers and the upkeep.
+                nursery.cancel_scope.cancel()
+        except BaseException as exc:
+            self._crashed = not _only_cancelled(exc)
+            raise
+        finally:
+            self._closing = True
+            # Cancelled from outside: claimed tasks no worker started go back now
+            # (running ones are given back by their workers as they unwind).
+            unstarted = [a for a in self._held.values() if a._started is None]
+            if unstarted:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+                    await self._release_all(unstarted)
+            self._stopped.set()
+            for stream in self._streams:
+                stream._close()
+
+
+def _log_event(event: TaskEvent) -> None:
+    logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", exc)
+        return group.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
+
+
+def _closed_error() -> QueueClosed:
+    return QueueClosed("the queue is shutting down and accepts no new tasks")
+
+
+def _not_found(task_id: str) -> TaskNotFound:
+    return TaskNotFound(f"no task with id {task_id!r} in the store (unknown, or purged)")
+
+
+def _wall_datetime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _check_status(status: TaskStatus | str | None) -> TaskStatus | None:
+    if status is None:
+        return None
+    if not isinstance(status, str):
+        raise TypeError(f"status must be a TaskStatus or str, not {type(status).__name__}")
+    try:
+        return TaskStatus(status)
+    except ValueError:
+        known = ", ".join(s.value for s in TaskStatus)
+        raise ValueError(f"unknown status {status!r}; expected one of {known}") from None
+
+
+@asynccontextmanager
+async def open_durable_queue(
+    nursery: trio.Nursery | None = None,
+    *,
+    store: Store | str,
+    workers: int = 10,
+    retry: RetryPolicy | None = None,
+    lease: float = 30.0,
+    poll_interval: float = 1.0,
+    serializer: Serializer | None = None,
+    retention: float | None = 86400.0,
+    shutdown_timeout: float | None = None,
+) -> AsyncGenerator[DurableWorkQueue, None]:
+    """Open a `DurableWorkQueue` on *store*, with its workers in *nursery* (or its own).
+
+    Entering opens the store (when given a URL) and starts the workers,
+    which claim whatever the store holds: tasks queued, scheduled or
+    retrying, and tasks whose previous worker died (once their lease has
+    expired). Leaving the block normally performs
+    ``await queue.shutdown(timeout=shutdown_timeout)``; an exception
+    escaping it interrupts running tasks at once and gives them back to the
+    store. Both halves block.
+
+    Args:
+        nursery: Where the queue's tasks live (as for `open_work_queue`).
+        store: A `Store` that has not been opened, or a URL:
+            ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``
+            or ``postgresql://...``. The queue opens the store on entry and
+            closes it once it has stopped.
+        workers: How many tasks this process runs at once; 0 makes a
+            process that only submits and inspects tasks.
+        retry: The default `RetryPolicy`, for tasks registered without
+            one (every process sharing the store should use the same).
+        lease: Seconds a claimed task stays reserved for this process
+            without a renewal; the heartbeat renews leases well before.
+            After a crash, the task runs again once its lease has expired.
+        poll_interval: Seconds between polls of the store for new work
+            from other processes (and of results by `DurableTaskHandle.wait`).
+        serializer: How arguments and results are stored (default
+            `JSONSerializer`); every process sharing the store must use the
+            same one.
+        retention: Seconds a finished task is kept in the store (for
+            results and lookups) before it is purged; ``None`` keeps it.
+        shutdown_timeout: The deadline used when leaving the block
+            (``None``: wait for running tasks to finish).
+
+    Raises:
+        TypeError, ValueError: For bad arguments or a bad URL, before
+            anything starts.
+        StoreError: If the store cannot be opened.
+    """
+    from ._stores import store_from_url
+
+    if isinstance(store, str):
+        resolved = store_from_url(store)
+    elif callable(getattr(store, "claim", None)):
+        resolved = store
+    else:
+        raise TypeError(f"store must be a Store or a URL (str), not {type(store).__name__}")
+    queue = DurableWorkQueue(
+        store=resolved,
+        workers=workers,
+        retry=retry,
+        lease=lease,
+        poll_interval=poll_interval,
+        serializer=serializer,
+        retention=retention,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await resolved.open()
+    try:
+        if nursery is None:
+            body_error: BaseException | None = None
+            try:
+                async with trio.open_nursery() as own_nursery:
+                    await own_nursery.start(queue._run_queue)
+                    try:
+                        async with _shut_down_on_exit(queue):
+                            yield queue
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+            except BaseExceptionGroup:
+                if body_error is None or queue._crashed:
+                    raise
+            else:
+                return
+            assert body_error is not None
+            raise body_error
+        else:
+            await nursery.start(queue._run_queue)
+            async with _shut_down_on_exit(queue):
+                yield queue
+    finally:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+            # With the caller's nursery, the queue's tasks may still be giving
+            # tasks back: let them finish before the store closes under them.
+            if queue._started:
+                await queue._stopped.wait()
+            await resolved.aclose()
+
+
+@asynccontextmanager
+async def _shut_down_on_exit(queue: DurableWorkQueue) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    except BaseException:
+        queue._interrupt_all()
+        raise
+    await queue.shutdown(timeout=queue._shutdown_timeout)
