@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Developer tasks: ``nox -s tests``, ``lint``, ``typing``, ``docs``."""
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typing``, ``docs`` (and ``bench``, on demand)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def install_group(session: nox.Session, *groups: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite under coverage."""
     install_group(session, "tests")
-    session.install(".[prometheus]")  # tests/test_prometheus.py needs the extra
+    session.install(".[prometheus,web,postgres,otel]")  # the tests of every extra
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "report", "--fail-under=90")
 
@@ -33,8 +33,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff, plus flake8-async for the checkpoint rules ruff lacks (ASYNC910/911)."""
     install_group(session, "lint")
-    session.run("ruff", "check", "trio_workq", "tests", "noxfile.py", "docs")
-    session.run("ruff", "format", "--check", "trio_workq", "tests", "noxfile.py", "docs")
+    paths = ("trio_workq", "tests", "benchmarks", "noxfile.py", "docs")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     sources = sorted(str(path) for path in Path("trio_workq").rglob("*.py"))
     session.run("flake8-async", "--enable", "ASYNC910,ASYNC911", *sources)
 
@@ -43,7 +44,8 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy --strict, pyright strict, and pyright --verifytypes on the public API."""
     install_group(session, "typing")
-    session.install(".[prometheus]")  # trio_workq.prometheus and its tests import it
+    # trio_workq.prometheus, .web, .otel, ._postgres and their tests
+    session.install(".[prometheus,web,postgres,otel]")
     session.run("mypy")
     session.run("pyright")
     session.run("pyright", "--verifytypes", "trio_workq", "--ignoreexternal")
@@ -53,7 +55,7 @@ def typing(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the docs (html and doctest), warnings as errors."""
     install_group(session, "docs")
-    session.install(".")
+    session.install(".[prometheus,web,otel]")  # autodoc imports the extras' modules
     for builder in ("html", "doctest"):
         session.run(
             "sphinx-build",
@@ -65,3 +67,14 @@ def docs(session: nox.Session) -> None:
             "docs",
             f"docs/_build/{builder}",
         )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite (docs/benchmarks.md); ``nox -s bench -- --quick`` is CI's smoke run.
+
+    Arguments after ``--`` go to ``python -m benchmarks`` (``--reps``, ``--only``, ``--json``).
+    """
+    install_group(session, "bench")
+    session.install(".[prometheus,web]")  # comparison 7 and the REST API part of 8
+    session.run("python", "-m", "benchmarks", *session.posargs)

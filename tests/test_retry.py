@@ -297,7 +297,7 @@ def test_next_delay_decisions() -> None:
 async def test_queue_rejects_non_policy_retry() -> None:
     """retry= must be a RetryPolicy or None, for the queue and for each task; nothing is queued."""
     with pytest.raises(TypeError, match="retry must be a RetryPolicy or None"):
-        async with trio_workq.open_work_queue(retry=3):  # type: ignore[arg-type]
+        async with trio_workq.open_work_queue(retry=3):  # type: ignore[call-overload]
             pass  # pragma: no cover
     async with trio_workq.open_work_queue() as queue:
         with pytest.raises(TypeError, match="retry must be a RetryPolicy or None"):
