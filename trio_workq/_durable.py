@@ -40,7 +40,7 @@ from ._errors import (
     _check_seconds,
 )
 from ._events import EVENT_FOR_STATUS, EventKind, EventStream, TaskEvent, logger, set_current
-from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage
+from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, run_queue
 from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
 from ._retry import RetryPolicy
 from ._serialize import JSONSerializer, Serializer
@@ -62,7 +62,7 @@ from ._validate import check_aware, check_count, check_name, check_priority, che
 from ._waiters import Waiters
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
-    from exceptiongroup import BaseExceptionGroup
+    pass
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
@@ -1330,7 +1330,7 @@ class DurableWorkQueue:
         try:
             await self._stopped.wait()
         except BaseException:
-            self._interrupt_all()
+            self._abort()
             raise
 
     def _begin_shutdown(self) -> None:
@@ -1342,7 +1342,7 @@ class DurableWorkQueue:
             if not self._held:
                 self._drained.set()
 
-    def _interrupt_all(self) -> None:
+    def _abort(self) -> None:
         """Stop every running task now; each is given back to the store."""
         self._shutdown_deadline = -math.inf
         self._begin_shutdown()
@@ -1363,7 +1363,7 @@ class DurableWorkQueue:
             await self._drained.wait()
         self._grace_scope = None
         if not self._drained.is_set():
-            self._interrupt_all()
+            self._abort()
             await self._drained.wait()
 
     async def _run_queue(
@@ -1384,7 +1384,7 @@ class DurableWorkQueue:
                 # Nothing is held any more: stop the workers and the upkeep.
                 nursery.cancel_scope.cancel()
         except BaseException as exc:
-            self._crashed = not _only_cancelled(exc)
+            self._crashed = not only_cancelled(exc)
             raise
         finally:
             self._closing = True
@@ -1401,13 +1401,6 @@ class DurableWorkQueue:
 
 def _log_event(event: TaskEvent) -> None:
     logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        return group.split(trio.Cancelled)[1] is None
-    return isinstance(exc, trio.Cancelled)
 
 
 def _closed_error() -> QueueClosed:
@@ -1505,28 +1498,8 @@ async def open_durable_queue(
     )
     await resolved.open()
     try:
-        if nursery is None:
-            body_error: BaseException | None = None
-            try:
-                async with trio.open_nursery() as own_nursery:
-                    await own_nursery.start(queue._run_queue)
-                    try:
-                        async with _shut_down_on_exit(queue):
-                            yield queue
-                    except BaseException as exc:
-                        body_error = exc
-                        raise
-            except BaseExceptionGroup:
-                if body_error is None or queue._crashed:
-                    raise
-            else:
-                return
-            assert body_error is not None
-            raise body_error
-        else:
-            await nursery.start(queue._run_queue)
-            async with _shut_down_on_exit(queue):
-                yield queue
+        async with run_queue(nursery, queue._run_queue, queue):
+            yield queue
     finally:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
             # With the caller's nursery, the queue's tasks may still be giving
@@ -1534,13 +1507,3 @@ async def open_durable_queue(
             if queue._started:
                 await queue._stopped.wait()
             await resolved.aclose()
-
-
-@asynccontextmanager
-async def _shut_down_on_exit(queue: DurableWorkQueue) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    except BaseException:
-        queue._interrupt_all()
-        raise
-    await queue.shutdown(timeout=queue._shutdown_timeout)

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -1078,7 +1078,7 @@ class WorkQueue:
                         await trio.lowlevel.checkpoint()
                     task_status.started()
         except BaseException as exc:
-            self._crashed = not _only_cancelled(exc)
+            self._crashed = not only_cancelled(exc)
             raise
         finally:
             # Cancelled from outside or crashed: nothing may be left half-done.
@@ -1098,7 +1098,8 @@ def _log_event(event: TaskEvent) -> None:
     logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
 
 
-def _only_cancelled(exc: BaseException) -> bool:
+def only_cancelled(exc: BaseException) -> bool:
+    """Whether *exc* is `trio.Cancelled`, or a group of nothing else."""
     if isinstance(exc, BaseExceptionGroup):
         group = cast("BaseExceptionGroup[BaseException]", exc)
         return group.split(trio.Cancelled)[1] is None
@@ -1173,14 +1174,41 @@ async def _open_memory_queue(
         retention=retention,
         shutdown_timeout=shutdown_timeout,
     )
+    async with run_queue(nursery, queue._run, queue):
+        yield queue
+
+
+class _RunningQueue(Protocol):
+    """What `run_queue` needs of a queue (in-memory or durable)."""
+
+    _crashed: bool
+    _shutdown_timeout: float | None
+
+    def _abort(self) -> None: ...
+
+    async def shutdown(self, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+
+
+@asynccontextmanager
+async def run_queue(
+    nursery: trio.Nursery | None,
+    run: Callable[..., Awaitable[None]],
+    queue: _RunningQueue,
+) -> AsyncGenerator[None, None]:
+    """Start ``run`` (the queue's tasks) in *nursery* or one of our own; shut down on exit.
+
+    Leaving the block normally shuts the queue down gracefully; an exception
+    or cancellation aborts it. With a nursery of our own, an exception from
+    the block alone comes out as itself, not wrapped in an exception group.
+    """
     if nursery is None:
         body_error: BaseException | None = None
         try:
             async with trio.open_nursery() as own_nursery:
-                await own_nursery.start(queue._run)
+                await own_nursery.start(run)
                 try:
                     async with _shut_down_on_exit(queue):
-                        yield queue
+                        yield
                 except BaseException as exc:
                     body_error = exc
                     raise
@@ -1194,13 +1222,13 @@ async def _open_memory_queue(
         assert body_error is not None
         raise body_error
     else:
-        await nursery.start(queue._run)
+        await nursery.start(run)
         async with _shut_down_on_exit(queue):
-            yield queue
+            yield
 
 
 @asynccontextmanager
-async def _shut_down_on_exit(queue: WorkQueue) -> AsyncGenerator[None, None]:
+async def _shut_down_on_exit(queue: _RunningQueue) -> AsyncGenerator[None, None]:
     try:
         yield
     except BaseException:
