@@ -28,9 +28,8 @@ from ._source import (
     TaskListPage,
     TaskSummary,
     Throughput,
+    _task_summary,
 )
-
-_SUMMARY_LIMIT = 500
 
 _args_repr = reprlib.Repr()
 _args_repr.maxstring = 200
@@ -45,25 +44,7 @@ def _error_view(error: BaseException) -> ErrorView:
 
 
 def _summary(info: TaskInfo) -> TaskSummary:
-    error = None
-    if info.last_error is not None:
-        error = _error_view(info.last_error).summary
-        if len(error) > _SUMMARY_LIMIT:
-            error = error[: _SUMMARY_LIMIT - 1] + "…"
-    return TaskSummary(
-        id=info.id,
-        name=info.name,
-        status=info.status,
-        priority=info.priority,
-        attempts=info.attempts,
-        max_attempts=info.max_attempts,
-        timeout=info.timeout,
-        created_at=info.created_at,
-        due_at=info.due_at,
-        started_at=info.started_at,
-        finished_at=info.finished_at,
-        error=error,
-    )
+    return _task_summary(info, lambda error: _error_view(error).summary)
 
 
 class DurableSource:

@@ -14,7 +14,7 @@ import math
 import reprlib
 import traceback
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -198,10 +198,13 @@ def _error_view(error: BaseException) -> ErrorView:
     return ErrorView(_summary_of(error), "".join(traceback.format_exception(error)).rstrip())
 
 
-def _task_summary(info: TaskInfo) -> TaskSummary:
+def _task_summary(
+    info: TaskInfo, summarize: Callable[[BaseException], str] | None = None
+) -> TaskSummary:
+    """The table row of a task; *summarize* turns its last error into one line."""
     error = None
     if info.last_error is not None:
-        error = _summary_of(info.last_error)
+        error = (summarize or _summary_of)(info.last_error)
         if len(error) > _SUMMARY_LIMIT:
             error = error[: _SUMMARY_LIMIT - 1] + "…"
     return TaskSummary(
