@@ -33,7 +33,8 @@ class NewTask:
         name: The registered task name (see `trio_workq.task`).
         payload: The serialized arguments.
         priority: Higher runs first.
-        due_at: Unix time at which it may first run.
+        due_at: Unix time at which it may first run. A ``queued`` task is
+            due at once: a store may lower a later ``due_at`` to its now.
         max_attempts: How many runs its retry policy allows (1 without one).
         timeout: Seconds one attempt may run, or ``None``.
         status: ``queued`` (due now) or ``scheduled``.
@@ -56,9 +57,13 @@ class StoredTask:
         id: The store's id for the task (unique within the store).
         attempts: Runs started so far; a claim increments it, so the claimed
             row carries the attempt number the worker is running.
-        owner: Which worker process holds the task while it runs.
-        lease_until: When that hold expires unless renewed.
-        cancel_requested: Someone asked to cancel it while it ran.
+        owner: Which worker process holds the task while it runs
+            (``None`` in every other status).
+        lease_until: When that hold expires unless renewed (``None`` when
+            not running).
+        cancel_requested: Someone asked to cancel it while it ran. Such a
+            task never becomes claimable again: a retry, release or
+            recovery ends it ``cancelled`` instead.
         result: The serialized return value of a completed task.
         errors: Text (message and traceback) of each failed attempt,
             oldest first.
@@ -165,7 +170,9 @@ class Store(Protocol):
     ) -> bool:
         """Record a failed attempt: ``retrying`` until *retry_at*, or ``failed`` if it is ``None``.
 
-        False if *owner* no longer holds *attempt*.
+        *error* is appended to the task's errors (a store keeps at least the
+        last 10). A task whose cancellation was requested ends ``cancelled``
+        instead of ``retrying``. False if *owner* no longer holds *attempt*.
         """
         ...
 
@@ -177,7 +184,8 @@ class Store(Protocol):
         """Give back a running task interrupted by shutdown: ``queued``, due now.
 
         The interrupted attempt is not counted (``attempts - 1``), owner and
-        lease are cleared. False if *owner* no longer holds *attempt*.
+        lease are cleared. A task whose cancellation was requested ends
+        ``cancelled`` instead. False if *owner* no longer holds *attempt*.
         """
         ...
 
@@ -194,13 +202,16 @@ class Store(Protocol):
     async def requeue(self, task_id: str) -> TaskStatus | None:
         """Run a ``failed`` or ``cancelled`` task again, as one more attempt, due now.
 
+        It becomes ``queued``; its attempts and errors are kept, its
+        ``cancel_requested`` is cleared, and ``max_attempts`` is raised to
+        ``attempts + 1`` if it was used up (so one more attempt is allowed).
         Returns the status it had (unchanged unless it was failed or
         cancelled), or ``None`` if the id is unknown.
         """
         ...
 
     async def get(self, task_id: str) -> StoredTask | None:
-        """The task with this id, or ``None``."""
+        """The task with this id, or ``None`` (also for an id this store would never make)."""
         ...
 
     async def page(
@@ -211,18 +222,24 @@ class Store(Protocol):
         limit: int,
         cursor: str | None,
     ) -> Page:
-        """Tasks newest first (by id), optionally of one status and/or name."""
+        """Tasks newest first (by id), optionally of one status and/or name.
+
+        *limit* is 1..1000 (else `ValueError`). *cursor* is ``None`` for the
+        first page, then the previous page's ``next_cursor``; a cursor this
+        store did not make raises `ValueError`.
+        """
         ...
 
     async def counts(self) -> dict[TaskStatus, int]:
-        """How many tasks the store holds in each status."""
+        """How many tasks the store holds in each status (every status is a key)."""
         ...
 
     async def recover_expired(self, error: str) -> int:
         """Re-queue running tasks whose lease expired (their worker died).
 
         The attempt counts: a task with attempts left becomes ``retrying``
-        due now, one without becomes ``failed``; *error* is recorded as the
+        due now, one without becomes ``failed``, one whose cancellation was
+        requested becomes ``cancelled``; *error* is recorded as the
         attempt's error either way.
         The condition is re-checked in the same statement that changes the
         row, so a task finished or re-claimed meanwhile is left alone.
