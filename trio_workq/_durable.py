@@ -13,7 +13,6 @@ processes and hosts); everything measured locally uses trio's clock.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import secrets
@@ -39,7 +38,7 @@ from ._errors import (
     TaskTimeout,
     _check_seconds,
 )
-from ._events import EVENT_FOR_STATUS, EventKind, EventStream, TaskEvent, logger, set_current
+from ._events import EVENT_FOR_STATUS, EventKind, EventSource, logger, set_current
 from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, run_queue
 from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
 from ._retry import RetryPolicy
@@ -378,12 +377,16 @@ class DurableTaskHandle(Generic[T]):
         return await self._queue.get_info(self.id)
 
 
-class DurableWorkQueue:
+class DurableWorkQueue(EventSource):
     """A work queue whose tasks live in a `Store`, shared by any number of processes.
 
     Open one with `open_durable_queue` (or ``open_work_queue(store=...)``);
     do not instantiate it directly. Tasks are run at least once: see the
     persistence guide.
+
+    Listeners and event streams (`add_listener`, `subscribe`) see the
+    events of this process: submits and schedules made here, and the runs
+    of the tasks its workers claim.
     """
 
     def __init__(
@@ -438,10 +441,7 @@ class DurableWorkQueue:
         self._started = False
         self._stopped = trio.Event()
         self._crashed = False
-        self._listeners: tuple[Callable[[TaskEvent], None], ...] = ()
-        if logger.isEnabledFor(logging.DEBUG):
-            self._listeners = (_log_event,)
-        self._streams: list[EventStream] = []
+        self._init_events()
         self._clock = trio.lowlevel.current_clock()
         # trio time -> wall clock, fixed once (as in WorkQueue).
         self._wall_offset = _wall_now() - self._clock.current_time()
@@ -618,7 +618,7 @@ class DurableWorkQueue:
 
     async def _add_all(self, tasks: list[NewTask]) -> list[DurableTaskHandle[Any]]:
         ids = await self._store.add(tasks)
-        if self._listeners:
+        if self._hooks:
             now = self._clock.current_time()
             for task_id, new in zip(ids, tasks, strict=True):
                 record = _Attempt(
@@ -688,7 +688,7 @@ class DurableWorkQueue:
                 self._request_cancel(attempt)
         elif not status.is_terminal:
             self._finish_waiters.finished(task_id)
-            if self._listeners:
+            if self._hooks:
                 row = await self._store.get(task_id)
                 if row is not None:
                     record = self._record_of_row(row)
@@ -848,64 +848,15 @@ class DurableWorkQueue:
 
     # ---------------------------------------------------------------- events
 
-    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
-        """Call ``listener(event)`` on every `TaskEvent` of this process. Not a checkpoint.
-
-        Events are those this process sees: submits and schedules made
-        here, and the runs of the tasks its workers claim. A listener must
-        be quick and must not block; one that raises is logged and ignored.
-        """
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {listener!r}")
-        self._listeners = (*self._listeners, listener)
-
-    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
-        """Stop calling *listener*. Not a checkpoint.
-
-        Raises:
-            ValueError: If it was not added.
-        """
-        try:
-            index = self._listeners.index(listener)
-        except ValueError:
-            raise ValueError(f"{listener!r} is not a listener of this queue") from None
-        self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
-
-    @asynccontextmanager
-    async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
-        """Receive this process's lifecycle events as an async iterator (see `add_listener`).
-
-        As `WorkQueue.subscribe`: a bounded buffer, newer events dropped
-        and counted when it is full. Entering is a checkpoint.
-        """
-        size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
-        await trio.lowlevel.checkpoint()
-        stream = EventStream(size)
-        self.add_listener(stream._deliver)
-        self._streams.append(stream)
-        if self._stopped.is_set():
-            stream._close()
-        try:
-            yield stream
-        finally:
-            self.remove_listener(stream._deliver)
-            self._streams.remove(stream)
-            stream._close()
-
     def _emit(self, record: _Attempt, kind: EventKind, *, was_running: bool) -> None:
         # The record offers what TaskEvent reads from a TaskHandle (see _Attempt).
         task = cast("TaskHandle[Any]", record)
-        event = TaskEvent(kind, task, self._clock.current_time(), was_running)
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("event listener %r raised; the queue carries on", listener)
+        self._call_hooks(kind, task, self._clock.current_time(), was_running)
 
     def _set_status(self, attempt: _Attempt, status: TaskStatus) -> None:
         old = attempt.status
         attempt.status = status
-        if self._listeners:
+        if self._hooks:
             kind = EVENT_FOR_STATUS.get(status)
             if kind is not None:
                 self._emit(attempt, kind, was_running=old is RUNNING)
@@ -1395,12 +1346,7 @@ class DurableWorkQueue:
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
                     await self._release_all(unstarted)
             self._stopped.set()
-            for stream in self._streams:
-                stream._close()
-
-
-def _log_event(event: TaskEvent) -> None:
-    logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
+            self._close_streams()
 
 
 def _closed_error() -> QueueClosed:

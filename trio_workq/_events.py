@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._task import TaskInfo, TaskStatus
+from ._validate import check_count
 
 if TYPE_CHECKING:
     from ._task import TaskHandle
@@ -205,3 +208,120 @@ class EventStream:
             return await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise StopAsyncIteration from None
+
+
+#: An internal observer of status changes: ``hook(kind, task, when, was_running)``.
+Hook = Callable[[EventKind, "TaskHandle[Any]", float, bool], None]
+
+
+class EventSource:
+    """What a queue is observed through: listeners, event streams and internal hooks.
+
+    Hooks are the library's own integrations, called with the bare facts
+    and no event object. Public listeners get a `TaskEvent`, built by one
+    hook while any listener exists. Both are tuples replaced on change, so
+    emitting iterates them without copying. A queue calls `_init_events`
+    in its ``__init__`` and sets ``_stopped`` when it has stopped.
+    """
+
+    _hooks: tuple[Hook, ...]
+    _listeners: tuple[Callable[[TaskEvent], None], ...]
+    _streams: list[EventStream]
+    _stopped: trio.Event
+
+    def _init_events(self) -> None:
+        self._hooks = ()
+        self._listeners = ()
+        self._streams = []
+        if logger.isEnabledFor(logging.DEBUG):
+            # Lifecycle logging is a listener, so a queue without any pays nothing for it.
+            self.add_listener(_log_event)
+
+    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        """Call ``listener(event)`` synchronously on every `TaskEvent`. Not a checkpoint.
+
+        A listener must be quick and must not block; one that raises is
+        logged and otherwise ignored.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        if not self._listeners:
+            self._add_hook(self._deliver_event)
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        """Stop calling *listener*. Not a checkpoint.
+
+        Raises:
+            ValueError: If it was not added.
+        """
+        try:
+            index = self._listeners.index(listener)
+        except ValueError:
+            raise ValueError(f"{listener!r} is not a listener of this queue") from None
+        self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
+        if not self._listeners:
+            self._remove_hook(self._deliver_event)
+
+    @asynccontextmanager
+    async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
+        """Receive lifecycle events as an async iterator, inside an ``async with`` block.
+
+        The stream buffers up to *max_buffer_size* events; when a slow
+        consumer lets it fill up, newer events are dropped and counted in
+        `EventStream.dropped` (the queue never waits for a consumer).
+        Entering is a checkpoint.
+        """
+        size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
+        await trio.lowlevel.checkpoint()
+        stream = EventStream(size)
+        self.add_listener(stream._deliver)
+        self._streams.append(stream)
+        if self._stopped.is_set():
+            stream._close()
+        try:
+            yield stream
+        finally:
+            self.remove_listener(stream._deliver)
+            self._streams.remove(stream)
+            stream._close()
+
+    def _add_hook(self, hook: Hook) -> None:
+        self._hooks = (*self._hooks, hook)
+
+    def _remove_hook(self, hook: Hook) -> None:
+        index = self._hooks.index(hook)
+        self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
+
+    def _call_hooks(
+        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+    ) -> None:
+        for hook in self._hooks:
+            try:
+                hook(kind, task, when, was_running)
+            except Exception:
+                log_listener_error(hook)
+
+    def _deliver_event(
+        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+    ) -> None:
+        """The hook of the public listeners: one `TaskEvent` for all of them."""
+        event = TaskEvent(kind, task, when, was_running)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log_listener_error(listener)
+
+    def _close_streams(self) -> None:
+        for stream in self._streams:
+            stream._close()  # consumers' iteration ends once they have read the rest
+
+
+def log_listener_error(listener: object) -> None:
+    """A listener or hook raised: log it; the queue carries on."""
+    logger.exception("event listener %r raised; the queue carries on", listener)
+
+
+def _log_event(event: TaskEvent) -> None:
+    logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)

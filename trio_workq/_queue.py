@@ -24,9 +24,9 @@ from ._errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, _ch
 from ._events import (
     EVENT_FOR_STATUS,
     EventKind,
-    EventStream,
-    TaskEvent,
+    EventSource,
     current_task_var,
+    log_listener_error,
     logger,
 )
 from ._ready import ReadySet
@@ -70,8 +70,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: An internal observer of status changes: ``hook(kind, task, when, was_running)``.
-Hook = Callable[[EventKind, "TaskHandle[Any]", float, bool], None]
 
 #: How many errors of earlier attempts a task keeps.
 MAX_ERROR_HISTORY: Final = 10
@@ -151,7 +149,7 @@ _value_of: Callable[[tuple[TaskHandle[Any], int]], int] = operator.itemgetter(1)
 _SCAN_LIMIT: Final = 10_000
 
 
-class WorkQueue:
+class WorkQueue(EventSource):
     """A pool of worker tasks running submitted async functions.
 
     Open one with `open_work_queue`; do not instantiate it directly.
@@ -221,16 +219,7 @@ class WorkQueue:
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
-        # Observers of status changes, as tuples replaced on change (emitting
-        # iterates them without copying). Hooks are the library's own
-        # integrations: called with the bare facts, no event object. Public
-        # listeners get a TaskEvent, built by one hook while any listen.
-        self._hooks: tuple[Hook, ...] = ()
-        self._listeners: tuple[Callable[[TaskEvent], None], ...] = ()
-        if logger.isEnabledFor(logging.DEBUG):
-            # Lifecycle logging is a listener, so a queue without any pays nothing for it.
-            self.add_listener(_log_event)
-        self._streams: list[EventStream] = []
+        self._init_events()
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # The run's clock, read directly (it is fixed for the run; skips a lookup).
         self._clock = trio.lowlevel.current_clock()
@@ -433,7 +422,7 @@ class WorkQueue:
                 try:
                     hook(kind, task, task._created, False)
                 except Exception:
-                    _log_hook_error(hook)
+                    log_listener_error(hook)
 
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
         """The one place a registered task changes status."""
@@ -464,78 +453,9 @@ class WorkQueue:
                     try:
                         hook(kind, task, when, was_running)  # type: ignore[arg-type]
                     except Exception:
-                        _log_hook_error(hook)
+                        log_listener_error(hook)
         if old is SCHEDULED and self._schedulers:
             self._admit_scheduled()
-
-    def _deliver_event(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
-    ) -> None:
-        """The hook of the public listeners: one `TaskEvent` for all of them."""
-        event = TaskEvent(kind, task, when, was_running)
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                _log_hook_error(listener)
-
-    def _add_hook(self, hook: Hook) -> None:
-        self._hooks = (*self._hooks, hook)
-
-    def _remove_hook(self, hook: Hook) -> None:
-        index = self._hooks.index(hook)
-        self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
-
-    # ---------------------------------------------------------------- events
-
-    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
-        """Call ``listener(event)`` synchronously on every `TaskEvent`. Not a checkpoint.
-
-        A listener must be quick and must not block; one that raises is
-        logged and otherwise ignored.
-        """
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {listener!r}")
-        if not self._listeners:
-            self._add_hook(self._deliver_event)
-        self._listeners = (*self._listeners, listener)
-
-    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
-        """Stop calling *listener*. Not a checkpoint.
-
-        Raises:
-            ValueError: If it was not added.
-        """
-        try:
-            index = self._listeners.index(listener)
-        except ValueError:
-            raise ValueError(f"{listener!r} is not a listener of this queue") from None
-        self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
-        if not self._listeners:
-            self._remove_hook(self._deliver_event)
-
-    @asynccontextmanager
-    async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
-        """Receive lifecycle events as an async iterator, inside an ``async with`` block.
-
-        The stream buffers up to *max_buffer_size* events; when a slow
-        consumer lets it fill up, newer events are dropped and counted in
-        `EventStream.dropped` (the queue never waits for a consumer).
-        Entering is a checkpoint.
-        """
-        size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
-        await trio.lowlevel.checkpoint()
-        stream = EventStream(size)
-        self.add_listener(stream._deliver)
-        self._streams.append(stream)
-        if self._stopped.is_set():
-            stream._close()
-        try:
-            yield stream
-        finally:
-            self.remove_listener(stream._deliver)
-            self._streams.remove(stream)
-            stream._close()
 
     def _make_ready(self, task: TaskHandle[Any]) -> None:
         """Put a queued task in the ready set and wake an idle worker for it."""
@@ -1085,17 +1005,7 @@ class WorkQueue:
             self._begin_shutdown(cancel_queued=True)
             self._cancel_all(self._timers.drain())
             self._stopped.set()
-            for stream in self._streams:
-                stream._close()  # consumers' iteration ends once they have read the rest
-
-
-def _log_hook_error(listener: object) -> None:
-    """A listener or hook raised: log it; the queue carries on."""
-    logger.exception("event listener %r raised; the queue carries on", listener)
-
-
-def _log_event(event: TaskEvent) -> None:
-    logger.debug("task %s (%s) %s", event.task_id, event.name, event.kind)
+            self._close_streams()
 
 
 def only_cancelled(exc: BaseException) -> bool:

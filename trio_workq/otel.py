@@ -21,8 +21,8 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ._events import EventKind
-from ._queue import Hook, WorkQueue
+from ._events import EventKind, Hook
+from ._queue import WorkQueue
 from ._task import TaskHandle
 
 __all__ = ["TracingInstrumentation", "instrument"]

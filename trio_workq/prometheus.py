@@ -30,8 +30,8 @@ from prometheus_client.metrics_core import (
 )
 
 from ._errors import TaskTimeout
-from ._events import EventKind
-from ._queue import Hook, QueueStatistics, WorkQueue
+from ._events import EventKind, Hook
+from ._queue import QueueStatistics, WorkQueue
 from ._task import TaskHandle
 
 __all__ = ["QUEUE_WAIT_BUCKETS", "RUN_DURATION_BUCKETS", "Instrumentation", "instrument"]
