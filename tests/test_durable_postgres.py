@@ -13,7 +13,6 @@ server the tests skip locally and fail when ``CI`` is set.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -24,13 +23,14 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import durable_helper as helper
 import psycopg
 import pytest
 import trio
+from _pg import PG_URL, require_postgres
 from psycopg import sql
 
 import trio_workq
@@ -42,22 +42,6 @@ if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
 TESTS = Path(__file__).parent
-PG_URL = os.environ.get("TRIO_WORKQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _load_helper() -> ModuleType:
-    """Import tests/durable_helper.py once, under the name the workers import it by."""
-    if "durable_helper" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("durable_helper", TESTS / "durable_helper.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["durable_helper"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["durable_helper"]
-
-
-helper = _load_helper()
 
 
 def _url(schema: str) -> str:
@@ -67,14 +51,7 @@ def _url(schema: str) -> str:
 
 @pytest.fixture(scope="module")
 def pg_url() -> str:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {PG_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return PG_URL
+    return require_postgres()
 
 
 @pytest.fixture

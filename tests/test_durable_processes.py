@@ -9,7 +9,6 @@ with plain ``sqlite3`` to check rows.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -19,9 +18,9 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import durable_helper as helper
 import pytest
 import trio
 
@@ -31,21 +30,6 @@ from trio_workq._cli import main as cli_main
 from trio_workq._durable import DurableWorkQueue, open_durable_queue
 
 TESTS = Path(__file__).parent
-
-
-def _load_helper() -> ModuleType:
-    """Import tests/durable_helper.py once, under the name the workers import it by."""
-    if "durable_helper" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("durable_helper", TESTS / "durable_helper.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["durable_helper"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["durable_helper"]
-
-
-helper = _load_helper()
 
 
 class Env:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import socket
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import psycopg
 import pytest
 import trio
 import trio.testing
+from _pg import PG_URL, require_postgres
 from psycopg import sql
 
 from trio_workq._postgres import _MAINTENANCE_LOCK, SCHEMA_VERSION, PostgresStore
@@ -37,7 +37,6 @@ from trio_workq._task import TaskStatus
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
-PG_URL = os.environ.get("TRIO_WORKQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WORKER = Path(__file__).with_name("_pg_worker.py")
 QUEUED, SCHEDULED, RUNNING = TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RUNNING
 RETRYING, COMPLETED, FAILED = TaskStatus.RETRYING, TaskStatus.COMPLETED, TaskStatus.FAILED
@@ -62,14 +61,7 @@ def bounded(seconds: float) -> Callable[[TestFn], TestFn]:
 
 @pytest.fixture(scope="module")
 def pg_url() -> str:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {PG_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return PG_URL
+    return require_postgres()
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ from ._task import (  # T: the result type of a handle, shared with TaskHandle
     TaskHandle,
     TaskInfo,
     TaskStatus,
+    info_from_state,
 )
 from ._validate import check_aware, check_count, check_name, check_priority, check_timeout
 from ._waiters import Waiters
@@ -261,23 +262,15 @@ class _Attempt:
         )
 
     def _info_from(self, state: tuple[Any, ...]) -> TaskInfo:
-        status, attempts, last_error, errors, due, queued, started, finished = state
-        wall = self._queue._wall_time
-        return TaskInfo(
-            id=self.id,
-            name=self.name,
-            status=status,
-            priority=self.priority,
-            attempts=attempts,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout,
-            last_error=last_error,
-            errors=errors,
-            created_at=wall(self._created),
-            due_at=None if due is None else wall(due),
-            queued_at=None if status is SCHEDULED else wall(queued),
-            started_at=None if started is None else wall(started),
-            finished_at=None if finished is None else wall(finished),
+        return info_from_state(
+            self.id,
+            self.name,
+            self.priority,
+            self.max_attempts,
+            self.timeout,
+            self._created,
+            state,
+            self._queue._wall_time,
         )
 
     def info(self) -> TaskInfo:

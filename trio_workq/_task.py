@@ -142,6 +142,36 @@ def _compute_task_name(fn: object) -> str:
     return f"{module}:{qualname}" if module else qualname
 
 
+def info_from_state(
+    task_id: str,
+    name: str,
+    priority: int,
+    max_attempts: int,
+    timeout: float | None,
+    created: float,
+    state: _State,
+    wall: Callable[[float], datetime],
+) -> TaskInfo:
+    """A `TaskInfo` from a task's fixed fields and a `_State` snapshot (trio times)."""
+    status, attempts, last_error, errors, due, queued, started, finished = state
+    return TaskInfo(
+        id=task_id,
+        name=name,
+        status=status,
+        priority=priority,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        last_error=last_error,
+        errors=errors,
+        created_at=wall(created),
+        due_at=None if due is None else wall(due),
+        queued_at=None if status is SCHEDULED else wall(queued),
+        started_at=None if started is None else wall(started),
+        finished_at=None if finished is None else wall(finished),
+    )
+
+
 class TaskHandle(Generic[T]):
     """The handle of one submitted task, and the queue's record of it.
 
@@ -255,24 +285,16 @@ class TaskHandle(Generic[T]):
         )
 
     def _info_from(self, state: _State) -> TaskInfo:
-        status, attempts, last_error, errors, due, queued, started, finished = state
-        wall = self._queue._wall_time
         retry = self._retry
-        return TaskInfo(
-            id=self.id,
-            name=self.name,
-            status=status,
-            priority=self._priority,
-            attempts=attempts,
-            max_attempts=1 if retry is None else retry.max_attempts,
-            timeout=self._timeout,
-            last_error=last_error,
-            errors=errors,
-            created_at=wall(self._created),
-            due_at=None if due is None else wall(due),
-            queued_at=None if status is SCHEDULED else wall(queued),
-            started_at=None if started is None else wall(started),
-            finished_at=None if finished is None else wall(finished),
+        return info_from_state(
+            self.id,
+            self.name,
+            self._priority,
+            1 if retry is None else retry.max_attempts,
+            self._timeout,
+            self._created,
+            state,
+            self._queue._wall_time,
         )
 
     def cancel(self) -> bool:
