@@ -785,6 +785,72 @@ class TestShutdownAndRestart:
             return await queue.get_info(task_id)
 
 
+class TestRecordingOutcomes:
+    """Results are written by one recorder, many per store call, while workers go on."""
+
+    async def test_workers_go_on_while_a_result_is_written(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with open_durable_queue(store=url, workers=1, lease=5) as queue:
+            store = queue.store
+            complete_many = store.complete_many
+            written = trio.Event()
+            writes: list[list[str]] = []
+
+            async def slow_complete_many(owner: str, items: Any) -> list[bool]:
+                writes.append([task_id for task_id, _, _ in items])
+                await written.wait()
+                return await complete_many(owner, items)
+
+            monkeypatch.setattr(store, "complete_many", slow_complete_many)
+            completed: list[str] = []
+            queue.add_listener(
+                lambda event: (
+                    completed.append(event.task_id)
+                    if event.kind is trio_workq.EventKind.COMPLETED
+                    else None
+                )
+            )
+            first = await queue.submit(record, "first")
+            second = await queue.submit(record, "second")
+            await wait_for_start(2)  # the only worker ran both; the first result is unwritten
+            assert writes[0] == [first.id]
+            assert (await queue.get_info(first.id)).status is TaskStatus.RUNNING
+            assert completed == []  # reported only once committed
+            written.set()
+            assert (await first.result(), await second.result()) == ("first", "second")
+            assert sorted(completed) == sorted([first.id, second.id])
+
+    async def test_results_waiting_when_cancelled_from_outside_are_written(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        handles: list[DurableTaskHandle[str]] = []
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                async with open_durable_queue(nursery, store=url, workers=1, lease=30) as queue:
+                    store = queue.store
+                    complete_many = store.complete_many
+                    first_write = trio.Event()
+
+                    async def stuck_once(owner: str, items: Any) -> list[bool]:
+                        if not first_write.is_set():
+                            first_write.set()
+                            await trio.sleep_forever()  # the first write never gets through
+                        return await complete_many(owner, items)
+
+                    monkeypatch.setattr(store, "complete_many", stuck_once)
+                    handles.append(await queue.submit(record, "done"))
+                    await wait_for_start()
+                    await first_write.wait()
+                    scope.cancel()
+                    await trio.sleep_forever()
+        # Written on the way out, so it will not run again when its lease expires.
+        async with open_durable_queue(store=url, workers=0) as queue:
+            info = await queue.get_info(handles[0].id)
+            assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 1)
+            assert await queue.get_handle(handles[0].id).result() == "done"
+
+
 class TestBadInput:
     @pytest.mark.parametrize(
         ("fn", "match"),

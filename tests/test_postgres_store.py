@@ -444,6 +444,48 @@ async def test_complete_only_for_the_holder_of_the_attempt(store: PostgresStore)
     assert task.finished_at == pytest.approx(time.time(), abs=1)
 
 
+@bounded(10)
+async def test_complete_many(store: PostgresStore) -> None:
+    a, b, c = await store.add([new(), new(), new()])
+    assert len((await store.claim("me", 3, 30.0)).tasks) == 3
+    flags = await store.complete_many(
+        "me", [(a, 1, b"1"), (b, 2, b"x"), (c, 1, b"3"), ("424242", 1, b""), ("nope", 1, b"")]
+    )
+    assert flags == [True, False, True, False, False]
+    tasks = {task_id: await store.get(task_id) for task_id in (a, b, c)}
+    assert [(t.status, t.result, t.owner) for t in tasks.values() if t is not None] == [
+        (COMPLETED, b"1", None),
+        (RUNNING, None, "me"),  # the wrong attempt changed nothing
+        (COMPLETED, b"3", None),
+    ]
+    assert await store.complete_many("me", [(a, 1, b"again")]) == [False]
+    assert await store.complete_many("me", []) == []
+
+
+@pytest.mark.parametrize(
+    ("owner", "items", "error"),
+    [
+        ("", [("1", 1, b"")], ValueError),
+        ("me", [("1", 1, b""), ("2", 0, b"")], ValueError),
+        ("me", [("1", 1, b""), ("2", 1, "r")], TypeError),
+        ("me", [("1", 1, b""), (2, 1, b"")], TypeError),
+    ],
+)
+@bounded(10)
+async def test_complete_many_rejects_bad_input(
+    store: PostgresStore, owner: Any, items: Any, error: type[Exception]
+) -> None:
+    ids = await store.add([new(), new()])
+    items = [(ids[int(i) - 1] if isinstance(i, str) else i, n, r) for i, n, r in items]
+    assert len((await store.claim("me", 2, 30.0)).tasks) == 2
+    with pytest.raises(error):
+        await store.complete_many(owner, items)
+    assert [t.status for t in [await store.get(i) for i in ids] if t is not None] == [
+        RUNNING,
+        RUNNING,
+    ]
+
+
 @bounded(15)
 async def test_concurrent_completions_share_statements(store: PostgresStore) -> None:
     """Completions awaiting at the same time are written together, each answered right."""

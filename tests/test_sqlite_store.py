@@ -617,6 +617,38 @@ class TestHeldWrites:
         assert not await store.complete(OWNER, task_id, task.attempts, b"43")
         assert (await get(store, task_id)).result == b"42"
 
+    async def test_complete_many(self, store: SQLiteStore, clock: FakeClock) -> None:
+        a, b, c = await store.add([new(), new(), new()])
+        assert len((await store.claim(OWNER, 3, 30.0)).tasks) == 3
+        clock.now += 3
+        flags = await store.complete_many(
+            OWNER,
+            [(a, 1, b"1"), (b, 2, b"x"), (c, 1, b"3"), ("999", 1, b""), ("nope", 1, b"")],
+        )
+        assert flags == [True, False, True, False, False]
+        for task_id, result in ((a, b"1"), (c, b"3")):
+            done = await get(store, task_id)
+            assert (done.status, done.result, done.finished_at) == (COMPLETED, result, clock.now)
+            assert (done.owner, done.lease_until) == (None, None)
+        assert (await get(store, b)).status is RUNNING  # the wrong attempt changed nothing
+        assert await store.complete_many(OWNER, [(a, 1, b"again")]) == [False]
+        assert (await get(store, a)).result == b"1"
+        assert await store.complete_many(OWNER, []) == []
+
+    async def test_complete_many_bad_input_changes_nothing(self, store: SQLiteStore) -> None:
+        a, b = await store.add([new(), new()])
+        assert len((await store.claim(OWNER, 2, 30.0)).tasks) == 2
+        bad: list[tuple[str, list[Any], type[Exception], str]] = [
+            ("", [(a, 1, b"")], ValueError, "owner must not be empty"),
+            (OWNER, [(a, 1, b""), (b, 0, b"")], ValueError, "attempt must be in 1.."),
+            (OWNER, [(a, 1, b""), (b, 1, "r")], TypeError, "result must be bytes"),
+            (OWNER, [(a, 1, b""), (2, 1, b"")], TypeError, "task id must be a str"),
+        ]
+        for owner, items, error, message in bad:
+            with pytest.raises(error, match=message):
+                await store.complete_many(owner, items)
+        assert [(await get(store, task_id)).status for task_id in (a, b)] == [RUNNING, RUNNING]
+
     async def test_fail_with_retry(self, store: SQLiteStore, clock: FakeClock) -> None:
         (task_id,) = await store.add([new()])
         await claim_one(store)

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, Generic, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 import attrs
 import outcome
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
     Ts = TypeVarTuple("Ts")
+
+R = TypeVar("R")
 
 #: Longest gap between two lease renewals, which is also how soon a running
 #: task sees a cancellation requested from another process.
@@ -426,6 +428,9 @@ class DurableWorkQueue(EventSource):
         self._worker_idle = trio.Event()  # a worker parked: the fetcher may claim
         self._work_hint = trio.Event()  # new work may be due: the fetcher should claim
         self._finish_waiters = _FinishWaiters()
+        # Attempts that returned, with their serialized results, for the recorder.
+        self._completed: list[tuple[_Attempt, bytes]] = []
+        self._completed_added = trio.Event()
         self._closing = False
         self._closing_event = trio.Event()
         self._drained = trio.Event()  # closing, and nothing is held any more
@@ -1079,10 +1084,9 @@ class DurableWorkQueue(EventSource):
             )
             await self._record_failure(attempt, error, False)
             return
-        if await self._write(self._store.complete, attempt, result):
-            attempt._finished = self._clock.current_time()
-            self._set_status(attempt, COMPLETED)
-            self._finish_waiters.finished(attempt.id)
+        # The recorder writes it, batched with others, while this worker goes on.
+        self._completed.append((attempt, result))
+        self._completed_added.set()
 
     async def _record_failure(self, attempt: _Attempt, exc: Exception, retryable: bool) -> None:
         attempt._last_error = exc
@@ -1146,23 +1150,79 @@ class DurableWorkQueue(EventSource):
     async def _release(self, attempt: _Attempt) -> None:
         await self._write(self._store.release, attempt)
 
+    async def _recorder(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Write the outcomes of attempts that returned: all waiting ones in one store call."""
+        batch: list[tuple[_Attempt, bytes]] = []
+        try:
+            while True:
+                if not self._completed:
+                    self._completed_added = trio.Event()
+                    await self._completed_added.wait()
+                batch, self._completed = self._completed, []
+                await self._record_completions(batch)
+                batch = []
+        except BaseException:
+            # Cancelled from outside: write what is waiting, briefly, rather than
+            # leave tasks that ran to be run again after their lease.
+            batch += self._completed
+            self._completed = []
+            if batch:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+                    await self._record_completions(batch)
+            raise
+
+    async def _record_completions(self, batch: list[tuple[_Attempt, bytes]]) -> None:
+        items = [(attempt.id, attempt.attempts, result) for attempt, result in batch]
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(self._store.complete_many, self._owner, items),
+                [attempt for attempt, _ in batch],
+            )
+        finally:
+            for attempt, _ in batch:
+                self._unhold(attempt)
+        if recorded is None:
+            return
+        now = self._clock.current_time()
+        for (attempt, _), done in zip(batch, recorded, strict=True):
+            if done:
+                attempt._finished = now
+                self._set_status(attempt, COMPLETED)
+                self._finish_waiters.finished(attempt.id)
+            else:
+                _log_lease_lost(attempt)
+
     async def _write(
         self, method: Callable[..., Awaitable[bool]], attempt: _Attempt, *extra: Any
     ) -> bool:
-        """Write an attempt's outcome; True if it was recorded (the lease was still ours).
+        """Write an attempt's outcome; True if it was recorded (the lease was still ours)."""
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
+                [attempt],
+            )
+        finally:
+            self._unhold(attempt)
+        if recorded is False:
+            _log_lease_lost(attempt)
+        return bool(recorded)
+
+    async def _retrying_write(
+        self, write: Callable[[], Awaitable[R]], attempts: Sequence[_Attempt]
+    ) -> R | None:
+        """``await write()``, retried while the store fails; None once retrying is pointless.
 
         A failing store is retried until the lease would have expired: past
-        that the reaper re-queues the task anyway.
+        that the reaper re-queues the *attempts* anyway.
         """
         give_up = self._clock.current_time() + self._lease
         delay = 0.05
-        try:
-            while True:
-                try:
-                    recorded = await method(self._owner, attempt.id, attempt.attempts, *extra)
-                    break
-                except StoreError as exc:
-                    if self._clock.current_time() + delay >= give_up:
+        while True:
+            try:
+                return await write()
+            except StoreError as exc:
+                if self._clock.current_time() + delay >= give_up:
+                    for attempt in attempts:
                         logger.error(
                             "task %s (%s): could not record its outcome (%s); the store "
                             "re-queues it when its lease expires",
@@ -1170,20 +1230,14 @@ class DurableWorkQueue(EventSource):
                             attempt.name,
                             exc,
                         )
-                        return False  # noqa: ASYNC910 - the failed call was the checkpoint
-                    logger.warning("task %s: store write failed (%s); retrying", attempt.id, exc)
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-        finally:
-            self._unhold(attempt)
-        if not recorded:
-            logger.info(
-                "task %s (%s): lease lost before its outcome was recorded; "
-                "another attempt owns it now",
-                attempt.id,
-                attempt.name,
-            )
-        return recorded
+                    return None  # noqa: ASYNC910 - the failed call was the checkpoint
+                logger.warning(
+                    "store write for task(s) %s failed (%s); retrying",
+                    ", ".join(attempt.id for attempt in attempts),
+                    exc,
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _unhold(self, attempt: _Attempt) -> None:
         if self._held.pop(attempt.id, None) is not None and self._closing and not self._held:
@@ -1320,6 +1374,7 @@ class DurableWorkQueue(EventSource):
                     for _ in range(self._workers):
                         nursery.start_soon(self._worker)
                     nursery.start_soon(self._fetcher)
+                    nursery.start_soon(self._recorder)
                     nursery.start_soon(self._listen)
                     nursery.start_soon(self._heartbeat)
                     nursery.start_soon(self._reaper)
@@ -1340,6 +1395,14 @@ class DurableWorkQueue(EventSource):
                     await self._release_all(unstarted)
             self._stopped.set()
             self._close_streams()
+
+
+def _log_lease_lost(attempt: _Attempt) -> None:
+    logger.info(
+        "task %s (%s): lease lost before its outcome was recorded; another attempt owns it now",
+        attempt.id,
+        attempt.name,
+    )
 
 
 def _closed_error() -> QueueClosed:

@@ -1038,6 +1038,29 @@ class PostgresStore:
             return False
         return await self._completions.run((row_id, owner, attempt, result))
 
+    async def complete_many(
+        self, owner: str, completions: Sequence[tuple[str, int, bytes]]
+    ) -> list[bool]:
+        """`complete` for several ``(task_id, attempt, result)`` at once: one statement.
+
+        Checkpoints. Returns one flag per item, in order: False where *owner*
+        no longer holds that attempt (that row is left as it is).
+
+        Raises:
+            ValueError, TypeError: An item is malformed; nothing is changed.
+        """
+        _check_owner(owner)
+        items: list[tuple[int, str, int, bytes]] = []
+        # Ids this store could not have made match no row: 0 is never an id.
+        for task_id, attempt, result in completions:
+            _check_int("attempt", attempt, minimum=1)
+            items.append((_parse_id(task_id) or 0, owner, attempt, _check_bytes("result", result)))
+        self._check_open()
+        if not items:
+            await trio.lowlevel.checkpoint()
+            return []
+        return await self._run(self._complete_op(items), idempotent=False)
+
     def _complete_op(self, items: list[tuple[int, str, int, bytes]]) -> Operation[list[bool]]:
         def op(conn: Connection) -> list[bool]:
             rows = conn.execute(

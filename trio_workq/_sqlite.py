@@ -626,6 +626,34 @@ class SQLiteStore:
         _check_bytes("result", result)
         return await self._held_update(_COMPLETE, (result,), owner, task_id, attempt)
 
+    async def complete_many(
+        self, owner: str, completions: Sequence[tuple[str, int, bytes]]
+    ) -> list[bool]:
+        """`complete` for several ``(task_id, attempt, result)`` at once, in one transaction.
+
+        Checkpoints. Returns one flag per item, in order: False where *owner*
+        no longer holds that attempt (that row is left as it is).
+
+        Raises:
+            ValueError, TypeError: An item is malformed; nothing is changed.
+        """
+        _check_owner(owner)
+        items: list[tuple[bytes, tuple[int, str, int] | None]] = []
+        for task_id, attempt, result in completions:
+            _check_bytes("result", result)
+            items.append((result, _held_params(owner, task_id, attempt)))
+        if not items:
+            await trio.lowlevel.checkpoint()
+            return []
+
+        def run(conn: sqlite3.Connection, now: float) -> list[bool]:
+            return [
+                held is not None and conn.execute(_COMPLETE, (result, now, *held)).rowcount == 1
+                for result, held in items
+            ]
+
+        return await self._call(run, write=True)
+
     async def fail(
         self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
     ) -> bool:

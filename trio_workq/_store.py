@@ -165,6 +165,17 @@ class Store(Protocol):
         """Mark a running task ``completed``; False if *owner* no longer holds *attempt*."""
         ...
 
+    async def complete_many(
+        self, owner: str, completions: Sequence[tuple[str, int, bytes]]
+    ) -> list[bool]:
+        """`complete` for several ``(task_id, attempt, result)`` at once, in one transaction.
+
+        Returns one flag per item, in order: False where *owner* no longer
+        holds that attempt (that row is left as it is; the others are still
+        completed).
+        """
+        ...
+
     async def fail(
         self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
     ) -> bool:
