@@ -9,6 +9,10 @@ task ran and where. Rows are read with plain psycopg.
 The server is ``$TRIO_WORKQ_TEST_PG_URL`` (default: the local test server).
 Every test uses a schema of its own and drops it afterwards. Without a
 server the tests skip locally and fail when ``CI`` is set.
+
+``test_server_restart_mid_run`` restarts the local server (``pg_ctlcluster``,
+as root): on a machine where others use it, run this file under
+``flock /tmp/pg.lock``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ import durable_helper as helper
 import psycopg
 import pytest
 import trio
-from _pg import PG_URL, require_postgres
+from _pg import (
+    PG_URL,
+    ensure_postgres_running,
+    require_postgres,
+    require_restartable_postgres,
+    restart_postgres,
+)
 from psycopg import sql
 
 import trio_workq
@@ -271,6 +281,71 @@ async def test_dropped_connections_mid_run(env: Env, producer: DurableWorkQueue)
     ends = Counter(key for event, key, _ in env.runs() if event == "end")
     assert set(ends) == set(range(count))  # none lost
     assert await env.rows("SELECT DISTINCT status FROM {tasks}") == [("completed",)]
+
+
+@pytest.fixture
+def pg_version() -> str:
+    """The local server's version, for tests that restart it (run them under the lock)."""
+    return require_restartable_postgres()
+
+
+async def test_server_restart_mid_run(
+    pg_version: str, env: Env, producer: DurableWorkQueue
+) -> None:
+    """The server restarts mid-run: workers and the producer reconnect; nothing is lost.
+
+    The same standard as after a SIGKILL: a task runs twice only if it was
+    recovered (its lease expired while the server was down, or its claim
+    was cut off mid-statement), and then its lost attempt is recorded.
+    """
+    count, more = 3000, 100
+    try:
+        with trio.fail_after(45):
+            # 30 worker slots, 20 ms a task: the run lasts about two seconds without the restart.
+            handles = await producer.submit_many(helper.work, [(key, 0.02) for key in range(count)])
+            workers = [
+                await env.start_worker("-v", "--workers", "10", "--lease", "2") for _ in range(3)
+            ]
+            (before,) = await env.rows("SELECT pg_postmaster_start_time()")
+            await env.wait_for_log("end", count // 20)
+            # The server is down for a fraction of a second, then pg_ctlcluster waits for it.
+            await restart_postgres(pg_version)
+            assert await env.rows("SELECT pg_postmaster_start_time()") != [before]
+            # The producer's queue reconnects: it submits and reads again.
+            handles += await producer.submit_many(
+                helper.work, [(key, 0.02) for key in range(count, count + more)]
+            )
+            await env.wait_for_completed(count + more, within=40)
+            assert (await handles[-1].info()).status is TaskStatus.COMPLETED
+            # The workers saw the store fail (they logged it and retried).
+            assert " WARNING trio_workq: " in env.worker_output()
+            for process in workers:
+                assert process.returncode is None  # none gave up
+                assert await env.stop(process) == 0, env.worker_output()
+    finally:
+        with trio.CancelScope(shield=True):
+            await ensure_postgres_running(pg_version)
+
+    key_of = {handle.id: key for key, handle in enumerate(handles)}
+    runs = env.runs()
+    starts = Counter(key for event, key, _ in runs if event == "start")
+    ends = Counter(key for event, key, _ in runs if event == "end")
+    assert set(ends) == set(range(count + more))  # none lost
+    rows = await env.rows("SELECT id, status, attempts, errors FROM {tasks}")
+    assert {status for _, status, _, _ in rows} == {"completed"}
+    assert all(errors in ([], [LEASE_EXPIRED_ERROR]) for _, _, _, errors in rows)
+    recovered = {key_of[str(id_)] for id_, _, _, errors in rows if errors}
+    assert {key for key, n in starts.items() if n > 1} <= recovered  # only those ran twice
+    assert {key for key, n in ends.items() if n > 1} <= recovered
+    assert {key_of[str(id_)] for id_, _, n, _ in rows if n == 2} == recovered
+    assert {key_of[str(id_)] for id_, _, n, _ in rows if n == 1} == set(key_of.values()) - recovered
+    # Mid-run: part of the first batch was claimed (for the last time) after the restart.
+    ((after_restart,),) = await env.rows(
+        "SELECT count(*) FROM {tasks} WHERE id <= %(last)s "
+        "AND started_at > extract(epoch FROM pg_postmaster_start_time())",
+        {"last": int(handles[count - 1].id)},
+    )
+    assert after_restart > 0
 
 
 async def test_cross_process_cancel(env: Env, producer: DurableWorkQueue) -> None:
