@@ -139,6 +139,37 @@ async def lingers_first_time() -> str:
     return "second"
 
 
+second_attempt_may_end = trio.Event()  # replaced by the test that uses it
+
+
+@task(retry=RetryPolicy(max_attempts=3, backoff=fixed(0)))
+async def returns_then_waits() -> int:
+    """The first attempt returns at once; later ones wait for `second_attempt_may_end`."""
+    attempt = trio_workq.current_task().attempts
+    runs.append(("attempt", attempt))
+    await trio.lowlevel.checkpoint()
+    if attempt >= 2:
+        await second_attempt_may_end.wait()
+    return attempt
+
+
+@task
+async def shielded_work() -> str:
+    """Returns normally even when cancelled meanwhile (a bounded, shielded step)."""
+    runs.append(("shielded", 1))
+    with trio.CancelScope(shield=True):
+        await trio.sleep(0.3)
+    return "done"
+
+
+@task
+async def thread_work() -> str:
+    """Returns normally even when cancelled meanwhile (a thread is waited for)."""
+    runs.append(("thread", 1))
+    await trio.to_thread.run_sync(time.sleep, 0.3)
+    return "done"
+
+
 def unregistered_function() -> None:
     """Not registered (and not even async)."""
 
@@ -849,6 +880,124 @@ class TestRecordingOutcomes:
             info = await queue.get_info(handles[0].id)
             assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 1)
             assert await queue.get_handle(handles[0].id).result() == "done"
+
+    @pytest.mark.parametrize("fn", [shielded_work, thread_work])
+    async def test_result_returned_after_outside_cancel_is_written(self, url: str, fn: Any) -> None:
+        """A task that returns after the queue's nursery was cancelled still counts."""
+        handles: list[DurableTaskHandle[str]] = []
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                async with open_durable_queue(nursery, store=url, workers=1, lease=30) as queue:
+                    handles.append(await queue.submit(fn))
+                    await wait_for_start()
+                    scope.cancel()
+                    await trio.sleep_forever()
+        info = await TestShutdownAndRestart._info(url, handles[0].id)
+        assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 1)
+
+    async def test_shutdown_waits_for_the_recorder(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A clean shutdown returns only once a waiting result is committed and reported."""
+        kinds: list[str] = []
+        async with open_durable_queue(store=url, workers=1, lease=1) as queue:
+            store = queue.store
+            complete_many = store.complete_many
+            may_write = trio.Event()
+
+            async def gated(owner: str, items: Any) -> list[bool]:
+                await may_write.wait()
+                return await complete_many(owner, items)
+
+            monkeypatch.setattr(store, "complete_many", gated)
+            queue.add_listener(lambda event: kinds.append(event.kind.value))
+            handle = await queue.submit(record, "x")
+            await wait_for_start()
+            await trio.sleep(1.5)  # longer than the lease: the heartbeat keeps renewing it
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(queue.shutdown)
+                await trio.sleep(0.3)
+                assert not queue._stopped.is_set()  # still waiting for the write
+                may_write.set()
+            assert kinds[-1] == "completed"
+        info = await TestShutdownAndRestart._info(url, handle.id)
+        assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 1)
+
+    @pytest.mark.parametrize("failures", [3, 10_000])
+    async def test_failing_store(
+        self, url: str, monkeypatch: pytest.MonkeyPatch, failures: int
+    ) -> None:
+        """Failed writes are retried; after a lease's time they are given up (and not held)."""
+        kinds: list[str] = []
+        async with open_durable_queue(store=url, workers=1, lease=1) as queue:
+            store = queue.store
+            complete_many = store.complete_many
+            calls = 0
+
+            async def failing(owner: str, items: Any) -> list[bool]:
+                nonlocal calls
+                calls += 1
+                if calls <= failures:
+                    raise StoreError("simulated: the store cannot be reached")
+                return await complete_many(owner, items)
+
+            monkeypatch.setattr(store, "complete_many", failing)
+            queue.add_listener(lambda event: kinds.append(event.kind.value))
+            handle = await queue.submit(record, "x")
+            with trio.fail_after(5):
+                while True:  # until the recorder has written it, or given up
+                    if runs and handle.id not in queue._held:
+                        break
+                    await trio.sleep(0.02)
+            assert kinds.count("completed") == (1 if failures == 3 else 0)
+            assert calls == 4 if failures == 3 else calls > 4
+        info = await TestShutdownAndRestart._info(url, handle.id)
+        # Given up: the task stays running in the store until its lease runs out.
+        assert info.status is (TaskStatus.COMPLETED if failures == 3 else TaskStatus.RUNNING)
+
+    async def test_a_reclaimed_attempt_stays_held(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Attempt 1's result waits, its lease expires, this process claims attempt 2.
+
+        The refused write of attempt 1 must leave attempt 2 held: its lease is
+        renewed and shutdown waits for it.
+        """
+        global second_attempt_may_end
+        second_attempt_may_end = trio.Event()
+        async with open_durable_queue(store=url, workers=2, lease=1, poll_interval=0.05) as queue:
+            store = queue.store
+            complete_many, renew = store.complete_many, store.renew
+            may_write, written = trio.Event(), trio.Event()
+            handle_ids: list[str] = []
+
+            async def slow_complete_many(owner: str, items: Any) -> list[bool]:
+                await may_write.wait()
+                try:
+                    return await complete_many(owner, items)
+                finally:
+                    written.set()
+
+            async def renew_others(owner: str, ids: Any, lease: float) -> Any:
+                if not may_write.is_set():  # attempt 1's renewals do not get through
+                    ids = [task_id for task_id in ids if task_id not in handle_ids]
+                return await renew(owner, ids, lease)
+
+            monkeypatch.setattr(store, "complete_many", slow_complete_many)
+            monkeypatch.setattr(store, "renew", renew_others)
+            handle = await queue.submit(returns_then_waits)
+            handle_ids.append(handle.id)
+            await wait_for_start(2)
+            assert runs == [("attempt", 1), ("attempt", 2)]
+            may_write.set()  # attempt 1's write is refused: attempt 2 holds the row
+            with trio.fail_after(5):
+                await written.wait()
+            await trio.lowlevel.checkpoint()  # the recorder handles the refusal
+            assert handle.id in queue._held
+            second_attempt_may_end.set()
+            assert await handle.result() == 2
+        info = await TestShutdownAndRestart._info(url, handle.id)
+        assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 2)
 
 
 class TestBadInput:

@@ -153,8 +153,9 @@ class DurableQueueStatistics:
     Attributes:
         workers: Size of this process's worker pool.
         busy_workers: This process's workers running a task now.
-        held: Tasks this process has claimed and not finished (running, or
-            claimed and about to run).
+        held: Tasks this process has claimed and not finished: running,
+            claimed and about to run, or finished with the outcome not yet
+            written (the store counts all of them as ``running``).
         queued: Tasks in the store waiting for a worker.
         scheduled: Delayed tasks in the store.
         running: Tasks running in any process.
@@ -993,7 +994,7 @@ class DurableWorkQueue(EventSource):
         except BaseException:
             # Cancelled from outside (the enclosing nursery) or KeyboardInterrupt & co:
             # give the running task back to the store, so that another worker runs it soon.
-            if attempt is not None and attempt.id in self._held:
+            if attempt is not None and self._held.get(attempt.id) is attempt:
                 if attempt.scope is not None:
                     attempt.scope = None
                     self._busy -= 1
@@ -1074,9 +1075,11 @@ class DurableWorkQueue(EventSource):
 
     # ------------------------------------------------------- recording outcomes
 
-    async def _record_success(self, attempt: _Attempt, value: object) -> None:
+    async def _record_success(self, attempt: _Attempt, value: object) -> None:  # noqa: ASYNC910
         try:
             result = self._none_result if value is None else self._serializer.dumps(value)
+            if not isinstance(result, bytes):  # one bad result must not fail a whole batch
+                raise TypeError(f"dumps() returned {type(result).__name__}, not bytes")
         except (TypeError, ValueError) as exc:
             error = type(exc)(
                 f"the result of task {attempt.name!r} cannot be serialized by "
@@ -1162,13 +1165,9 @@ class DurableWorkQueue(EventSource):
                 await self._record_completions(batch)
                 batch = []
         except BaseException:
-            # Cancelled from outside: write what is waiting, briefly, rather than
-            # leave tasks that ran to be run again after their lease.
-            batch += self._completed
-            self._completed = []
-            if batch:
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
-                    await self._record_completions(batch)
+            # Cancelled from outside: _run_queue writes what is waiting once every
+            # worker has stopped (a shielded task may still return after this).
+            self._completed[:0] = batch
             raise
 
     async def _record_completions(self, batch: list[tuple[_Attempt, bytes]]) -> None:
@@ -1240,8 +1239,12 @@ class DurableWorkQueue(EventSource):
                 delay = min(delay * 2, 1.0)
 
     def _unhold(self, attempt: _Attempt) -> None:
-        if self._held.pop(attempt.id, None) is not None and self._closing and not self._held:
-            self._drained.set()
+        # Only this attempt: a newer attempt of the same task may be held here by now
+        # (its lease expired while this one's outcome waited, and this process re-claimed it).
+        if self._held.get(attempt.id) is attempt:
+            del self._held[attempt.id]
+            if self._closing and not self._held:
+                self._drained.set()
 
     def _request_cancel(self, attempt: _Attempt) -> None:
         attempt.cancel_requested = True
@@ -1390,9 +1393,16 @@ class DurableWorkQueue(EventSource):
             # Cancelled from outside: claimed tasks no worker started go back now
             # (running ones are given back by their workers as they unwind).
             unstarted = [a for a in self._held.values() if a._started is None]
-            if unstarted:
+            completed, self._completed = self._completed, []
+            if unstarted or completed:
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
-                    await self._release_all(unstarted)
+                    try:
+                        # Results not written yet: write them rather than leave tasks
+                        # that ran to run again once their lease expires.
+                        if completed:
+                            await self._record_completions(completed)
+                    finally:
+                        await self._release_all(unstarted)
             self._stopped.set()
             self._close_streams()
 
