@@ -1141,6 +1141,25 @@ class TestSerializers:
             handle = await queue.submit(echo, {1, 2}, (3, 4))
             assert await handle.result() == {"args": [{1, 2}, (3, 4)], "kwargs": {}}
 
+    async def test_a_serializer_returning_text_fails_only_that_task(self, url: str) -> None:
+        """A result `dumps` turns into something other than bytes fails its own task."""
+
+        class TextForStrings(trio_workq._serialize.JSONSerializer):
+            def dumps(self, value: Any) -> bytes:
+                encoded = super().dumps(value)
+                return encoded.decode() if value == "text" else encoded  # type: ignore[return-value]
+
+        async with open_durable_queue(
+            store=url, workers=2, lease=1, serializer=TextForStrings()
+        ) as queue:
+            bad = await queue.submit(record, "text")
+            good = await queue.submit(record, "fine")
+            with pytest.raises(StoredError, match="dumps\\(\\) returned str, not bytes"):
+                await bad.result()
+            assert await good.result() == "fine"
+            info = await queue.get_info(bad.id)
+            assert (info.status, info.attempts) == (TaskStatus.FAILED, 1)
+
     def test_json_round_trip(self) -> None:
         """JSON keeps JSON values; tuples come back as lists."""
         json = trio_workq._serialize.JSONSerializer()
