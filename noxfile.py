@@ -78,3 +78,15 @@ def bench(session: nox.Session) -> None:
     install_group(session, "bench")
     session.install(".[prometheus,web]")  # comparison 7 and the REST API part of 8
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def bench_postgres(session: nox.Session) -> None:
+    """The durable queue on PostgreSQL end to end, next to procrastinate (a server is needed).
+
+    Arguments after ``--`` go to ``python -m benchmarks.bench_durable_postgres`` (``--quick``,
+    ``--reps``, ``--url``, ``--json``).
+    """
+    install_group(session, "bench-postgres")
+    session.install(".[postgres]")
+    session.run("python", "-m", "benchmarks.bench_durable_postgres", *session.posargs)

@@ -139,6 +139,18 @@ async def claim_one(store: PostgresStore, owner: str = "w1", lease: float = 30.0
 # -- construction and lifecycle ------------------------------------------------------------
 
 
+def test_exported_lazily_from_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trio_workq.PostgresStore` is the store; without psycopg it says which extra to install."""
+    import trio_workq
+
+    assert trio_workq.PostgresStore is PostgresStore
+    assert "PostgresStore" not in trio_workq.__all__  # `import *` must not need psycopg
+    monkeypatch.delitem(sys.modules, "trio_workq._postgres")
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'trio_workq\[postgres\]'"):
+        trio_workq.PostgresStore  # noqa: B018 - the attribute access is the test
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

@@ -7,6 +7,8 @@ a status, an awaitable result and its own cancel scope.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._durable import DurableQueueStatistics as DurableQueueStatistics
 from ._durable import DurableTaskHandle as DurableTaskHandle
 from ._durable import DurableWorkQueue as DurableWorkQueue
@@ -97,7 +99,23 @@ _fixup_module_metadata()
 del _fixup_module_metadata
 
 
-def __getattr__(name: str) -> str:
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore as PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStore is imported on first use: it needs psycopg (the postgres extra),
+    # which the core does not depend on. (Not in __all__, so `import *` never needs it.)
+    if name == "PostgresStore":
+        try:
+            from ._postgres import PostgresStore
+        except ImportError as exc:
+            raise ImportError(
+                "trio_workq.PostgresStore needs the postgres extra "
+                f"(pip install 'trio_workq[postgres]'): {exc}"
+            ) from exc
+        PostgresStore.__module__ = __name__
+        return PostgresStore
     if name == "__version__":
         from importlib.metadata import version
 
