@@ -3,7 +3,8 @@
 
 One *fetcher* task claims as many due tasks as there are idle workers per
 round trip; *workers* run them, each attempt in its own cancel scope, and
-write the outcome with the store's conditional calls; a *heartbeat* renews
+write the outcome with the store's conditional calls, except results, which
+they hand to the *recorder* to write in batches while they go on; a *heartbeat* renews
 the leases of held tasks and relays cancellation requests; a *reaper*
 re-queues tasks whose worker died and purges old finished tasks.
 Times written to the store are wall-clock Unix seconds (it is shared by
