@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict, pyright strict, and pyright --verifytypes on the public API."""
-    install_group(session, "typing")
+    install_group(session, "typing", "bench", "bench-postgres")  # benchmarks/ is checked too
     # trio_workq.prometheus, .web, .otel, ._postgres and their tests
     session.install(".[prometheus,web,postgres,otel]")
     session.run("mypy")
