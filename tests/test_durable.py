@@ -708,6 +708,33 @@ class TestShutdownAndRestart:
         info = await self._info(url, handles[0].id)
         assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
 
+    async def test_a_claim_that_returns_after_the_drain_gives_its_tasks_back(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A claim the store ran while shutdown finished: its tasks go back, none stays running."""
+        handles: list[DurableTaskHandle[str]] = []
+        async with trio.open_nursery() as nursery:
+            async with open_durable_queue(store=url, workers=1, lease=30) as queue:
+                store = queue.store
+                claim = store.claim
+                claim_may_finish = trio.Event()
+
+                async def slow_claim(owner: str, limit: int, lease: float) -> Any:
+                    # Once the store has an operation, it runs even if its caller is cancelled.
+                    with trio.CancelScope(shield=True):
+                        await claim_may_finish.wait()
+                        return await claim(owner, limit, lease)
+
+                monkeypatch.setattr(store, "claim", slow_claim)
+                handles.append(await queue.submit(record, "late"))
+                await trio.testing.wait_all_tasks_blocked()  # the claim is in flight
+                nursery.start_soon(queue.shutdown)
+                await trio.testing.wait_all_tasks_blocked()  # drained: the fetcher is cancelled
+                claim_may_finish.set()
+        assert runs == []
+        info = await self._info(url, handles[0].id)
+        assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
+
     async def test_restart_runs_everything_exactly_once(self, url: str) -> None:
         """Interrupted tasks run again after a restart; every task completes exactly once."""
         async with open_durable_queue(store=url, workers=3, lease=1) as first:
@@ -954,6 +981,37 @@ class TestRecordingOutcomes:
         info = await TestShutdownAndRestart._info(url, handle.id)
         # Given up: the task stays running in the store until its lease runs out.
         assert info.status is (TaskStatus.COMPLETED if failures == 3 else TaskStatus.RUNNING)
+
+    async def test_a_write_whose_answer_was_lost_still_reports_completed(
+        self, url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The first write commits but raises (a dropped connection); the retry is refused."""
+        kinds: list[str] = []
+        async with open_durable_queue(store=url, workers=1, lease=5) as queue:
+            store = queue.store
+            complete_many = store.complete_many
+            calls = 0
+
+            async def answer_lost_once(owner: str, items: Any) -> list[bool]:
+                nonlocal calls
+                calls += 1
+                done = await complete_many(owner, items)
+                if calls == 1:
+                    raise StoreError("simulated: the connection dropped after the commit")
+                return done
+
+            monkeypatch.setattr(store, "complete_many", answer_lost_once)
+            queue.add_listener(lambda event: kinds.append(event.kind.value))
+            handle = await queue.submit(record, "x")
+            assert await handle.result() == "x"
+            with trio.fail_after(5):
+                while True:  # the event follows the retry's confirmation
+                    if "completed" in kinds:
+                        break
+                    await trio.sleep(0.01)
+        assert calls == 2
+        assert kinds.count("completed") == 1
+        assert "lease lost" not in caplog.text
 
     async def test_a_reclaimed_attempt_stays_held(
         self, url: str, monkeypatch: pytest.MonkeyPatch

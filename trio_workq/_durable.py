@@ -1173,36 +1173,56 @@ class DurableWorkQueue(EventSource):
 
     async def _record_completions(self, batch: list[tuple[_Attempt, bytes]]) -> None:
         items = [(attempt.id, attempt.attempts, result) for attempt, result in batch]
-        try:
-            recorded = await self._retrying_write(
-                functools.partial(self._store.complete_many, self._owner, items),
-                [attempt for attempt, _ in batch],
-            )
-        finally:
-            for attempt, _ in batch:
-                self._unhold(attempt)
+        recorded = await self._retrying_write(
+            functools.partial(self._store.complete_many, self._owner, items),
+            [attempt for attempt, _ in batch],
+        )
+        for attempt, _ in batch:
+            self._unhold(attempt)
         if recorded is None:
             return
         now = self._clock.current_time()
+        refused: list[_Attempt] = []
         for (attempt, _), done in zip(batch, recorded, strict=True):
             if done:
                 attempt._finished = now
                 self._set_status(attempt, COMPLETED)
                 self._finish_waiters.finished(attempt.id)
             else:
+                refused.append(attempt)
+        for attempt in refused:
+            if await self._completed_by(attempt):
+                # An earlier try committed, but its answer was lost (a dropped connection).
+                attempt._finished = self._clock.current_time()
+                self._set_status(attempt, COMPLETED)
+                self._finish_waiters.finished(attempt.id)
+            else:
                 _log_lease_lost(attempt)
+
+    async def _completed_by(self, attempt: _Attempt) -> bool:
+        """Whether the store holds *attempt*'s own completion (rare: after a refused write)."""
+        try:
+            row = await self._store.get(attempt.id)
+        except StoreError:
+            return False  # noqa: ASYNC910 - the failed call was the checkpoint
+        # Only this attempt can have completed the task at this attempt number: a later
+        # run needs a later claim, and a claim counts an attempt (a release, which gives
+        # an attempt number back, is written instead of this attempt's result, never with it).
+        return row is not None and row.status is COMPLETED and row.attempts == attempt.attempts
 
     async def _write(
         self, method: Callable[..., Awaitable[bool]], attempt: _Attempt, *extra: Any
     ) -> bool:
-        """Write an attempt's outcome; True if it was recorded (the lease was still ours)."""
-        try:
-            recorded = await self._retrying_write(
-                functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
-                [attempt],
-            )
-        finally:
-            self._unhold(attempt)
+        """Write an attempt's outcome; True if it was recorded (the lease was still ours).
+
+        Cancelled before the store ran the write, the attempt stays held: whoever
+        unwinds (the worker, or the queue's last cleanup) gives it back then.
+        """
+        recorded = await self._retrying_write(
+            functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
+            [attempt],
+        )
+        self._unhold(attempt)
         if recorded is False:
             _log_lease_lost(attempt)
         return bool(recorded)
