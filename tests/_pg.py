@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 import psycopg
-import pytest
 import trio
+from _ci import unavailable
 
 PG_URL = os.environ.get("TRIO_WORKQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -21,19 +20,12 @@ _CLUSTER_CONFIGS = Path("/etc/postgresql")
 _CLUSTER = "main"
 
 
-def _unavailable(message: str) -> NoReturn:
-    """Skip the test, or fail it when ``CI`` is set (CI must not hide a missing server)."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def require_postgres() -> str:
     """`PG_URL` if the server answers; else skip, or fail when ``CI`` is set."""
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.OperationalError as exc:
-        _unavailable(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+        unavailable(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
     return PG_URL
 
 
@@ -47,17 +39,17 @@ def require_restartable_postgres() -> str:
     """
     require_postgres()
     if urlsplit(PG_URL).hostname not in ("127.0.0.1", "localhost", "::1"):
-        _unavailable(f"cannot restart PostgreSQL: {PG_URL} is not a server on this host")
+        unavailable(f"cannot restart PostgreSQL: {PG_URL} is not a server on this host")
     for tool in ("pg_ctlcluster", "pg_isready"):
         if shutil.which(tool) is None:
-            _unavailable(f"cannot restart PostgreSQL: {tool} (postgresql-common) is not installed")
+            unavailable(f"cannot restart PostgreSQL: {tool} (postgresql-common) is not installed")
     if os.geteuid() != 0:
-        _unavailable("cannot restart PostgreSQL: pg_ctlcluster needs root")
+        unavailable("cannot restart PostgreSQL: pg_ctlcluster needs root")
     versions = []
     if _CLUSTER_CONFIGS.is_dir():
         versions = sorted(p.name for p in _CLUSTER_CONFIGS.iterdir() if (p / _CLUSTER).is_dir())
     if len(versions) != 1:
-        _unavailable(
+        unavailable(
             f"cannot restart PostgreSQL: expected one cluster {_CLUSTER!r} under "
             f"{_CLUSTER_CONFIGS}, found versions {versions}"
         )

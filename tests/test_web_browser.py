@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+from _ci import unavailable
 from _web_helpers import XSS_ERROR, XSS_NAME
 from _web_helpers import quiet_failures as quiet_failures
 
@@ -51,10 +52,7 @@ def require_browser(chromium: str = CHROMIUM, playwright: str = "playwright") ->
     if importlib.util.find_spec(playwright) is None:
         missing.append("the playwright package (in the tests dependency group)")
     if missing:
-        message = "the browser test needs " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must provide them")
-        pytest.skip(message)
+        unavailable("the browser test needs " + " and ".join(missing))
 
 
 async def fetch_page(number: int) -> int:

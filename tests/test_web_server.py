@@ -20,6 +20,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from _ci import unavailable
 
 from trio_workq import TaskStatus, WorkQueue, open_work_queue
 from trio_workq.web import _server, check_dashboard_options, serve_dashboard
@@ -112,13 +113,12 @@ async def resolver() -> AsyncGenerator[Resolver, None]:
         trio.socket.set_custom_hostname_resolver(previous)
 
 
-def has_ipv6_loopback() -> bool:
+def require_ipv6_loopback() -> None:
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        unavailable(f"this machine has no IPv6 loopback ({exc})")
 
 
 def free_port_is_refused(port: int) -> bool:
@@ -237,8 +237,7 @@ class TestServe:
 
     async def test_ipv6_loopback(self) -> None:
         """An IPv6 loopback host gives a bracketed URL."""
-        if not has_ipv6_loopback():
-            pytest.skip("this machine has no IPv6 loopback")
+        require_ipv6_loopback()
         with trio.fail_after(LIMIT):
             async with open_work_queue() as queue:
                 async with running_dashboard(queue, host="::1") as url:
@@ -278,8 +277,7 @@ class TestBinding:
 
     async def test_ipv6_host_name(self, resolver: Resolver) -> None:
         """A name that resolves to an IPv6 address is bound with the IPv6 family."""
-        if not has_ipv6_loopback():
-            pytest.skip("this machine has no IPv6 loopback")
+        require_ipv6_loopback()
         with trio.fail_after(LIMIT):
             async with open_work_queue() as queue:
                 async with running_dashboard(queue, host="dashboard6.test", token=TOKEN) as url:
