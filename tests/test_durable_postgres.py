@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -41,6 +40,7 @@ from _pg import (
     require_restartable_postgres,
     restart_postgres,
 )
+from _worker_processes import TESTS, WorkerProcesses
 from psycopg import sql
 
 import trio_workq
@@ -50,8 +50,6 @@ from trio_workq._postgres import SCHEMA_VERSION, PostgresStore
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
-
-TESTS = Path(__file__).parent
 
 
 def _url(schema: str) -> str:
@@ -72,45 +70,14 @@ def schema(pg_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
-class Env:
+class Env(WorkerProcesses):
     """One test's schema and log file, and the worker processes it starts."""
+
+    poll_interval = 0.5
 
     def __init__(self, tmp_path: Path, schema: str) -> None:
         self.schema = schema
-        self.url = _url(schema)
-        self.log = tmp_path / "runs.log"
-        self.output = tmp_path / "workers.out"
-        self.output_file = open(self.output, "ab")  # noqa: SIM115 - closed by close()
-        self.processes: list[trio.Process] = []
-
-    def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-        env[helper.LOG_ENV] = str(self.log)
-        return env
-
-    async def start_worker(self, *options: str, poll_interval: float = 0.5) -> trio.Process:
-        command = [
-            sys.executable,
-            "-m",
-            "trio_workq",
-            "worker",
-            "durable_helper",
-            "--store",
-            self.url,
-            "--poll-interval",
-            str(poll_interval),
-            *options,
-        ]
-        process = await trio.lowlevel.open_process(
-            command, env=self.environ(), stdout=self.output_file, stderr=subprocess.STDOUT
-        )
-        self.processes.append(process)
-        return process
-
-    def runs(self) -> list[tuple[str, int, int]]:
-        entries: list[tuple[str, int, int]] = helper.read_log(str(self.log))
-        return entries
+        super().__init__(tmp_path, _url(schema))
 
     async def rows(
         self, query: LiteralString, params: dict[str, Any] | None = None
@@ -125,16 +92,6 @@ class Env:
 
         return await trio.to_thread.run_sync(run)
 
-    async def wait_for_log(
-        self, event: str, count: int, *, pid: int | None = None, within: float = 20
-    ) -> None:
-        """Wait for *count* log lines of *event* (written by process *pid*, if given)."""
-        with trio.fail_after(within):
-            while True:  # another process writes the log: poll it
-                if sum(1 for e, _, p in self.runs() if e == event and pid in (None, p)) >= count:
-                    return
-                await trio.sleep(0.02)
-
     async def wait_for_completed(self, count: int, *, within: float = 40) -> None:
         with trio.fail_after(within):
             while True:
@@ -142,23 +99,6 @@ class Env:
                 if done[0][0] >= count:
                     return
                 await trio.sleep(0.05)
-
-    async def stop(self, process: trio.Process, signum: int = signal.SIGTERM) -> int:
-        process.send_signal(signum)
-        with trio.fail_after(20):
-            return await process.wait()
-
-    async def aclose(self) -> None:
-        """Kill the workers still running and reap them (a failed test leaves some)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            for process in self.processes:
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
-        self.output_file.close()
-
-    def worker_output(self) -> str:
-        return self.output.read_text() if self.output.exists() else ""
 
 
 @pytest.fixture

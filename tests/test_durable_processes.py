@@ -9,79 +9,36 @@ with plain ``sqlite3`` to check rows.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import durable_helper as helper
 import pytest
 import trio
+from _worker_processes import TESTS, WorkerProcesses
 
 import trio_workq
 from trio_workq import TaskStatus
 from trio_workq._cli import main as cli_main
 from trio_workq._durable import DurableWorkQueue, open_durable_queue
 
-TESTS = Path(__file__).parent
 
-
-class Env:
+class Env(WorkerProcesses):
     """One test's database and log file, and the worker processes it starts."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.db = tmp_path / "tasks.db"
-        self.url = f"sqlite:///{self.db}"
-        self.log = tmp_path / "runs.log"
-        self.output = tmp_path / "workers.out"
-        self.output_file = open(self.output, "ab")  # noqa: SIM115 - closed by close()
-        self.processes: list[trio.Process] = []
-
-    def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-        env[helper.LOG_ENV] = str(self.log)
-        return env
-
-    async def start_worker(self, *options: str) -> trio.Process:
-        command = [
-            sys.executable,
-            "-m",
-            "trio_workq",
-            "worker",
-            "durable_helper",
-            "--store",
-            self.url,
-            "--poll-interval",
-            "0.05",
-            *options,
-        ]
-        process = await trio.lowlevel.open_process(
-            command, env=self.environ(), stdout=self.output_file, stderr=subprocess.STDOUT
-        )
-        self.processes.append(process)
-        return process
-
-    def runs(self) -> list[tuple[str, int, int]]:
-        entries: list[tuple[str, int, int]] = helper.read_log(str(self.log))
-        return entries
+        super().__init__(tmp_path, f"sqlite:///{self.db}")
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db) as conn:
             return conn.execute(sql, params).fetchall()
-
-    async def wait_for_log(self, event: str, count: int, *, within: float = 30) -> None:
-        with trio.fail_after(within):
-            while True:
-                if sum(1 for e, _, _ in self.runs() if e == event) >= count:
-                    return
-                await trio.sleep(0.02)
 
     async def wait_for_completed(self, count: int, *, within: float = 60) -> None:
         with trio.fail_after(within):
@@ -91,29 +48,15 @@ class Env:
                     return
                 await trio.sleep(0.05)
 
-    async def stop(self, process: trio.Process, signum: int = signal.SIGTERM) -> int:
-        process.send_signal(signum)
-        with trio.fail_after(20):
-            return await process.wait()
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.returncode is None:
-                process.kill()
-        self.output_file.close()
-
-    def worker_output(self) -> str:
-        return self.output.read_text() if self.output.exists() else ""
-
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     environment = Env(tmp_path)
     monkeypatch.setenv(helper.LOG_ENV, str(environment.log))  # for tasks run in this process
     try:
         yield environment
     finally:
-        environment.close()
+        await environment.aclose()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import math
 import os
 import secrets
 import socket
-import sys
 import time
 import traceback
 from collections import deque
@@ -61,9 +60,6 @@ from ._task import (  # T: the result type of a handle, shared with TaskHandle
 )
 from ._validate import check_aware, check_count, check_name, check_priority, check_timeout
 from ._waiters import Waiters
-
-if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
-    pass
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
