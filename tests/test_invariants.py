@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import attrs
 import outcome
+import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import trio_workq
@@ -118,3 +119,62 @@ def test_random_workloads_keep_invariants(
             await main()
 
     trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@settings(max_examples=60, deadline=None)
+@example(endings=["complete", "fail"] * 150, max_retained=100, reads_every=1000)
+@given(
+    endings=st.lists(st.sampled_from(["complete", "fail", "cancel"]), max_size=300),
+    max_retained=st.sampled_from([0, 3, 16, 40, 100]),
+    reads_every=st.sampled_from([1, 7, 1000]),
+)
+def test_retained_records_match_a_model(
+    endings: list[str], max_retained: int, reads_every: int
+) -> None:
+    """Lookups, listings and counts see exactly the newest *max_retained* records,
+    however the queue batches its forgetting; memory never holds more than 1/16 extra."""
+    slack = 0 if max_retained < 16 else max_retained // 16
+
+    async def fail() -> None:
+        raise OSError("no")
+
+    async def main() -> None:
+        finished: list[tuple[str, trio_workq.TaskHandle[None]]] = []
+        async with trio_workq.open_work_queue(workers=1, max_retained=max_retained) as queue:
+            for number, ending in enumerate(endings, 1):
+                if ending == "cancel":
+                    handle = await queue.schedule(trio.sleep, 1, delay=5)
+                    handle.cancel()
+                else:
+                    handle = await queue.submit(noop if ending == "complete" else fail)
+                    await handle.wait()
+                finished.append((ending, handle))
+                assert len(queue._retained) <= max_retained + slack
+                if number % reads_every == 0:
+                    check(queue, finished)
+            check(queue, finished)
+
+    def check(
+        queue: trio_workq.WorkQueue, finished: list[tuple[str, trio_workq.TaskHandle[None]]]
+    ) -> None:
+        kept = finished[max(0, len(finished) - max_retained) :] if max_retained else []
+        stats = queue.statistics()
+        assert stats.retained == len(kept)
+        for status, ending in [
+            (TaskStatus.COMPLETED, "complete"),
+            (TaskStatus.FAILED, "fail"),
+            (TaskStatus.CANCELLED, "cancel"),
+        ]:
+            assert getattr(stats, status.value) == sum(e == ending for e, _ in finished)
+            listed = [info.id for info in queue.list_tasks(status=status, limit=1000).tasks]
+            assert listed == [h.id for e, h in reversed(kept) if e == ending]
+        for _, handle in finished[: len(finished) - len(kept)]:
+            with pytest.raises(trio_workq.TaskNotFound):
+                queue.get_handle(handle.id)
+        assert all(queue.get_handle(h.id) is h for _, h in kept)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def noop() -> None:
+    pass

@@ -587,6 +587,23 @@ class TestRetention:
                 queue.get_info(handle.id)
             assert await handle.result() == 2
 
+    async def test_old_records_leave_memory_without_lookups(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """With no count limit, records past `retention` are dropped within 1,024 finishes,
+        even if nothing looks them up."""
+        async with trio_workq.open_work_queue(
+            max_retained=math.inf, retention=60, max_buffer_size=math.inf
+        ) as queue:
+            for _ in range(10):
+                await queue.submit(double, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(61)
+            for _ in range(1024):
+                queue.submit_nowait(double, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(queue._retained) == 1024
+
     async def test_retain_nothing(self) -> None:
         """max_retained=0 forgets records as soon as tasks finish."""
         async with trio_workq.open_work_queue(max_retained=0) as queue:

@@ -30,7 +30,7 @@ from ._events import (
     logger,
 )
 from ._ready import ReadySet
-from ._records import FinishedRecords
+from ._records import RetainedRecords
 from ._retry import RetryPolicy
 from ._task import (
     CANCELLED,
@@ -193,25 +193,16 @@ class WorkQueue(EventSource):
         # bisect plus a slice, never a scan. Live statuses map task -> mark
         # (their lengths are the live counts; a transition is a delete and an
         # insert, which costs what two counter updates would). Finished tasks
-        # sit in one deque per terminal status, oldest first, which is also
-        # the order their records expire in.
+        # are kept in finish order by the retained records.
         self._live: dict[TaskStatus, dict[TaskHandle[Any], int]] = {
             QUEUED: {},
             SCHEDULED: {},
             RUNNING: {},
             RETRYING: {},
         }
-        self._done: dict[TaskStatus, FinishedRecords] = {
-            COMPLETED: FinishedRecords(),
-            FAILED: FinishedRecords(),
-            CANCELLED: FinishedRecords(),
-        }
-        # Every finished record, oldest first: the order records expire in.
-        self._finished: deque[TaskHandle[Any]] = deque()
+        self._retained = RetainedRecords(self._tasks, self._max_retained, self._retention)
         self._mark = 0
         self._submitted = 0
-        # Tasks that ever ended in each terminal status, expired records included.
-        self._ended: dict[TaskStatus, int] = {COMPLETED: 0, FAILED: 0, CANCELLED: 0}
         self._seq = 0
         self._closing = False
         self._drained = False  # closing, and nothing left to run: workers may exit
@@ -433,10 +424,8 @@ class WorkQueue(EventSource):
             del old_index[task]
         self._mark = mark = task._mark = self._mark + 1
         index = live.get(status)
-        if index is not None:
+        if index is not None:  # else a terminal status: _finish retains the record
             index[task] = mark
-        else:
-            self._done[status].append(task)
         task.status = status
         if self._hooks:
             kind = EVENT_FOR_STATUS.get(status)
@@ -515,33 +504,11 @@ class WorkQueue(EventSource):
                 task.attempts,
                 exc_info=task._last_error,
             )
-        self._ended[status] += 1
         if task._event is not None:
             task._event.set()
-        finished = self._finished
-        finished.append(task)
-        if len(finished) > self._max_retained:
-            self._forget_oldest()
-        retention = self._retention
-        if retention is not None and finished and finished[0]._finished <= now - retention:  # type: ignore[operator]
-            self._expire(now)
+        self._retained.add(task)
         if self._closing:
             self._check_drained()
-
-    def _expire(self, now: float) -> None:
-        """Forget finished records older than the retention time."""
-        if self._retention is None:
-            return
-        horizon = now - self._retention
-        finished = self._finished
-        while finished and finished[0]._finished <= horizon:  # type: ignore[operator]
-            self._forget_oldest()
-
-    def _forget_oldest(self) -> None:
-        """Drop the oldest finished record from the lookups (its handle keeps the result)."""
-        task = self._finished.popleft()
-        self._done[task.status].popleft()  # the oldest of its status, too
-        del self._tasks[task._seq]
 
     def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
         """Record a failed attempt, then retry the task or end it ``failed``."""
@@ -706,7 +673,7 @@ class WorkQueue(EventSource):
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        self._expire(self._clock.current_time())
+        self._retained.trim(self._clock.current_time())
         # Ids are decimal sequence numbers; "07" or " 7" name no task.
         if isinstance(task_id, str) and task_id.isascii() and task_id.isdigit():
             task = self._tasks.get(int(task_id))
@@ -752,9 +719,7 @@ class WorkQueue(EventSource):
         if self._closing:
             raise _closed_error()
         # Linear scans, on a rare operator action.
-        self._done[task.status].remove(task)
-        self._finished.remove(task)
-        self._ended[task.status] -= 1
+        self._retained.remove(task)
         task._finished = None
         task._event = None  # the old one is set; new waiters wait for this run
         task._cancel_requested = False
@@ -824,14 +789,14 @@ class WorkQueue(EventSource):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         listing = "all" if status is None else status.value
         before = None if cursor is None else _parse_cursor(cursor, listing)
-        self._expire(self._clock.current_time())
+        self._retained.trim(self._clock.current_time())
 
         # Walk the listing's entries newest first, from just below the cursor.
         candidates: Iterator[tuple[int, TaskHandle[Any]]]
         if status is None:
             candidates = self._by_seq_newest_first(before)
-        elif status in self._done:
-            candidates = self._done[status].newest_first(before)
+        elif status.is_terminal:
+            candidates = self._retained.newest_first(status, before)
         else:
             live = self._live[status]
             if before is None:
@@ -886,9 +851,9 @@ class WorkQueue(EventSource):
 
     def statistics(self) -> QueueStatistics:
         """A snapshot of the queue's counters. Not a checkpoint."""
-        self._expire(self._clock.current_time())
+        self._retained.trim(self._clock.current_time())
         live = {status: len(index) for status, index in self._live.items()}
-        ended = self._ended
+        ended = self._retained.ended
         return QueueStatistics(
             workers=self._workers,
             busy_workers=live[RUNNING],
@@ -897,10 +862,10 @@ class WorkQueue(EventSource):
             retrying=live[RETRYING],
             running=live[RUNNING],
             submitted=self._submitted,
-            completed=ended[COMPLETED],
-            failed=ended[FAILED],
-            cancelled=ended[CANCELLED],
-            retained=len(self._finished),
+            completed=ended(COMPLETED),
+            failed=ended(FAILED),
+            cancelled=ended(CANCELLED),
+            retained=len(self._retained),
             buffer_capacity=self._capacity,
             producers_waiting=len(self._producers) - (self._held is not None),
             schedulers_waiting=len(self._schedulers),
@@ -1067,6 +1032,9 @@ async def _open_memory_queue(
             `WorkQueue.schedule` blocks.
         retry: The default `RetryPolicy` (``None``: no retries).
         max_retained: How many finished task records to keep for lookups.
+            Records are forgotten in batches, so between two batches up to
+            1/16 more (at most 1,024) may still be held in memory; lookups
+            never see them.
         retention: Seconds a finished record is kept (``None``: no limit
             but *max_retained*).
         shutdown_timeout: The deadline used when leaving the block

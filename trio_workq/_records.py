@@ -1,55 +1,112 @@
 # SPDX-License-Identifier: MIT
-"""Finished task records of one terminal status, oldest first, seekable by mark."""
+"""Finished task records: kept for lookups, forgotten by count and age in batches."""
 
 from __future__ import annotations
 
 import operator
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._task import TaskHandle
+from ._task import CANCELLED, COMPLETED, FAILED, TaskHandle, TaskStatus
 
 _mark_of: Callable[[TaskHandle[Any]], int] = operator.attrgetter("_mark")
+_finished_of: Callable[[TaskHandle[Any]], float] = operator.attrgetter("_finished")
+
+#: Records beyond the limits are forgotten in batches of at most this many.
+MAX_SLACK = 1024
 
 
-class FinishedRecords:
-    """A list with a moving head: appends at the end, expiry from the front.
+class RetainedRecords:
+    """Finished tasks, oldest first, with one list per terminal status for listings.
 
-    Records are appended as tasks finish, so they are in mark order and a
-    listing finds its cursor by bisection on a plain list (a deque would
-    walk its blocks for every probe). The consumed head is cut off once it
-    is the larger part of the list.
+    A record is kept until there are more than *max_count* newer ones or it
+    is older than *max_age* seconds. Forgetting one record per finished task
+    would cost the hot path a call and a few list operations each time, so
+    records are forgotten in batches: up to 1/16 of *max_count* (at most
+    `MAX_SLACK`) extra records may wait before a batch is cut. Every read
+    calls `trim` first, so lookups always see exactly what the limits allow.
+
+    All lists are in finish order, which is also mark order and order of
+    ``_finished`` times, so cuts are slices and cursors are bisections.
     """
 
-    __slots__ = ("_head", "_tasks", "append")
+    __slots__ = (
+        "_by_status",
+        "_forgotten",
+        "_max_age",
+        "_max_count",
+        "_order",
+        "_registry",
+        "_slack",
+        "_trim_at",
+    )
 
-    def __init__(self) -> None:
-        self._tasks: list[TaskHandle[Any]] = []
-        self._head = 0
-        #: Add a record (the list's own method: one call less per finished task).
-        self.append = self._tasks.append
+    def __init__(
+        self,
+        registry: dict[int, TaskHandle[Any]],
+        max_count: int | float,
+        max_age: float | None,
+    ) -> None:
+        self._registry = registry  # the queue's id index: forgotten records leave it too
+        self._max_count = max_count
+        self._max_age = max_age
+        self._order: list[TaskHandle[Any]] = []
+        self._by_status: dict[TaskStatus, list[TaskHandle[Any]]] = {
+            COMPLETED: [],
+            FAILED: [],
+            CANCELLED: [],
+        }
+        self._forgotten = dict.fromkeys(self._by_status, 0)
+        self._slack = 0 if max_count < 16 else int(min(MAX_SLACK, max_count // 16))
+        self._trim_at = self._slack
 
     def __len__(self) -> int:
-        return len(self._tasks) - self._head
+        return len(self._order)
 
-    def popleft(self) -> TaskHandle[Any]:
-        task = self._tasks[self._head]
-        self._head += 1
-        if self._head * 2 > len(self._tasks):
-            del self._tasks[: self._head]  # in place: `append` stays bound to this list
-            self._head = 0
-        return task
+    def add(self, task: TaskHandle[Any]) -> None:
+        """Keep a task that has just reached its terminal status (``_finished`` set)."""
+        self._by_status[task.status].append(task)
+        order = self._order
+        order.append(task)
+        if len(order) >= self._trim_at:
+            self.trim(task._finished)  # type: ignore[arg-type]
+
+    def trim(self, now: float) -> None:
+        """Forget every record the limits no longer allow, as of *now*."""
+        order = self._order
+        excess = len(order) - self._max_count
+        cut = int(excess) if excess > 0 else 0
+        if self._max_age is not None:
+            cut = max(cut, bisect_right(order, now - self._max_age, key=_finished_of))
+        if cut:
+            counts = dict.fromkeys(self._by_status, 0)
+            registry = self._registry
+            for task in order[:cut]:
+                counts[task.status] += 1
+                del registry[task._seq]
+            del order[:cut]
+            for status, count in counts.items():
+                if count:
+                    del self._by_status[status][:count]
+                    self._forgotten[status] += count
+        self._trim_at = len(order) + self._slack
+
+    def ended(self, status: TaskStatus) -> int:
+        """How many tasks ever ended in this terminal status, forgotten ones included."""
+        return len(self._by_status[status]) + self._forgotten[status]
 
     def remove(self, task: TaskHandle[Any]) -> None:
-        """Remove one record (a linear scan: for rare operator actions)."""
-        index = self._tasks.index(task, self._head)
-        del self._tasks[index]
+        """Take one record out (a linear scan: for rare operator actions)."""
+        self._order.remove(task)
+        self._by_status[task.status].remove(task)
 
-    def newest_first(self, below: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
-        """``(mark, task)`` pairs, newest first, of the records whose mark is below *below*."""
-        tasks = self._tasks
-        end = len(tasks) if below is None else bisect_left(tasks, below, self._head, key=_mark_of)
-        for index in range(end - 1, self._head - 1, -1):
+    def newest_first(
+        self, status: TaskStatus, below: int | None
+    ) -> Iterator[tuple[int, TaskHandle[Any]]]:
+        """``(mark, task)`` pairs of one status, newest first, whose mark is below *below*."""
+        tasks = self._by_status[status]
+        end = len(tasks) if below is None else bisect_left(tasks, below, key=_mark_of)
+        for index in range(end - 1, -1, -1):
             task = tasks[index]
             yield task._mark, task
