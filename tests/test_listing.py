@@ -87,6 +87,33 @@ class TestListTasks:
             running.cancel()
             queue._abort()
 
+    async def test_queued_tasks_of_all_priorities_newest_first(self) -> None:
+        """Queued tasks are listed by when they were queued, whatever their priority,
+        page by page; cancelled ones are left out."""
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
+            blocker = await queue.submit(forever)
+            queued = [await queue.submit(noop, priority=p % 3) for p in range(10)]
+            queued[4].cancel()
+            queued[7].cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            expected = [h.id for i, h in enumerate(reversed(queued)) if i not in (2, 5)]
+            assert all_pages(queue, 3, status="queued") == expected
+            assert queue.statistics().queued == 8
+            blocker.cancel()
+            queue._abort()
+
+    async def test_running_tasks_newest_first_with_cursor(self) -> None:
+        async with trio_workq.open_work_queue(workers=3) as queue:
+            running = [await queue.submit(forever) for _ in range(3)]
+            await trio.testing.wait_all_tasks_blocked()
+            assert all_pages(queue, 2, status="running") == [h.id for h in reversed(running)]
+            assert queue.statistics().running == queue.statistics().busy_workers == 3
+            running[1].cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert all_pages(queue, 1, status="running") == [running[2].id, running[0].id]
+            assert queue.statistics().running == 2
+            queue._abort()
+
     async def test_cursor_survives_tasks_moving_on(self) -> None:
         """A cursor stays valid when tasks change status between pages: nothing repeats."""
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
@@ -263,6 +290,29 @@ class TestRetryFinishedTask:
             blocker.cancel()
             await handle.result()
             assert handle.info().status is TaskStatus.COMPLETED
+
+    async def test_task_cancelled_while_queued_is_queued_once_when_retried(self) -> None:
+        """Its old place in line is gone: it is listed once, behind tasks queued before
+        the retry, and runs once."""
+        runs: list[str] = []
+
+        async def record(label: str) -> None:
+            runs.append(label)
+
+        async with trio_workq.open_work_queue(workers=1) as queue:
+            blocker = await queue.submit(forever)
+            handle = await queue.submit(record, "retried")
+            behind = await queue.submit(record, "behind")
+            handle.cancel()
+            queue.retry(handle.id)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ids(queue.list_tasks(status="queued")) == [handle.id, behind.id]
+            assert queue.statistics().queued == 2
+            blocker.cancel()
+            await handle.result()
+            await behind.result()
+            assert runs == ["behind", "retried"]
+            assert handle.info().attempts == 1
 
     async def test_retried_task_waits_for_room(self) -> None:
         """A re-run respects backpressure: it is queued only when the buffer has room."""

@@ -143,6 +143,7 @@ class TaskPage:
 
 
 _value_of: Callable[[tuple[TaskHandle[Any], int]], int] = operator.itemgetter(1)
+_first: Callable[[tuple[int, TaskHandle[Any]]], int] = operator.itemgetter(0)
 
 # A listing call examines at most this many entries (a sparse name filter
 # returns a short page and a cursor instead of walking everything).
@@ -189,17 +190,14 @@ class WorkQueue(EventSource):
         self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
         self._tasks: dict[int, TaskHandle[Any]] = {}  # by sequence number, oldest first
         # The status indexes. Every transition stamps the task with a new mark
-        # (a counter), so each index is in mark order and a listing page is a
-        # bisect plus a slice, never a scan. Live statuses map task -> mark
-        # (their lengths are the live counts; a transition is a delete and an
-        # insert, which costs what two counter updates would). Finished tasks
-        # are kept in finish order by the retained records.
-        self._live: dict[TaskStatus, dict[TaskHandle[Any], int]] = {
-            QUEUED: {},
-            SCHEDULED: {},
-            RUNNING: {},
-            RETRYING: {},
-        }
+        # (a counter), and listings walk an index newest mark first. The two
+        # hot statuses need no index of their own: queued tasks are the ready
+        # set's, running ones are in the workers' slots. Tasks waiting on a
+        # timer map task -> mark here (in mark order; their lengths are the
+        # counts). Finished tasks are kept in finish order by the retained records.
+        self._live: dict[TaskStatus, dict[TaskHandle[Any], int]] = {SCHEDULED: {}, RETRYING: {}}
+        # What each worker runs now (None while idle).
+        self._running: list[TaskHandle[Any] | None] = [None] * self._workers
         self._retained = RetainedRecords(self._tasks, self._max_retained, self._retention)
         self._mark = 0
         self._submitted = 0
@@ -249,9 +247,12 @@ class WorkQueue(EventSource):
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
-        if self._has_room():
+        idle = self._idle
+        if idle or self._ready.live < self._capacity:  # (_has_room and _make_ready, inlined)
             self._accept(task)
-            self._make_ready(task)
+            self._ready.push(task)
+            if idle:
+                trio.lowlevel.reschedule(idle.pop())
             await trio.lowlevel.cancel_shielded_checkpoint()
         else:
             await self._producers.wait(task)  # the waker queued it, or raised QueueClosed
@@ -406,7 +407,8 @@ class WorkQueue(EventSource):
         self._tasks[task._seq] = task
         self._submitted += 1
         self._mark = mark = task._mark = self._mark + 1
-        self._live[task.status][task] = mark
+        if task.status is SCHEDULED:
+            self._live[SCHEDULED][task] = mark
         if self._hooks:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
             for hook in self._hooks:  # (inlined here and in _set_status: hot with hooks)
@@ -420,11 +422,11 @@ class WorkQueue(EventSource):
         old = task.status
         live = self._live
         old_index = live.get(old)
-        if old_index is not None:  # else a finished task retried: retry() unlisted it
+        if old_index is not None:
             del old_index[task]
         self._mark = mark = task._mark = self._mark + 1
         index = live.get(status)
-        if index is not None:  # else a terminal status: _finish retains the record
+        if index is not None:  # (a terminal status: _finish retains the record)
             index[task] = mark
         task.status = status
         if self._hooks:
@@ -559,8 +561,9 @@ class WorkQueue(EventSource):
                 return task
         return None
 
-    async def _worker(self) -> None:
+    async def _worker(self, slot: int) -> None:
         task: TaskHandle[Any] | None = None
+        running = self._running
         idle = self._idle
         me = trio.lowlevel.current_task()
 
@@ -596,6 +599,7 @@ class WorkQueue(EventSource):
                         task._started = started = clock.current_time()
                         task._due = None
                         task._scope = scope
+                        running[slot] = task
                         current_task_var.set(task)
                         set_status(task, RUNNING)
                         timeout = task._timeout
@@ -609,6 +613,7 @@ class WorkQueue(EventSource):
                         else:
                             task._result = value
                             self._finish(task, COMPLETED)
+                        running[slot] = None
                         ran, task = task, None
                         if timeout is not None:
                             scope.deadline = math.inf
@@ -624,12 +629,14 @@ class WorkQueue(EventSource):
                     else:
                         message = f"task timed out after {task._timeout}s"
                         self._fail_attempt(task, TaskTimeout(message))
+                    running[slot] = None
                     task = None
         except BaseException:
             # Cancelled from outside (forced shutdown), or KeyboardInterrupt & co:
             # the task ends cancelled and the exception goes on.
             if task is not None and not task.done:
                 self._finish(task, CANCELLED)
+            running[slot] = None
             raise
 
     async def _scheduler(self) -> None:  # noqa: ASYNC910 - private; runs until drained
@@ -720,6 +727,7 @@ class WorkQueue(EventSource):
             raise _closed_error()
         # Linear scans, on a rare operator action.
         self._retained.remove(task)
+        self._ready.forget(task)
         task._finished = None
         task._event = None  # the old one is set; new waiters wait for this run
         task._cancel_requested = False
@@ -797,6 +805,18 @@ class WorkQueue(EventSource):
             candidates = self._by_seq_newest_first(before)
         elif status.is_terminal:
             candidates = self._retained.newest_first(status, before)
+        elif status is QUEUED:
+            candidates = self._ready.newest_first(before)
+        elif status is RUNNING:
+            candidates = iter(
+                sorted(
+                    ((task._mark, task) for task in self._running_tasks()),
+                    key=_first,
+                    reverse=True,
+                )
+            )
+            if before is not None:
+                candidates = ((mark, task) for mark, task in candidates if mark < before)
         else:
             live = self._live[status]
             if before is None:
@@ -852,15 +872,15 @@ class WorkQueue(EventSource):
     def statistics(self) -> QueueStatistics:
         """A snapshot of the queue's counters. Not a checkpoint."""
         self._retained.trim(self._clock.current_time())
-        live = {status: len(index) for status, index in self._live.items()}
+        running = len(self._running_tasks())
         ended = self._retained.ended
         return QueueStatistics(
             workers=self._workers,
-            busy_workers=live[RUNNING],
-            queued=live[QUEUED],
-            scheduled=live[SCHEDULED],
-            retrying=live[RETRYING],
-            running=live[RUNNING],
+            busy_workers=running,
+            queued=self._ready.live,
+            scheduled=len(self._live[SCHEDULED]),
+            retrying=len(self._live[RETRYING]),
+            running=running,
             submitted=self._submitted,
             completed=ended(COMPLETED),
             failed=ended(FAILED),
@@ -871,6 +891,11 @@ class WorkQueue(EventSource):
             schedulers_waiting=len(self._schedulers),
             closed=self._closing,
         )
+
+    def _running_tasks(self) -> list[TaskHandle[Any]]:
+        # A worker's slot is cleared just after its task's transitions, so a
+        # listener called during one may still find it there: check the status.
+        return [task for task in self._running if task is not None and task.status is RUNNING]
 
     def _wall_time(self, trio_time: float) -> datetime:
         return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
@@ -935,7 +960,7 @@ class WorkQueue(EventSource):
             not self._drained
             and self._ready.live == 0
             and self._timers.live == 0
-            and not self._live[RUNNING]
+            and not self._running_tasks()
             and self._held is None
         ):
             self._drained = True
@@ -953,8 +978,8 @@ class WorkQueue(EventSource):
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    for _ in range(self._workers):
-                        nursery.start_soon(self._worker)
+                    for slot in range(self._workers):
+                        nursery.start_soon(self._worker, slot)
                     nursery.start_soon(self._scheduler)
                     # Hand the queue over once every worker is parked and ready, so
                     # that submit_nowait() right after opening finds them (matters

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from ._task import QUEUED, TaskHandle
@@ -62,9 +64,36 @@ class ReadySet:
         """Account for a queued task that was cancelled in place."""
         self.live -= 1
 
+    def forget(self, task: TaskHandle[Any]) -> None:
+        """Remove the entry a cancelled task left in place, before it is queued again.
+
+        A linear scan, for `WorkQueue.retry`; without it the old entry would
+        count as the task's place in line.
+        """
+        level = self._levels.get(task._priority)
+        if level is not None and task in level:
+            level.remove(task)
+
+    def newest_first(self, below: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
+        """``(mark, task)`` of the queued tasks, newest first, whose mark is below *below*.
+
+        Each level is in mark order (a task enters it as it becomes queued),
+        so the listing is a merge of the levels walked backwards.
+        """
+        walks = [_newest_first(level, below) for level in self._levels.values()]
+        return heapq.merge(*walks, reverse=True)
+
     def drain(self) -> list[TaskHandle[Any]]:
         """Remove and return every live task, in dispatch order."""
         tasks: list[TaskHandle[Any]] = []
         while (task := self.pop()) is not None:
             tasks.append(task)
         return tasks
+
+
+def _newest_first(
+    level: deque[TaskHandle[Any]], below: int | None
+) -> Iterator[tuple[int, TaskHandle[Any]]]:
+    for task in reversed(level):
+        if task.status is QUEUED and (below is None or task._mark < below):
+            yield task._mark, task
