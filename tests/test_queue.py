@@ -268,6 +268,8 @@ class TestBadInput:
             ({"timeout": True}, TypeError, "timeout must be a number"),
             ({"priority": 1.5}, TypeError, "priority must be an int"),
             ({"priority": True}, TypeError, "priority must be an int"),
+            ({"priority": 0.0}, TypeError, "priority must be an int"),
+            ({"priority": False}, TypeError, "priority must be an int"),
             ({"name": 3}, TypeError, "name must be a str"),
             ({"retry": 3}, TypeError, "retry must be a RetryPolicy"),
         ],

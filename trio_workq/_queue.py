@@ -42,6 +42,7 @@ from ._task import (
     SCHEDULED,
     TaskHandle,
     TaskInfo,
+    TaskOptions,
     TaskStatus,
 )
 from ._timers import TimerHeap
@@ -173,6 +174,7 @@ class WorkQueue(EventSource):
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._retry = retry
+        self._default_options = TaskOptions(None, 0, None, retry)
         self._max_retained = check_count("max_retained", max_retained, minimum=0, allow_inf=True)
         self._retention = None if retention is None else _check_seconds("retention", retention)
         self._shutdown_timeout = (
@@ -188,7 +190,7 @@ class WorkQueue(EventSource):
         # Callers of submit() waiting for room; also the scheduler, with a due task.
         self._producers: Waiters[TaskHandle[Any]] = Waiters()
         self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
-        self._tasks: dict[int, TaskHandle[Any]] = {}  # by sequence number, oldest first
+        self._tasks: dict[int, TaskHandle[Any]] = {}  # by id, oldest first
         # The status indexes. Every transition stamps the task with a new mark
         # (a counter), and listings walk an index newest mark first. The two
         # hot statuses need no index of their own: queued tasks are the ready
@@ -201,7 +203,6 @@ class WorkQueue(EventSource):
         self._retained = RetainedRecords(self._tasks, self._max_retained, self._retention)
         self._mark = 0
         self._submitted = 0
-        self._seq = 0
         self._closing = False
         self._drained = False  # closing, and nothing left to run: workers may exit
         self._scope = trio.CancelScope()
@@ -354,17 +355,21 @@ class WorkQueue(EventSource):
         code = getattr(fn, "__code__", None)
         if code is None or not code.co_flags & CO_COROUTINE:  # the common case, inline
             check_async_callable(fn)
-        if name is not None:
-            check_name(name)
         if priority.__class__ is not int:
             check_priority(priority)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        if retry is _UNSET:
-            retry = self._retry
-        elif retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
-        return TaskHandle(self, fn, args, name, priority, timeout, retry, now)
+        if name is None and timeout is None and retry is _UNSET and priority == 0:
+            options = self._default_options
+        else:
+            if name is not None:
+                check_name(name)
+            if timeout is not None:
+                timeout = check_timeout(timeout)
+            if retry is _UNSET:
+                retry = self._retry
+            elif retry is not None and not isinstance(retry, RetryPolicy):
+                raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+            options = TaskOptions(name, priority, timeout, retry)
+        return TaskHandle(self, fn, args, options, now)
 
     def _new_scheduled(
         self,
@@ -402,11 +407,11 @@ class WorkQueue(EventSource):
 
     def _accept(self, task: TaskHandle[Any]) -> None:
         """Register a new task: from now on it can be looked up and counted."""
-        # Ids are given on registration, so the registry is in id order.
-        self._seq = task._seq = self._seq + 1
-        self._tasks[task._seq] = task
+        # The id is the task's first mark: one int per task, not two, and the
+        # registry is in id order. (Ids are unique and increasing, not dense.)
+        self._mark = mark = task._mark = task._seq = self._mark + 1
+        self._tasks[mark] = task
         self._submitted += 1
-        self._mark = mark = task._mark = self._mark + 1
         if task.status is SCHEDULED:
             self._live[SCHEDULED][task] = mark
         if self._hooks:
@@ -516,7 +521,7 @@ class WorkQueue(EventSource):
         """Record a failed attempt, then retry the task or end it ``failed``."""
         task._last_error = error
         task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]
-        policy = task._retry
+        policy = task._options.retry
         # A task that fails while being cancelled is not retried: cancellation never is.
         if policy is not None and not (task._cancel_requested or self._scope.cancel_called):
             try:
@@ -602,7 +607,7 @@ class WorkQueue(EventSource):
                         running[slot] = task
                         current_task_var.set(task)
                         set_status(task, RUNNING)
-                        timeout = task._timeout
+                        timeout = task._options.timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
                         try:
@@ -627,7 +632,7 @@ class WorkQueue(EventSource):
                     if task._cancel_requested:
                         self._finish(task, CANCELLED)
                     else:
-                        message = f"task timed out after {task._timeout}s"
+                        message = f"task timed out after {task._options.timeout}s"
                         self._fail_attempt(task, TaskTimeout(message))
                     running[slot] = None
                     task = None
@@ -681,7 +686,7 @@ class WorkQueue(EventSource):
             TaskNotFound: If the id is unknown or its record has expired.
         """
         self._retained.trim(self._clock.current_time())
-        # Ids are decimal sequence numbers; "07" or " 7" name no task.
+        # Ids are decimal numbers; "07" or " 7" name no task.
         if isinstance(task_id, str) and task_id.isascii() and task_id.isdigit():
             task = self._tasks.get(int(task_id))
             if task is not None and task.id == task_id:
@@ -739,14 +744,15 @@ class WorkQueue(EventSource):
     def _by_seq_newest_first(self, before: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
         """Retained and live tasks by descending id, below *before*: probes the id space.
 
-        Records expire out of id order, so there are gaps; the probe stops at
-        the oldest id still held.
+        Ids are marks, and records expire out of id order, so there are gaps;
+        the probe runs between the newest and the oldest id still held.
         """
         tasks = self._tasks
         if not tasks:
             return
         lowest = next(iter(tasks))  # ids are registered in ascending order
-        top = self._seq if before is None else min(before - 1, self._seq)
+        highest = next(reversed(tasks))
+        top = highest if before is None else min(before - 1, highest)
         for seq in range(top, lowest - 1, -1):
             task = tasks.get(seq)
             if task is not None:

@@ -34,12 +34,12 @@ class ReadySet:
         self.live = 0
 
     def push(self, task: TaskHandle[Any]) -> None:
-        level = self._levels.get(task._priority)
+        level = self._levels.get(task._options.priority)
         if level is None:
             if len(self._order) >= self.MAX_LEVELS:
                 self._drop_empty_levels()
-            level = self._levels[task._priority] = deque()
-            bisect.insort(self._order, -task._priority)
+            level = self._levels[task._options.priority] = deque()
+            bisect.insort(self._order, -task._options.priority)
         level.append(task)
         self.live += 1
 
@@ -70,7 +70,7 @@ class ReadySet:
         A linear scan, for `WorkQueue.retry`; without it the old entry would
         count as the task's place in line.
         """
-        level = self._levels.get(task._priority)
+        level = self._levels.get(task._options.priority)
         if level is not None and task in level:
             level.remove(task)
 

@@ -172,6 +172,20 @@ def info_from_state(
     )
 
 
+@attrs.frozen
+class TaskOptions:
+    """What a task was submitted with, beyond its function and arguments.
+
+    Immutable, so tasks submitted alike share one (most share their queue's
+    defaults): the handle holds one reference instead of four fields.
+    """
+
+    name: str | None
+    priority: int
+    timeout: float | None
+    retry: RetryPolicy | None
+
+
 class TaskHandle(Generic[T]):
     """The handle of one submitted task, and the queue's record of it.
 
@@ -196,16 +210,13 @@ class TaskHandle(Generic[T]):
         "_fn",
         "_last_error",
         "_mark",
-        "_name",
-        "_priority",
+        "_options",
         "_queue",
         "_queued",
         "_result",
-        "_retry",
         "_scope",
         "_seq",
         "_started",
-        "_timeout",
         "attempts",
         "status",
     )
@@ -218,21 +229,15 @@ class TaskHandle(Generic[T]):
         queue: WorkQueue,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
-        name: str | None,
-        priority: int,
-        timeout: float | None,
-        retry: RetryPolicy | None,
+        options: TaskOptions,
         created: float,
     ) -> None:
         self._queue = queue
-        self._seq = 0  # set when the queue registers the task
+        self._seq = 0  # the id, set when the queue registers the task
         self._mark = 0  # the queue's counter when the task entered its status
         self._fn: Callable[..., Awaitable[T]] = fn
         self._args: tuple[Any, ...] = args
-        self._name = name
-        self._priority = priority
-        self._timeout = timeout
-        self._retry = retry
+        self._options = options
         self._created = created
         self._due: float | None = None
         self._queued = created  # when it last became queued (submit, or due)
@@ -258,9 +263,8 @@ class TaskHandle(Generic[T]):
     @property
     def name(self) -> str:
         """The task's label (see `TaskInfo.name`)."""
-        if self._name is None:
-            self._name = task_name(self._fn)
-        return self._name
+        name = self._options.name
+        return task_name(self._fn) if name is None else name
 
     @property
     def done(self) -> bool:
@@ -285,13 +289,14 @@ class TaskHandle(Generic[T]):
         )
 
     def _info_from(self, state: _State) -> TaskInfo:
-        retry = self._retry
+        options = self._options
+        retry = options.retry
         return info_from_state(
             self.id,
             self.name,
-            self._priority,
+            options.priority,
             1 if retry is None else retry.max_attempts,
-            self._timeout,
+            options.timeout,
             self._created,
             state,
             self._queue._wall_time,

@@ -25,7 +25,7 @@ class TimerHeap:
 
     def push(self, task: TaskHandle[Any], due: float) -> bool:
         """Add *task*, due at trio time *due*. Returns True if it is now the earliest."""
-        entry = (due, -task._priority, task._seq, task)
+        entry = (due, -task._options.priority, task._seq, task)
         heapq.heappush(self._heap, entry)
         self.live += 1
         return self._heap[0] is entry

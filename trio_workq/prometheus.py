@@ -422,7 +422,7 @@ def _make_hook(instrumentation: Instrumentation) -> Hook:
     def on_change(kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool) -> None:
         # Called during the transition, so the task's fields are current.
         try:
-            name = task._name or task.name  # the property fills in the default
+            name = task.name
             series = get(name)
             if series is None:
                 series = series_by_name[name] = _TaskSeries()
