@@ -431,7 +431,7 @@ class WorkQueue(EventSource):
             del old_index[task]
         self._mark = mark = task._mark = self._mark + 1
         index = live.get(status)
-        if index is not None:  # (a terminal status: _finish retains the record)
+        if index is not None:  # (other statuses are indexed elsewhere; see __init__)
             index[task] = mark
         task.status = status
         if self._hooks:
@@ -814,15 +814,12 @@ class WorkQueue(EventSource):
         elif status is QUEUED:
             candidates = self._ready.newest_first(before)
         elif status is RUNNING:
-            candidates = iter(
-                sorted(
-                    ((task._mark, task) for task in self._running_tasks()),
-                    key=_first,
-                    reverse=True,
-                )
-            )
-            if before is not None:
-                candidates = ((mark, task) for mark, task in candidates if mark < before)
+            running = [
+                (task._mark, task)
+                for task in self._running_tasks()
+                if before is None or task._mark < before
+            ]
+            candidates = iter(sorted(running, key=_first, reverse=True))
         else:
             live = self._live[status]
             if before is None:
