@@ -92,6 +92,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -105,6 +106,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -511,15 +513,36 @@ async def _procrastinate_throughput(
         return await asyncio.wait_for(run(), setup.timeout)
 
 
-def measure_throughput(
-    system: str, setup: Setup, processes: int, rep: int, tasks: int, batch: int
-) -> Throughput:
-    """One measurement, in a fresh schema that is dropped afterwards."""
+@contextlib.contextmanager
+def fresh_schema(
+    system: str, setup: Setup, label: str
+) -> Generator[tuple[str, list[Worker]], None, None]:
+    """A new schema and a list for the worker processes started in it.
+
+    If the block fails, the workers' logs are shown; either way the workers
+    are stopped and the schema is dropped.
+    """
     schema = new_schema(system)
     workers: list[Worker] = []
     try:
         create_schema(system, setup.url, schema)
-        workers = start_workers(system, setup, schema, processes)
+        yield schema, workers
+    except BaseException:
+        print(f"{label}: failed", file=sys.stderr)
+        show_logs(workers)
+        raise
+    finally:
+        stop_all(workers)
+        drop_schema(setup.url, schema)
+
+
+def measure_throughput(
+    system: str, setup: Setup, processes: int, rep: int, tasks: int, batch: int
+) -> Throughput:
+    """One measurement, in a fresh schema that is dropped afterwards."""
+    label = f"{system}, {processes} process(es), repetition {rep}"
+    with fresh_schema(system, setup, label) as (schema, workers):
+        workers += start_workers(system, setup, schema, processes)
         wait_ready(system, setup.url, schema, workers)
         counter = Counter(system, setup.url, schema)
         analyzer = Analyzer(system, setup.url, schema, setup.analyze_interval)
@@ -550,13 +573,6 @@ def measure_throughput(
         check_store(system, setup.url, schema, tasks)
         for worker in workers:
             worker.check_running()
-    except BaseException:
-        print(f"{system}, {processes} process(es), repetition {rep}: failed", file=sys.stderr)
-        show_logs(workers)
-        raise
-    finally:
-        stop_all(workers)
-        drop_schema(setup.url, schema)
     return Throughput(
         system=system,
         processes=processes,
@@ -639,12 +655,9 @@ async def _procrastinate_wakeups(
 
 def measure_latency(system: str, setup: Setup, samples: int) -> Latency:
     """Wake-up latency on one idle worker process, in a fresh schema dropped afterwards."""
-    schema = new_schema(system)
-    workers: list[Worker] = []
     seed = 8
-    try:
-        create_schema(system, setup.url, schema)
-        workers = start_workers(system, setup, schema, 1)
+    with fresh_schema(system, setup, f"{system}, wake-up latency") as (schema, workers):
+        workers += start_workers(system, setup, schema, 1)
         wait_ready(system, setup.url, schema, workers)
         if system == TRIO_WORKQ:
             measured = trio.run(
@@ -653,13 +666,6 @@ def measure_latency(system: str, setup: Setup, samples: int) -> Latency:
         else:
             measured = asyncio.run(_procrastinate_wakeups(setup, schema, workers[0], samples, seed))
         workers[0].check_running()
-    except BaseException:
-        print(f"{system}, wake-up latency: failed", file=sys.stderr)
-        show_logs(workers)
-        raise
-    finally:
-        stop_all(workers)
-        drop_schema(setup.url, schema)
     latencies = [1000 * latency for latency, _ in measured]
     return Latency(
         system=system,
