@@ -606,7 +606,13 @@ class WorkQueue(EventSource):
                         task._scope = scope
                         running[slot] = task
                         current_task_var.set(task)
-                        set_status(task, RUNNING)
+                        if self._hooks:
+                            set_status(task, RUNNING)
+                        else:
+                            # What _set_status does for queued -> running, neither of
+                            # which has an index: inlined, as it runs once per task.
+                            self._mark = task._mark = self._mark + 1
+                            task.status = RUNNING
                         timeout = task._options.timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
