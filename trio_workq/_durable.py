@@ -43,7 +43,7 @@ from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, 
 from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
 from ._retry import RetryPolicy
 from ._serialize import JSONSerializer, Serializer
-from ._store import NewTask, Store, StoredTask, StoreError
+from ._store import NewTask, Store, StoreDataError, StoredTask, StoreError, storable_text
 from ._task import (  # T: the result type of a handle, shared with TaskHandle
     CANCELLED,
     COMPLETED,
@@ -114,7 +114,11 @@ class StoredError(Exception):
 
 
 def error_text(exc: BaseException) -> str:
-    """How an exception is stored: its ``Type: message`` line, a blank line, the traceback."""
+    """How an exception is stored: its ``Type: message`` line, a blank line, the traceback.
+
+    NUL characters and lone surrogates are escaped (see `storable_text`):
+    a message may hold anything, a store cannot.
+    """
     kind = type(exc)
     name = kind.__qualname__
     if kind.__module__ not in ("builtins", "__main__"):
@@ -126,8 +130,19 @@ def error_text(exc: BaseException) -> str:
     summary = f"{name}: {message}" if message else name
     summary = summary.split("\n", 1)[0]  # the full message is in the traceback
     if exc.__traceback__ is None and exc.__cause__ is None and exc.__context__ is None:
-        return summary
-    return f"{summary}\n\n{''.join(traceback.format_exception(exc)).rstrip()}"
+        return storable_text(summary)
+    return storable_text(f"{summary}\n\n{''.join(traceback.format_exception(exc)).rstrip()}")
+
+
+def _conversion_error(exc: TypeError | ValueError, message: str) -> TypeError | ValueError:
+    """A `TypeError` or `ValueError`, as *exc* is, saying *message* (caused by *exc*).
+
+    Not ``type(exc)(message)``: some subclasses take other arguments
+    (``UnicodeEncodeError`` takes five).
+    """
+    error = TypeError(message) if isinstance(exc, TypeError) else ValueError(message)
+    error.__cause__ = exc
+    return error
 
 
 def _wall_now() -> float:
@@ -603,9 +618,10 @@ class DurableWorkQueue(EventSource):
         try:
             return self._serializer.dumps(call)
         except (TypeError, ValueError) as exc:
-            raise type(exc)(
+            raise _conversion_error(
+                exc,
                 f"the arguments of task {name!r} cannot be serialized by "
-                f"{self._serializer!r}: {exc}"
+                f"{self._serializer!r}: {exc}",
             ) from exc
 
     async def _add(self, new: NewTask) -> DurableTaskHandle[Any]:
@@ -787,7 +803,11 @@ class DurableWorkQueue(EventSource):
 
     def _outcome_of_row(self, row: StoredTask) -> outcome.Outcome[Any]:
         if row.status is COMPLETED:
-            value = None if row.result is None else self._serializer.loads(row.result)
+            try:
+                value = None if row.result is None else self._serializer.loads(row.result)
+            except Exception as exc:  # a corrupt row: the caller's error, not a crash
+                text = f"the stored result of task {row.id} cannot be decoded: {exc!r}"
+                return outcome.Error(StoredError(storable_text(text)))
             return outcome.Value(value)
         if row.status is FAILED:
             text = row.errors[-1] if row.errors else "the task failed (no error was recorded)"
@@ -944,6 +964,8 @@ class DurableWorkQueue(EventSource):
             while True:
                 scope = trio.CancelScope()
                 raced: tuple[_Attempt, Any, Exception | None] | None = None
+                # Errors raised next to the Cancelled that stopped the task (its cleanup failed).
+                cleanup_errors: Exception | None = None
                 with scope:
                     while True:
                         attempt = self._next_attempt()
@@ -970,6 +992,14 @@ class DurableWorkQueue(EventSource):
                             value = await call()
                         except Exception as exc:
                             error = exc
+                        except BaseExceptionGroup as group:
+                            cancelled, cleanup_errors = _split_task_group(group)
+                            if cancelled is None:
+                                raise  # KeyboardInterrupt, SystemExit & co. propagate
+                            # Only the Cancelled part goes on: this scope catches it if it
+                            # is its own (timeout, cancel, lost lease, shutdown) and the task
+                            # ends below; one from an outer scope propagates.
+                            raise cancelled from None
                         attempt.scope = None
                         if timeout is not None:
                             scope.deadline = math.inf
@@ -986,7 +1016,7 @@ class DurableWorkQueue(EventSource):
                     # The scope caught the Cancelled: lost lease, cancel, shutdown or timeout.
                     attempt.scope = None
                     self._busy -= 1
-                    await self._finish_cancelled(attempt)
+                    await self._finish_cancelled(attempt, cleanup_errors)
                 attempt = None
         except BaseException:
             # Cancelled from outside (the enclosing nursery) or KeyboardInterrupt & co:
@@ -1042,8 +1072,14 @@ class DurableWorkQueue(EventSource):
         else:
             await self._record_success(attempt, value)
 
-    async def _finish_cancelled(self, attempt: _Attempt) -> None:  # noqa: ASYNC910 - private
-        """Record an attempt whose cancel scope caught the Cancelled."""
+    async def _finish_cancelled(  # noqa: ASYNC910 - private
+        self, attempt: _Attempt, cleanup_errors: Exception | None = None
+    ) -> None:
+        """Record an attempt whose cancel scope caught the Cancelled.
+
+        *cleanup_errors* are errors the task raised while being cancelled:
+        they become the context of its `TaskTimeout`.
+        """
         if attempt.lost:
             self._unhold(attempt)
         elif attempt.cancel_requested:
@@ -1052,6 +1088,7 @@ class DurableWorkQueue(EventSource):
             await self._release(attempt)
         else:
             timeout = TaskTimeout(f"task timed out after {attempt.timeout}s")
+            timeout.__context__ = cleanup_errors
             await self._record_failure(attempt, timeout, True)
 
     def _load_call(
@@ -1078,9 +1115,10 @@ class DurableWorkQueue(EventSource):
             if not isinstance(result, bytes):  # one bad result must not fail a whole batch
                 raise TypeError(f"dumps() returned {type(result).__name__}, not bytes")
         except (TypeError, ValueError) as exc:
-            error = type(exc)(
+            error = _conversion_error(
+                exc,
                 f"the result of task {attempt.name!r} cannot be serialized by "
-                f"{self._serializer!r}: {exc}"
+                f"{self._serializer!r}: {exc}",
             )
             await self._record_failure(attempt, error, False)
             return
@@ -1169,10 +1207,21 @@ class DurableWorkQueue(EventSource):
 
     async def _record_completions(self, batch: list[tuple[_Attempt, bytes]]) -> None:
         items = [(attempt.id, attempt.attempts, result) for attempt, result in batch]
-        recorded = await self._retrying_write(
-            functools.partial(self._store.complete_many, self._owner, items),
-            [attempt for attempt, _ in batch],
-        )
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(self._store.complete_many, self._owner, items),
+                [attempt for attempt, _ in batch],
+            )
+        except StoreDataError as exc:
+            # Some result cannot be stored (too big, say): each alone, so that only its task fails.
+            if len(batch) > 1:
+                for one in batch:
+                    await self._record_completions([one])
+                return
+            attempt = batch[0][0]
+            error = StoreDataError(f"the result of task {attempt.name!r} cannot be stored: {exc}")
+            await self._record_failure(attempt, error, False)
+            return
         for attempt, _ in batch:
             self._unhold(attempt)
         if recorded is None:
@@ -1214,14 +1263,46 @@ class DurableWorkQueue(EventSource):
         Cancelled before the store ran the write, the attempt stays held: whoever
         unwinds (the worker, or the queue's last cleanup) gives it back then.
         """
-        recorded = await self._retrying_write(
-            functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
-            [attempt],
-        )
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
+                [attempt],
+            )
+        except StoreDataError as exc:
+            recorded = await self._after_data_error(method, attempt, extra, exc)
         self._unhold(attempt)
         if recorded is False:
             _log_lease_lost(attempt)
         return bool(recorded)
+
+    async def _after_data_error(
+        self,
+        method: Callable[..., Awaitable[bool]],
+        attempt: _Attempt,
+        extra: tuple[Any, ...],
+        exc: StoreDataError,
+    ) -> bool | None:
+        """After the store refused an outcome's data: fail the task with a text it holds.
+
+        Only an error text can be refused (the other writes carry no data);
+        None if even the replacement is refused (the lease then expires).
+        """
+        logger.error("task %s (%s): the store refused its outcome: %s", attempt.id, attempt.name, exc)
+        if method != self._store.fail:
+            return None
+        text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"
+        write = functools.partial(
+            self._store.fail,
+            self._owner,
+            attempt.id,
+            attempt.attempts,
+            ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
+            extra[1],
+        )
+        try:
+            return await self._retrying_write(write, [attempt])
+        except StoreDataError:
+            return None
 
     async def _retrying_write(
         self, write: Callable[[], Awaitable[R]], attempts: Sequence[_Attempt]
@@ -1229,13 +1310,16 @@ class DurableWorkQueue(EventSource):
         """``await write()``, retried while the store fails; None once retrying is pointless.
 
         A failing store is retried until the lease would have expired: past
-        that the reaper re-queues the *attempts* anyway.
+        that the reaper re-queues the *attempts* anyway. A `StoreDataError`
+        is raised at once: the same data fails the same way every time.
         """
         give_up = self._clock.current_time() + self._lease
         delay = 0.05
         while True:
             try:
                 return await write()
+            except StoreDataError:
+                raise
             except StoreError as exc:
                 if self._clock.current_time() + delay >= give_up:
                     for attempt in attempts:
@@ -1422,6 +1506,36 @@ class DurableWorkQueue(EventSource):
                         await self._release_all(unstarted)
             self._stopped.set()
             self._close_streams()
+
+
+def _split_task_group(
+    group: BaseExceptionGroup[BaseException],
+) -> tuple[BaseExceptionGroup[trio.Cancelled] | None, Exception | None]:
+    """Split an exception group a task raised into ``(cancelled, errors)``.
+
+    A task cancelled while its nursery's children fail in their cleanup
+    raises `trio.Cancelled` and ordinary errors in one group (a group of
+    ordinary errors only is an `ExceptionGroup`, an ordinary failure, and
+    never gets here). *cancelled* is the sub-group of `trio.Cancelled`,
+    *errors* the sub-group of everything else (``None`` if empty). If the
+    group holds anything but `trio.Cancelled` and `Exception` (say
+    `KeyboardInterrupt`), *cancelled* is ``None``: the caller re-raises the
+    whole group unchanged.
+
+    The caller re-raises *cancelled* inside the task's cancel scope, so
+    that trio decides whose cancellation it is; if the scope catches it,
+    the task ends as cancelled or timed out (with *errors* kept as context),
+    and nothing else stops.
+    """
+    cancelled, rest = group.split(trio.Cancelled)
+    if cancelled is None:
+        return None, None
+    if rest is None:
+        return cancelled, None
+    errors, fatal = rest.split(Exception)
+    if fatal is not None:
+        return None, None
+    return cancelled, cast("Exception", errors)
 
 
 def _log_lease_lost(attempt: _Attempt) -> None:

@@ -1,0 +1,346 @@
+# SPDX-License-Identifier: MIT
+"""Poison tasks: a task whose failure, result or stored row is hostile ends that task only.
+
+Issue 14: a task whose cleanup raises while it is cancelled, a result or an
+error holding a lone surrogate or a NUL character, and a corrupt row each
+once crashed every durable worker in turn (the task went back to
+``queued`` and the next worker claimed it). Each test runs on SQLite (a
+file under ``tmp_path``) and on PostgreSQL (a schema of its own), and
+checks that the queue, or a worker process, goes on running other tasks.
+The poison tasks live in `_poison_tasks`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import _poison_tasks as poison
+import durable_helper as helper
+import psycopg
+import pytest
+import trio
+from _pg import PG_URL, require_postgres
+from _worker_processes import WorkerProcesses
+from psycopg import sql
+
+from trio_workq import StoredError, TaskCancelled, TaskStatus
+from trio_workq._durable import (
+    DurableTaskHandle,
+    DurableWorkQueue,
+    _split_task_group,
+    open_durable_queue,
+)
+from trio_workq._postgres import PostgresStore
+from trio_workq._sqlite import SQLiteStore
+from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError
+from trio_workq.web._durable_source import DurableSource
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+class Backend:
+    """One test's store: its URL, and raw SQL on its table (to corrupt rows)."""
+
+    def __init__(self, kind: str, url: str, path: Path | None, schema: str | None) -> None:
+        self.kind = kind
+        self.url = url
+        self.path = path
+        self.schema = schema
+
+    def new_store(self) -> Store:
+        if self.path is not None:
+            return SQLiteStore(self.path)
+        return PostgresStore(PG_URL, schema=self.schema)
+
+    async def execute(self, statement: str, params: tuple[Any, ...] = ()) -> None:
+        """Run *statement* (``{tasks}`` names the table; ``?`` marks parameters) and commit."""
+
+        def run() -> None:
+            if self.path is not None:
+                with sqlite3.connect(self.path) as conn:
+                    conn.execute(statement.format(tasks="tasks"), params)
+                conn.close()
+            else:
+                assert self.schema is not None
+                table = sql.Identifier(self.schema, "tasks").as_string(None)
+                text = statement.format(tasks=table).replace("?", "%s")
+                with psycopg.connect(PG_URL, autocommit=True) as conn:
+                    conn.execute(text.encode(), params)
+
+        await trio.to_thread.run_sync(run)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        path = tmp_path / "tasks.db"
+        yield Backend("sqlite", f"sqlite:///{path}", path, None)
+        return
+    require_postgres()
+    schema = f"twq_poison_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in PG_URL else "?"
+    try:
+        yield Backend("postgres", f"{PG_URL}{separator}schema={schema}", None, schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+async def queue(backend: Backend) -> AsyncIterator[DurableWorkQueue]:
+    async with open_durable_queue(
+        store=backend.url, workers=2, lease=5, poll_interval=0.05, shutdown_timeout=5
+    ) as opened:
+        yield opened
+
+
+async def assert_goes_on(queue: DurableWorkQueue) -> None:
+    """The queue still runs ordinary tasks."""
+    handles = [await queue.submit(poison.ok, value) for value in range(5)]
+    assert [await handle.result() for handle in handles] == list(range(5))
+
+
+async def failure_of(handle: DurableTaskHandle[Any]) -> StoredError:
+    with pytest.raises(StoredError) as caught:
+        await handle.result()
+    return caught.value
+
+
+async def wait_running(handle: DurableTaskHandle[Any]) -> None:
+    while (await handle.info()).status is not TaskStatus.RUNNING:
+        await trio.sleep(0.02)
+
+
+# ------------------------------------------------------ cleanup errors while cancelled
+
+
+async def test_timeout_with_failing_cleanup_fails_only_that_task(queue: DurableWorkQueue) -> None:
+    """A timed-out task whose child's ``finally`` raises fails with TaskTimeout, retried per policy."""
+    with trio.fail_after(30):
+        handle = await queue.submit(poison.cleanup_fails_retried, timeout=0.2)
+        others = [await queue.submit(poison.ok, value) for value in range(3)]
+        error = await failure_of(handle)
+        assert "TaskTimeout" in error.summary
+        assert "cleanup failed" in error.text  # the cleanup's error is kept as context
+        info = await handle.info()
+        assert info.status is TaskStatus.FAILED
+        assert info.attempts == 3
+        assert all("TaskTimeout" in str(e) for e in info.errors)
+        assert [await other.result() for other in others] == [0, 1, 2]
+        await assert_goes_on(queue)
+
+
+async def test_cancel_with_failing_cleanup_ends_cancelled(queue: DurableWorkQueue) -> None:
+    """A cancelled task whose child's ``finally`` raises ends ``cancelled``; the queue goes on."""
+    with trio.fail_after(30):
+        handle = await queue.submit(poison.cleanup_fails)
+        await wait_running(handle)
+        assert await handle.cancel()
+        with pytest.raises(TaskCancelled):
+            await handle.result()
+        assert (await handle.info()).attempts == 1
+        await assert_goes_on(queue)
+
+
+async def test_split_task_group() -> None:
+    """Cancelled plus errors splits in two; anything else in the group (KeyboardInterrupt) does not."""
+    cancelled: trio.Cancelled | None = None
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled as exc:
+            cancelled = exc  # kept to build groups; the scope is left right after
+    assert cancelled is not None
+    error = OSError("cleanup")
+    part, errors = _split_task_group(BaseExceptionGroup("", [cancelled, error]))
+    assert part is not None
+    assert part.exceptions == (cancelled,)
+    assert isinstance(errors, ExceptionGroup)
+    assert errors.exceptions == (error,)
+    only, no_errors = _split_task_group(BaseExceptionGroup("", [cancelled]))
+    assert only is not None
+    assert no_errors is None
+    fatal = BaseExceptionGroup("", [cancelled, KeyboardInterrupt(), error])
+    assert _split_task_group(fatal) == (None, None)
+    assert _split_task_group(BaseExceptionGroup("", [KeyboardInterrupt()])) == (None, None)
+
+
+# ------------------------------------------------- text a store cannot hold
+
+
+async def test_surrogate_result_fails_only_that_task(queue: DurableWorkQueue) -> None:
+    """A result with a lone surrogate fails its task (cannot be serialized); no worker dies."""
+    with trio.fail_after(30):
+        handle = await queue.submit(poison.surrogate_result)
+        error = await failure_of(handle)
+        assert error.summary.startswith("ValueError: the result of task 'poison.surrogate_result'")
+        assert "cannot be serialized" in error.summary
+        assert (await handle.info()).attempts == 1
+        await assert_goes_on(queue)
+
+
+async def test_surrogate_error_is_stored_escaped(queue: DurableWorkQueue) -> None:
+    """An error message with a lone surrogate is stored with the surrogate escaped."""
+    with trio.fail_after(30):
+        handle = await queue.submit(poison.surrogate_error)
+        error = await failure_of(handle)
+        assert error.summary == "ValueError: bad \\ud800"
+        await assert_goes_on(queue)
+
+
+async def test_nul_error_is_stored_escaped_at_once(queue: DurableWorkQueue) -> None:
+    """An error message with NUL is stored at once (escaped), not retried until the lease ends."""
+    with trio.fail_after(4):  # well under the 5 s lease
+        handle = await queue.submit(poison.nul_error)
+        error = await failure_of(handle)
+        assert error.summary == "ValueError: bad \\x00 nul"
+        await assert_goes_on(queue)
+
+
+async def test_surrogate_argument_is_a_clear_value_error(queue: DurableWorkQueue) -> None:
+    """An argument with a lone surrogate is refused at submit with a ValueError saying why."""
+    with pytest.raises(ValueError, match=r"^the arguments of task 'poison.ok' cannot be serialized"):
+        await queue.submit(poison.ok, "bad \ud800")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", [poison.SURROGATE_TEXT, poison.NUL_TEXT])
+async def test_store_refuses_data_with_a_data_error(backend: Backend, text: str) -> None:
+    """A store reports text it cannot hold as StoreDataError (never retried), and stays usable."""
+    store = backend.new_store()
+    await store.open()
+    try:
+        with trio.fail_after(10):
+            task = NewTask("poison.ok", b"{}", 0, 0.0, 1, None, TaskStatus.QUEUED)
+            (task_id,) = await store.add([task])
+            claimed = await store.claim("me", 1, 30)
+            assert [t.id for t in claimed.tasks] == [task_id]
+            if backend.kind == "sqlite" and text == poison.NUL_TEXT:
+                assert await store.fail("me", task_id, 1, text, None)  # SQLite holds NUL
+                return
+            with pytest.raises(StoreDataError):
+                await store.fail("me", task_id, 1, text, None)
+            assert await store.fail("me", task_id, 1, "plain", None)
+    finally:
+        await store.aclose()
+
+
+# ------------------------------------------------------------- corrupt rows
+
+CORRUPTIONS = {
+    "sqlite": [
+        ("errors", "'garbage'"),
+        ("timeout", "'abc'"),
+        ("priority", "'high'"),
+        ("due_at", "'soon'"),
+        ("payload", "'not bytes'"),
+    ],
+    "postgres": [
+        ("errors", "ARRAY[NULL]::text[]"),
+        ("timeout", "'NaN'"),
+        ("due_at", "'NaN'"),
+        ("created_at", "'Infinity'"),
+    ],
+}
+CASES = [(kind, column, value) for kind, cases in CORRUPTIONS.items() for column, value in cases]
+
+
+@pytest.mark.parametrize(
+    ("backend", "column", "value"),
+    CASES,
+    indirect=["backend"],
+    ids=[f"{kind}-{column}={value}" for kind, column, value in CASES],
+)
+async def test_corrupt_row_fails_only_that_task(backend: Backend, column: str, value: str) -> None:
+    """A row that cannot be read is listed with a note, then failed at claim; the rest runs."""
+    with trio.fail_after(30):
+        async with open_durable_queue(store=backend.url, workers=0) as producer:
+            bad = await producer.submit(poison.ok, 1)
+            await backend.execute(f"UPDATE {{tasks}} SET {column} = {value} WHERE id = ?", (int(bad.id),))
+            # Listing, lookups and the dashboard still work, and say what is wrong.
+            page = await producer.list_tasks()
+            assert [info.id for info in page.tasks] == [bad.id]
+            info = await producer.get_info(bad.id)
+            assert info.last_error is not None
+            assert str(info.last_error).startswith(f"{CORRUPT_TASK_ERROR}: ")
+            assert column in str(info.last_error)
+            source = DurableSource(producer)
+            listed = await source.page(status=None, name=None, limit=50, cursor=None)
+            assert [summary.id for summary in listed.tasks] == [bad.id]
+            detail = await source.get(bad.id)
+            assert detail.task.id == bad.id
+            assert detail.errors
+        async with open_durable_queue(
+            store=backend.url, workers=2, lease=5, poll_interval=0.05
+        ) as queue:
+            error = await failure_of(queue.get_handle(bad.id))
+            assert error.summary.startswith(f"{CORRUPT_TASK_ERROR}: the stored row of task {bad.id}")
+            assert column in error.summary
+            assert (await queue.get_info(bad.id)).status is TaskStatus.FAILED
+            await assert_goes_on(queue)
+
+
+# ----------------------------------------------------------- a worker process
+
+
+async def test_worker_process_survives_every_poison(backend: Backend, tmp_path: Path) -> None:
+    """One worker process meets every poison task and a corrupt row, and goes on running."""
+    workers = WorkerProcesses(tmp_path, backend.url)
+    try:
+        with trio.fail_after(60):
+            async with open_durable_queue(store=backend.url, workers=0) as producer:
+                poisoned = [
+                    await producer.submit(poison.surrogate_result),
+                    await producer.submit(poison.surrogate_error),
+                    await producer.submit(poison.nul_error),
+                    await producer.submit(poison.cleanup_fails, timeout=0.2),
+                    await producer.submit(poison.cleanup_fails_retried, timeout=0.2),
+                ]
+                corrupt = await producer.submit(poison.ok, 0)
+                await backend.execute(
+                    "UPDATE {tasks} SET errors = 'x' WHERE id = ?"
+                    if backend.kind == "sqlite"
+                    else "UPDATE {tasks} SET timeout = 'NaN' WHERE id = ?",
+                    (int(corrupt.id),),
+                )
+                to_cancel = await producer.submit(poison.cleanup_fails)
+                quick = await producer.submit_many(helper.quick, [(key,) for key in range(20)])
+                process = await trio.lowlevel.open_process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "trio_workq",
+                        "worker",
+                        "_poison_tasks",
+                        "--store",
+                        backend.url,
+                        "--poll-interval",
+                        "0.05",
+                        "--workers",
+                        "4",
+                    ],
+                    env=workers.environ(),
+                    stdout=workers.output_file,
+                    stderr=subprocess.STDOUT,
+                )
+                workers.processes.append(process)
+                await wait_running(to_cancel)
+                assert await producer.cancel(to_cancel.id)
+                for handle in [*poisoned, corrupt]:
+                    await failure_of(handle)
+                with pytest.raises(TaskCancelled):
+                    await to_cancel.result()
+                assert [await handle.result() for handle in quick] == list(range(20))
+                # After all that, the process still takes new work.
+                assert await (await producer.submit(poison.ok, 7)).result() == 7
+                assert process.returncode is None, workers.worker_output()
+                assert await workers.stop(process, signal.SIGTERM) == 0, workers.worker_output()
+    finally:
+        await workers.aclose()
