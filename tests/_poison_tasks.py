@@ -22,8 +22,8 @@ tasks, so such a worker runs ordinary tasks next to the poison.
 
 from __future__ import annotations
 
-import durable_helper  # noqa: F401 - registers the ordinary helper tasks too
 import trio
+from durable_helper import quick as quick  # registers the ordinary helper tasks too
 
 import trio_workq
 
@@ -58,7 +58,7 @@ async def _failing_cleanup() -> None:
     try:
         await trio.sleep_forever()
     finally:
-        raise OSError("cleanup failed")  # noqa: B012 - the poison itself
+        raise OSError("cleanup failed")  # the poison itself
 
 
 async def _cleanup_fails() -> None:

@@ -19,7 +19,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import _poison_tasks as poison
 import durable_helper as helper
@@ -41,6 +41,9 @@ from trio_workq._postgres import PostgresStore
 from trio_workq._sqlite import SQLiteStore
 from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError
 from trio_workq.web._durable_source import DurableSource
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -64,9 +67,9 @@ class Backend:
 
         def run() -> None:
             if self.path is not None:
-                with sqlite3.connect(self.path) as conn:
-                    conn.execute(statement.format(tasks="tasks"), params)
-                conn.close()
+                with sqlite3.connect(self.path) as lite:
+                    lite.execute(statement.format(tasks="tasks"), params)
+                lite.close()
             else:
                 assert self.schema is not None
                 table = sql.Identifier(self.schema, "tasks").as_string(None)
@@ -114,7 +117,10 @@ async def failure_of(handle: DurableTaskHandle[Any]) -> StoredError:
 
 
 async def wait_running(handle: DurableTaskHandle[Any]) -> None:
-    while (await handle.info()).status is not TaskStatus.RUNNING:
+    """Poll the store (another process may run it) until the task runs."""
+    while True:
+        if (await handle.info()).status is TaskStatus.RUNNING:
+            return
         await trio.sleep(0.02)
 
 
@@ -122,7 +128,7 @@ async def wait_running(handle: DurableTaskHandle[Any]) -> None:
 
 
 async def test_timeout_with_failing_cleanup_fails_only_that_task(queue: DurableWorkQueue) -> None:
-    """A timed-out task whose child's ``finally`` raises fails with TaskTimeout, retried per policy."""
+    """A timed-out task whose child's ``finally`` raises: TaskTimeout, retried per its policy."""
     with trio.fail_after(30):
         handle = await queue.submit(poison.cleanup_fails_retried, timeout=0.2)
         others = [await queue.submit(poison.ok, value) for value in range(3)]
@@ -150,7 +156,7 @@ async def test_cancel_with_failing_cleanup_ends_cancelled(queue: DurableWorkQueu
 
 
 async def test_split_task_group() -> None:
-    """Cancelled plus errors splits in two; anything else in the group (KeyboardInterrupt) does not."""
+    """Cancelled plus errors splits in two; a group holding KeyboardInterrupt is kept whole."""
     cancelled: trio.Cancelled | None = None
     with trio.CancelScope() as scope:
         scope.cancel()
@@ -164,7 +170,7 @@ async def test_split_task_group() -> None:
     assert part is not None
     assert part.exceptions == (cancelled,)
     assert isinstance(errors, ExceptionGroup)
-    assert errors.exceptions == (error,)
+    assert cast("ExceptionGroup[Exception]", errors).exceptions == (error,)
     only, no_errors = _split_task_group(BaseExceptionGroup("", [cancelled]))
     assert only is not None
     assert no_errors is None
@@ -207,7 +213,9 @@ async def test_nul_error_is_stored_escaped_at_once(queue: DurableWorkQueue) -> N
 
 async def test_surrogate_argument_is_a_clear_value_error(queue: DurableWorkQueue) -> None:
     """An argument with a lone surrogate is refused at submit with a ValueError saying why."""
-    with pytest.raises(ValueError, match=r"^the arguments of task 'poison.ok' cannot be serialized"):
+    with pytest.raises(
+        ValueError, match=r"^the arguments of task 'poison.ok' cannot be serialized"
+    ):
         await queue.submit(poison.ok, "bad \ud800")  # type: ignore[arg-type]
 
 
@@ -263,7 +271,9 @@ async def test_corrupt_row_fails_only_that_task(backend: Backend, column: str, v
     with trio.fail_after(30):
         async with open_durable_queue(store=backend.url, workers=0) as producer:
             bad = await producer.submit(poison.ok, 1)
-            await backend.execute(f"UPDATE {{tasks}} SET {column} = {value} WHERE id = ?", (int(bad.id),))
+            await backend.execute(
+                f"UPDATE {{tasks}} SET {column} = {value} WHERE id = ?", (int(bad.id),)
+            )
             # Listing, lookups and the dashboard still work, and say what is wrong.
             page = await producer.list_tasks()
             assert [info.id for info in page.tasks] == [bad.id]
@@ -281,7 +291,9 @@ async def test_corrupt_row_fails_only_that_task(backend: Backend, column: str, v
             store=backend.url, workers=2, lease=5, poll_interval=0.05
         ) as queue:
             error = await failure_of(queue.get_handle(bad.id))
-            assert error.summary.startswith(f"{CORRUPT_TASK_ERROR}: the stored row of task {bad.id}")
+            assert error.summary.startswith(
+                f"{CORRUPT_TASK_ERROR}: the stored row of task {bad.id}"
+            )
             assert column in error.summary
             assert (await queue.get_info(bad.id)).status is TaskStatus.FAILED
             await assert_goes_on(queue)
@@ -296,7 +308,7 @@ async def test_worker_process_survives_every_poison(backend: Backend, tmp_path: 
     try:
         with trio.fail_after(60):
             async with open_durable_queue(store=backend.url, workers=0) as producer:
-                poisoned = [
+                poisoned: list[DurableTaskHandle[Any]] = [
                     await producer.submit(poison.surrogate_result),
                     await producer.submit(poison.surrogate_error),
                     await producer.submit(poison.nul_error),
@@ -333,7 +345,7 @@ async def test_worker_process_survives_every_poison(backend: Backend, tmp_path: 
                 workers.processes.append(process)
                 await wait_running(to_cancel)
                 assert await producer.cancel(to_cancel.id)
-                for handle in [*poisoned, corrupt]:
+                for handle in (*poisoned, corrupt):
                     await failure_of(handle)
                 with pytest.raises(TaskCancelled):
                     await to_cancel.result()

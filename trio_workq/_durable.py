@@ -18,6 +18,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 import time
 import traceback
 from collections import deque
@@ -60,6 +61,9 @@ from ._task import (  # T: the result type of a handle, shared with TaskHandle
 )
 from ._validate import check_aware, check_count, check_name, check_priority, check_timeout
 from ._waiters import Waiters
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
@@ -1287,7 +1291,9 @@ class DurableWorkQueue(EventSource):
         Only an error text can be refused (the other writes carry no data);
         None if even the replacement is refused (the lease then expires).
         """
-        logger.error("task %s (%s): the store refused its outcome: %s", attempt.id, attempt.name, exc)
+        logger.error(
+            "task %s (%s): the store refused its outcome: %s", attempt.id, attempt.name, exc
+        )
         if method != self._store.fail:
             return None
         text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import outcome
 import trio
@@ -960,13 +960,15 @@ def _deliver(batch: list[_Op]) -> None:
 def _append_error(errors: object, error: str) -> str:
     # An exception here would fail the whole statement (a recovery of every
     # expired lease included): an unreadable history is replaced, and said so.
+    loaded: object = None
     try:
-        history = json.loads(errors) if isinstance(errors, str) else None
+        loaded = json.loads(errors) if isinstance(errors, str) else None
     except ValueError:
-        history = None
-    if not isinstance(history, list):
-        shown = repr(errors)
-        history = [f"(the earlier errors were unreadable and are lost: {shown[:80]})"]
+        pass
+    if isinstance(loaded, list):
+        history = cast("list[object]", loaded)
+    else:
+        history = [f"(the earlier errors were unreadable and are lost: {repr(errors)[:80]})"]
     history.append(error)
     return json.dumps(history[-MAX_ERRORS:])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import attrs
 
@@ -314,7 +314,12 @@ def _is_int(value: object) -> bool:
 
 
 def _is_time(value: object) -> bool:
-    return (type(value) is float or type(value) is int) and -_MAX_ABS_TIME < value < _MAX_ABS_TIME  # type: ignore[operator]
+    # Also false for NaN and infinities.
+    return (
+        isinstance(value, (int, float))
+        and type(value) is not bool
+        and (-_MAX_ABS_TIME < value < _MAX_ABS_TIME)
+    )
 
 
 def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
@@ -457,8 +462,7 @@ def _read_errors(value: object) -> tuple[str, ...] | None:
             return None
     if not isinstance(value, (list, tuple)):
         return None
-    items = tuple(value)  # pyright: ignore[reportUnknownArgumentType]
+    items = tuple(cast("Sequence[object]", value))
     if not all(type(item) is str for item in items):
         return None
-    return items  # pyright: ignore[reportUnknownVariableType]
-
+    return cast("tuple[str, ...]", items)
