@@ -18,11 +18,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import _poison_tasks as poison
 import durable_helper as helper
+import httpx
 import psycopg
 import pytest
 import trio
@@ -40,6 +42,7 @@ from trio_workq._durable import (
 from trio_workq._postgres import PostgresStore
 from trio_workq._sqlite import SQLiteStore
 from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError
+from trio_workq.web import serve_dashboard
 from trio_workq.web._durable_source import DurableSource
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
@@ -153,6 +156,23 @@ async def test_cancel_with_failing_cleanup_ends_cancelled(queue: DurableWorkQueu
             await handle.result()
         assert (await handle.info()).attempts == 1
         await assert_goes_on(queue)
+
+
+async def test_outer_cancel_with_failing_cleanup_gives_the_task_back(backend: Backend) -> None:
+    """Cancelled from outside the queue, a task whose cleanup raises is given back, not failed."""
+    with trio.fail_after(30):
+        async with open_durable_queue(store=backend.url, workers=0) as producer:
+            handle = await producer.submit(poison.cleanup_fails)
+            with trio.CancelScope() as outer:
+                async with open_durable_queue(
+                    store=backend.url, workers=1, lease=5, poll_interval=0.05
+                ):
+                    await wait_running(producer.get_handle(handle.id))
+                    outer.cancel()
+                    await trio.sleep_forever()
+            assert outer.cancelled_caught  # a cancellation, not an exception group, came out
+            info = await producer.get_info(handle.id)
+            assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
 
 
 async def test_split_task_group() -> None:
@@ -297,6 +317,33 @@ async def test_corrupt_row_fails_only_that_task(backend: Backend, column: str, v
             assert column in error.summary
             assert (await queue.get_info(bad.id)).status is TaskStatus.FAILED
             await assert_goes_on(queue)
+
+
+async def test_dashboard_shows_corrupt_rows(tmp_path: Path) -> None:
+    """The dashboard's REST API lists a corrupt row with the others and shows its detail."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    with trio.fail_after(20):
+        async with (
+            open_durable_queue(store=url, workers=0) as queue,
+            trio.open_nursery() as nursery,
+        ):
+            good = await queue.submit(poison.ok, 1)
+            bad = await queue.submit(poison.ok, 2)
+            with sqlite3.connect(tmp_path / "tasks.db") as lite:
+                lite.execute(
+                    "UPDATE tasks SET errors = 'garbage', timeout = 'abc' WHERE id = ?",
+                    (int(bad.id),),
+                )
+            lite.close()
+            base: str = await nursery.start(partial(serve_dashboard, queue, port=0))
+            async with httpx.AsyncClient(base_url=base) as client:
+                listing = await client.get("/api/tasks")
+                assert listing.status_code == 200, listing.text
+                assert [task["id"] for task in listing.json()["tasks"]] == [bad.id, good.id]
+                detail = await client.get(f"/api/tasks/{bad.id}")
+                assert detail.status_code == 200, detail.text
+                assert CORRUPT_TASK_ERROR in detail.text
+            nursery.cancel_scope.cancel()
 
 
 # ----------------------------------------------------------- a worker process

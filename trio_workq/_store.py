@@ -360,66 +360,59 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
         errors_value,
     ) = row
     bad: list[str] = []
-
-    def wrong(column: str, value: object, expected: str) -> None:
-        shown = repr(value)
-        if len(shown) > _SHOWN:
-            shown = shown[:_SHOWN] + "..."
-        bad.append(f"{column} holds {shown}, not {expected}")
-
     if type(name) is not str:
-        wrong("name", name, "text")
+        _wrong(bad, "name", name, "text")
         name = str(name)[:_SHOWN]
     if type(payload) is not bytes:
-        wrong("payload", payload, "bytes")
+        _wrong(bad, "payload", payload, "bytes")
         payload = b""
     status = _STATUS_BY_VALUE.get(status_value) if type(status_value) is str else None
     if status is None:
-        wrong("status", status_value, "a status")
+        _wrong(bad, "status", status_value, "a status")
         status = TaskStatus.FAILED
     if not _is_int(priority):
-        wrong("priority", priority, "an integer")
+        _wrong(bad, "priority", priority, "an integer")
         priority = 0
     if not _is_int(attempts):
-        wrong("attempts", attempts, "an integer")
+        _wrong(bad, "attempts", attempts, "an integer")
         attempts = 0
     if not _is_int(max_attempts):
-        wrong("max_attempts", max_attempts, "an integer")
+        _wrong(bad, "max_attempts", max_attempts, "an integer")
         max_attempts = 1
     if timeout is not None and not ((type(timeout) is float or _is_int(timeout)) and timeout > 0):
         # NaN and zero fail "> 0": a deadline can be neither.
-        wrong("timeout", timeout, "a number of seconds > 0 or NULL")
+        _wrong(bad, "timeout", timeout, "a number of seconds > 0 or NULL")
         timeout = None
     if not _is_time(created_at):
-        wrong("created_at", created_at, "a Unix time")
+        _wrong(bad, "created_at", created_at, "a Unix time")
         created_at = 0.0
     if not _is_time(due_at):
-        wrong("due_at", due_at, "a Unix time")
+        _wrong(bad, "due_at", due_at, "a Unix time")
         due_at = 0.0
     if started_at is not None and not _is_time(started_at):
-        wrong("started_at", started_at, "a Unix time or NULL")
+        _wrong(bad, "started_at", started_at, "a Unix time or NULL")
         started_at = None
     if finished_at is not None and not _is_time(finished_at):
-        wrong("finished_at", finished_at, "a Unix time or NULL")
+        _wrong(bad, "finished_at", finished_at, "a Unix time or NULL")
         finished_at = None
     if owner is not None and type(owner) is not str:
-        wrong("owner", owner, "text or NULL")
+        _wrong(bad, "owner", owner, "text or NULL")
         owner = None
     if lease_until is not None and not _is_time(lease_until):
-        wrong("lease_until", lease_until, "a Unix time or NULL")
+        _wrong(bad, "lease_until", lease_until, "a Unix time or NULL")
         lease_until = None
     if type(cancel_requested) is not bool:
         if _is_int(cancel_requested):  # SQLite's 0 and 1
             cancel_requested = bool(cancel_requested)
         else:
-            wrong("cancel_requested", cancel_requested, "a boolean")
+            _wrong(bad, "cancel_requested", cancel_requested, "a boolean")
             cancel_requested = False
     if result is not None and type(result) is not bytes:
-        wrong("result", result, "bytes or NULL")
+        _wrong(bad, "result", result, "bytes or NULL")
         result = None
     errors = _read_errors(errors_value)
     if errors is None:
-        wrong("errors", errors_value, "a list of error texts")
+        _wrong(bad, "errors", errors_value, "a list of error texts")
         errors = ()
     problem = None
     if bad:
@@ -449,6 +442,13 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
         errors=errors,
     )
     return task, problem
+
+
+def _wrong(bad: list[str], column: str, value: object, expected: str) -> None:
+    shown = repr(value)
+    if len(shown) > _SHOWN:
+        shown = shown[:_SHOWN] + "..."
+    bad.append(f"{column} holds {shown}, not {expected}")
 
 
 def _read_errors(value: object) -> tuple[str, ...] | None:
