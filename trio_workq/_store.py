@@ -168,7 +168,10 @@ class Store(Protocol):
     *attempt* it runs, and change the row only while that worker still holds
     that attempt (so a worker that lost its lease cannot overwrite a newer
     attempt). Bad input raises `ValueError`/`TypeError` and changes nothing;
-    an unusable store raises `StoreError`.
+    an unusable store raises `StoreError`, and data the store cannot hold
+    (text it cannot encode, say) `StoreDataError`, which is never retried.
+    A row that cannot be read must not raise: reads describe it (see
+    `read_row`), and `claim` fails it instead of handing it out.
     """
 
     url: str
