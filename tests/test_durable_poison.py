@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +40,7 @@ from trio_workq._durable import (
     open_durable_queue,
 )
 from trio_workq._postgres import PostgresStore
+from trio_workq._registry import task
 from trio_workq._sqlite import SQLiteStore
 from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError
 from trio_workq.web import serve_dashboard
@@ -258,6 +259,61 @@ async def test_store_refuses_data_with_a_data_error(backend: Backend, text: str)
             assert await store.fail("me", task_id, 1, "plain", None)
     finally:
         await store.aclose()
+
+
+async def test_refused_result_fails_only_its_task(backend: Backend) -> None:
+    """A result the store refuses (StoreDataError) fails its task at once; the others complete."""
+    store = backend.new_store()
+    complete_many = store.complete_many
+
+    async def refusing(owner: str, completions: Sequence[tuple[str, int, bytes]]) -> list[bool]:
+        if any(result == b"666" for _, _, result in completions):
+            await trio.lowlevel.checkpoint()
+            raise StoreDataError("refused for the test")
+        return await complete_many(owner, completions)
+
+    store.complete_many = refusing  # type: ignore[method-assign]
+    with trio.fail_after(4):  # well under the 5 s lease: not retried
+        async with open_durable_queue(store=store, workers=4, lease=5, poll_interval=0.05) as queue:
+            handles = await queue.submit_many(poison.ok, [(1,), (666,), (2,), (3,)])
+            error = await failure_of(handles[1])
+            assert error.summary == (
+                "trio_workq.StoreDataError: the result of task 'poison.ok' cannot be stored: "
+                "refused for the test"
+            )
+            assert [await handles[i].result() for i in (0, 2, 3)] == [1, 2, 3]
+            await assert_goes_on(queue)
+
+
+async def test_refused_error_text_is_replaced(backend: Backend) -> None:
+    """An error text the store refuses is replaced by one saying so, at once, not retried."""
+    store = backend.new_store()
+    fail = store.fail
+
+    async def refusing(
+        owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
+    ) -> bool:
+        if "refused" not in error:
+            await trio.lowlevel.checkpoint()
+            raise StoreDataError("refused for the test")
+        return await fail(owner, task_id, attempt, error, retry_at)
+
+    store.fail = refusing  # type: ignore[method-assign]
+    with trio.fail_after(4):  # well under the 5 s lease: not retried
+        async with open_durable_queue(store=store, workers=2, lease=5, poll_interval=0.05) as queue:
+            error = await failure_of(await queue.submit(poison.nul_error))
+            assert error.summary == (
+                "trio_workq.StoreDataError: the store refused this attempt's error: "
+                "refused for the test"
+            )
+            await assert_goes_on(queue)
+
+
+@pytest.mark.parametrize("name", ["nul\x00name", "bad\ud800name"])
+def test_task_names_a_store_cannot_hold_are_refused(name: str) -> None:
+    """A task name with NUL or a lone surrogate is refused at registration, not at each submit."""
+    with pytest.raises(ValueError, match="must not hold NUL characters or lone surrogates"):
+        task(name=name)(poison.ok)
 
 
 # ------------------------------------------------------------- corrupt rows
