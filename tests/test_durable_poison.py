@@ -342,7 +342,9 @@ CASES = [(kind, column, value) for kind, cases in CORRUPTIONS.items() for column
     indirect=["backend"],
     ids=[f"{kind}-{column}={value}" for kind, column, value in CASES],
 )
-async def test_corrupt_row_fails_only_that_task(backend: Backend, column: str, value: str) -> None:
+async def test_corrupt_row_fails_only_that_task(
+    backend: Backend, column: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A row that cannot be read is listed with a note, then failed at claim; the rest runs."""
     with trio.fail_after(30):
         async with open_durable_queue(store=backend.url, workers=0) as producer:
@@ -372,6 +374,27 @@ async def test_corrupt_row_fails_only_that_task(backend: Backend, column: str, v
             )
             assert column in error.summary
             assert (await queue.get_info(bad.id)).status is TaskStatus.FAILED
+            await assert_goes_on(queue)
+    logged = [r.getMessage() for r in caplog.records if r.name == "trio_workq"]
+    assert any(message.startswith(error.summary) for message in logged)
+
+
+async def test_undecodable_result_is_a_stored_error(backend: Backend) -> None:
+    """A completed task whose stored result cannot be decoded reports that, as a StoredError."""
+    with trio.fail_after(30):
+        async with open_durable_queue(
+            store=backend.url, workers=1, lease=5, poll_interval=0.05
+        ) as queue:
+            handle = await queue.submit(poison.ok, 1)
+            assert await handle.result() == 1
+            garbage = "X'FF'" if backend.kind == "sqlite" else "'\\xff'::bytea"
+            await backend.execute(
+                f"UPDATE {{tasks}} SET result = {garbage} WHERE id = ?", (int(handle.id),)
+            )
+            error = await failure_of(handle)
+            assert error.summary.startswith(
+                f"the stored result of task {handle.id} cannot be decoded"
+            )
             await assert_goes_on(queue)
 
 
