@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +31,8 @@ import pytest
 import trio
 from _pg import PG_URL, require_postgres
 from _worker_processes import WorkerProcesses
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from trio_workq import StoredError, TaskCancelled, TaskStatus
@@ -42,7 +45,7 @@ from trio_workq._durable import (
 from trio_workq._postgres import PostgresStore
 from trio_workq._registry import task
 from trio_workq._sqlite import SQLiteStore
-from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError
+from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError, read_row
 from trio_workq.web import serve_dashboard
 from trio_workq.web._durable_source import DurableSource
 
@@ -334,6 +337,40 @@ CORRUPTIONS = {
     ],
 }
 CASES = [(kind, column, value) for kind, cases in CORRUPTIONS.items() for column, value in cases]
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=3),
+)
+_SOUND_ROW = (5, "poison.ok", b"{}", "running", 0, 1, 1, None, 1e9, 1e9, 1e9, None, "me", 2e9, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 16), _ANY_VALUE), max_size=4), _ANY_VALUE)
+def test_read_row_never_raises(changes: list[tuple[int, object]], errors: object) -> None:
+    """Any values in any columns give a StoredTask of sound types (and a note if they were not)."""
+    row: list[object] = [*_SOUND_ROW, None, errors]
+    for column, value in changes:
+        row[column] = value
+    task, problem = read_row(row)
+    assert isinstance(task.status, TaskStatus)
+    for number in (task.priority, task.attempts, task.max_attempts):
+        assert type(number) is int
+    for moment in (task.created_at, task.due_at, task.started_at, task.finished_at):
+        if moment is not None:
+            datetime.fromtimestamp(moment, timezone.utc)  # what listings do with it
+    assert task.timeout is None or task.timeout > 0
+    assert all(type(text) is str for text in task.errors)
+    assert isinstance(task.payload, bytes)
+    if problem is not None:
+        assert task.errors[-1] == problem
+        assert problem.startswith(f"{CORRUPT_TASK_ERROR}: the stored row of task 5 cannot be read")
 
 
 @pytest.mark.parametrize(
