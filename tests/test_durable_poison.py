@@ -416,6 +416,33 @@ async def test_corrupt_row_fails_only_that_task(
     assert any(message.startswith(error.summary) for message in logged)
 
 
+async def test_unreadable_errors_do_not_stop_lease_recovery(tmp_path: Path) -> None:
+    """SQLite: a running row with unreadable ``errors`` does not block recovering the rest."""
+    store = SQLiteStore(tmp_path / "tasks.db")
+    now = [1000.0]
+    store._clock = lambda: now[0]
+    await store.open()
+    try:
+        with trio.fail_after(10):
+            task = NewTask("poison.ok", b"{}", 0, 0.0, 2, None, TaskStatus.QUEUED)
+            ids = await store.add([task, task])
+            assert len((await store.claim("ghost", 2, 5)).tasks) == 2
+            with sqlite3.connect(tmp_path / "tasks.db") as lite:
+                lite.execute("UPDATE tasks SET errors = 'garbage' WHERE id = ?", (int(ids[0]),))
+            lite.close()
+            now[0] += 10  # both leases have expired
+            assert await store.recover_expired("lease expired") == 2
+            for task_id in ids:
+                row = await store.get(task_id)
+                assert row is not None
+                assert (row.status, row.errors[-1]) == (TaskStatus.RETRYING, "lease expired")
+            corrupt = await store.get(ids[0])
+            assert corrupt is not None
+            assert corrupt.errors[0].startswith("(the earlier errors were unreadable")
+    finally:
+        await store.aclose()
+
+
 async def test_undecodable_result_is_a_stored_error(backend: Backend) -> None:
     """A completed task whose stored result cannot be decoded reports that, as a StoredError."""
     with trio.fail_after(30):
