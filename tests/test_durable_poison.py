@@ -416,6 +416,25 @@ async def test_corrupt_row_fails_only_that_task(
     assert any(message.startswith(error.summary) for message in logged)
 
 
+async def test_undecodable_arguments_fail_only_that_task(backend: Backend) -> None:
+    """A row whose payload bytes the serializer cannot decode fails its task, saying so."""
+    with trio.fail_after(30):
+        async with open_durable_queue(store=backend.url, workers=0) as producer:
+            bad = await producer.submit(poison.ok, 1)
+            garbage = "X'FF'" if backend.kind == "sqlite" else "'\\xff'::bytea"
+            await backend.execute(
+                f"UPDATE {{tasks}} SET payload = {garbage} WHERE id = ?", (int(bad.id),)
+            )
+        async with open_durable_queue(
+            store=backend.url, workers=2, lease=5, poll_interval=0.05
+        ) as queue:
+            error = await failure_of(queue.get_handle(bad.id))
+            assert error.summary.startswith(
+                "ValueError: the stored arguments cannot be decoded by JSONSerializer()"
+            )
+            await assert_goes_on(queue)
+
+
 async def test_unreadable_errors_do_not_stop_lease_recovery(tmp_path: Path) -> None:
     """SQLite: a running row with unreadable ``errors`` does not block recovering the rest."""
     store = SQLiteStore(tmp_path / "tasks.db")

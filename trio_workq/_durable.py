@@ -1100,7 +1100,12 @@ class DurableWorkQueue(EventSource):
     ) -> Callable[[], Awaitable[Any]]:
         if payload == self._no_arguments:
             return definition.fn
-        loaded: object = self._serializer.loads(payload)
+        try:
+            loaded: object = self._serializer.loads(payload)
+        except Exception as exc:  # damaged or foreign bytes: this task fails, not the worker
+            raise ValueError(
+                f"the stored arguments cannot be decoded by {self._serializer!r}: {exc!r}"
+            ) from exc
         if not isinstance(loaded, dict):
             raise ValueError("the stored arguments are not in trio_workq's format")
         call = cast("dict[str, object]", loaded)
