@@ -170,8 +170,8 @@ class Store(Protocol):
     attempt). Bad input raises `ValueError`/`TypeError` and changes nothing;
     an unusable store raises `StoreError`, and data the store cannot hold
     (text it cannot encode, say) `StoreDataError`, which is never retried.
-    A row that cannot be read must not raise: reads describe it (see
-    `read_row`), and `claim` fails it instead of handing it out.
+    A row that cannot be read must not raise: reads describe it in its
+    errors, and ``claim`` fails it instead of handing it out.
     """
 
     url: str
