@@ -39,9 +39,9 @@ async def sleeper(seconds: float) -> str:
 
 
 def group_of_oserror(exc: BaseException | None) -> bool:
-    return isinstance(exc, ExceptionGroup) and pytest.RaisesGroup(
-        OSError, flatten_subgroups=True
-    ).matches(exc)
+    """Whether *exc* is an ExceptionGroup of OSErrors (any nesting)."""
+    matches = pytest.RaisesGroup(OSError, flatten_subgroups=True).matches(exc)
+    return matches and isinstance(exc, Exception)
 
 
 class TestSplitAttemptError:
@@ -70,7 +70,6 @@ class TestSplitAttemptError:
         assert split_attempt_error(only) == (only, None)
         mixed = BaseExceptionGroup("g", [cancelled[0], BaseExceptionGroup("h", [OSError()])])
         to_raise, error = split_attempt_error(mixed)
-        assert isinstance(to_raise, BaseExceptionGroup)
         assert pytest.RaisesGroup(trio.Cancelled, flatten_subgroups=True).matches(to_raise)
         assert group_of_oserror(error)
         with_interrupt = BaseExceptionGroup("g", [cancelled[0], OSError(), KeyboardInterrupt()])
@@ -119,16 +118,17 @@ class TestGroupsRaisedWhileCancelled:
         """Cancelled by an enclosing scope, such a task ends cancelled; only Cancelled goes on."""
         started: list[float] = []
         policy = RetryPolicy(max_attempts=3, backoff=fixed(0))
+        handles: list[trio_workq.TaskHandle[None]] = []
         with trio.CancelScope() as scope:
             async with trio_workq.open_work_queue(retry=policy) as queue:
-                handle = await queue.submit(nursery_failing_in_cleanup, started)
+                handles.append(await queue.submit(nursery_failing_in_cleanup, started))
                 await trio.sleep(1)
                 scope.cancel()
                 await trio.sleep_forever()
         assert scope.cancelled_caught
-        assert handle.status is TaskStatus.CANCELLED
+        assert handles[0].status is TaskStatus.CANCELLED
         assert len(started) == 1
-        assert group_of_oserror(handle.info().last_error)
+        assert group_of_oserror(handles[0].info().last_error)
 
     async def test_keyboard_interrupt_in_group_propagates(self) -> None:
         """A KeyboardInterrupt raised beside the task's Cancelled still stops the queue."""

@@ -38,9 +38,9 @@ def split_attempt_error(exc: BaseException) -> tuple[BaseException | None, Excep
     group = cast("BaseExceptionGroup[BaseException]", exc)
     cancelled, rest = group.split(trio.Cancelled)
     if cancelled is None or rest is None:
-        return exc, None
+        return group, None
     errors, others = rest.split(Exception)
     if others is not None or not isinstance(errors, Exception):
-        return exc, None
+        return group, None
     # (A BaseExceptionGroup of ordinary exceptions is built as an ExceptionGroup.)
     return cancelled, errors
