@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -12,7 +13,9 @@ import trio.testing
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskStatus, TaskTimeout, fixed
+from trio_workq._durable import DurableWorkQueue, open_durable_queue
 from trio_workq._outcomes import split_attempt_error
+from trio_workq._registry import task
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -304,3 +307,53 @@ async def test_workers_yield_to_other_tasks() -> None:
     assert ran == total
     # About 1 ms of work (hundreds of tasks): far below the whole backlog.
     assert longest <= total // 5, longest
+
+
+# ------------------------------------------------------------ durable queue
+
+durable_queues: list[DurableWorkQueue] = []  # the queue the durable tasks below stop
+durable_started: list[trio.Event] = []  # the last one is set when durable_sleeper starts
+
+
+@task(name="hardening.durable_stopper")
+async def durable_stopper() -> str:
+    await durable_queues[-1].shutdown()
+    return "returned"
+
+
+@task(name="hardening.durable_sleeper")
+async def durable_sleeper(seconds: float) -> str:
+    durable_started[-1].set()
+    await trio.sleep(seconds)
+    return "slept"
+
+
+class TestDurable:
+    async def test_shutdown_from_own_task(self, tmp_path: Path) -> None:
+        """A durable task awaiting its queue's shutdown() starts it and returns."""
+        url = f"sqlite:///{tmp_path}/tasks.db"
+        with trio.fail_after(20):
+            async with open_durable_queue(store=url, workers=1, lease=5) as queue:
+                durable_queues.append(queue)
+                handle = await queue.submit(durable_stopper)
+                with trio.fail_after(10):
+                    assert await handle.result() == "returned"
+                assert (await queue.statistics()).closed
+
+    async def test_later_longer_deadline_does_not_extend(self, tmp_path: Path) -> None:
+        """shutdown(0.5) then shutdown(50): the durable queue stops at the shorter deadline."""
+        url = f"sqlite:///{tmp_path}/tasks.db"
+        async with open_durable_queue(store=url, workers=1, lease=5) as queue:
+            durable_started.append(trio.Event())
+            handle = await queue.submit(durable_sleeper, 60)
+            with trio.fail_after(10):
+                await durable_started[-1].wait()
+            start = trio.current_time()
+            with trio.fail_after(20):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(queue.shutdown, 0.5)
+                    await trio.sleep(0.1)
+                    await queue.shutdown(timeout=50)
+            assert 0.4 <= trio.current_time() - start < 5
+            info = await queue.get_info(handle.id)
+        assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)  # given back
