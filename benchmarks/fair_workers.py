@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: MIT
+"""Fair workers: how long a backlog of tasks that never await holds trio's run loop.
+
+Usage: ``python -m benchmarks.fair_workers [--tasks N] [--reps R] [--before REF]``
+
+Compares the code at git *REF* (default ``main``, extracted with ``git
+archive``) with this working tree, alternated within every repetition, each
+measurement a fresh process pinned with ``taskset -c 1`` when available:
+
+* **wait**: N no-op tasks that never await are queued (``submit_nowait``,
+  unbounded buffer, 10 workers); another trio task runs ``await
+  trio.sleep(0)`` in a loop until they are done. Reported: the longest and
+  the 99th-percentile time between two of its wakes (wall clock), the
+  longest in this thread's CPU time (steadier on a shared machine: time
+  other processes held the CPU is left out), the most tasks run between two
+  wakes, and the µs per task of the whole drain.
+* **throughput**: the suite's no-op benchmark (comparison 2):
+  ``submit_nowait`` into a buffer of 1,000 (``await submit`` when full),
+  10 workers, 200,000 tasks; µs per task until ``shutdown()`` returns.
+
+Prints medians over the repetitions and paired ratios (after / before, from
+the same repetition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from time import perf_counter, thread_time
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 10
+
+
+def _wait_child(tasks: int) -> dict[str, float]:
+    import trio
+
+    import trio_workq
+
+    from ._core import percentile
+
+    tally = itertools.count()
+    tick = tally.__next__
+
+    async def no_await() -> None:
+        tick()
+
+    def ran() -> int:
+        return int(repr(tally)[6:-1])  # "count(N)": read without ticking
+
+    async def main() -> dict[str, float]:
+        async with trio_workq.open_work_queue(
+            workers=WORKERS, max_buffer_size=math.inf
+        ) as queue:
+            for _ in range(tasks):
+                queue.submit_nowait(no_await)
+            waits: list[float] = []
+            cpu_waits: list[float] = []
+            most = seen = 0
+            start = last = perf_counter()
+            last_cpu = thread_time()
+            while seen < tasks:
+                await trio.sleep(0)
+                now, now_cpu, done = perf_counter(), thread_time(), ran()
+                waits.append(now - last)
+                cpu_waits.append(now_cpu - last_cpu)
+                most = max(most, done - seen)
+                last, last_cpu, seen = now, now_cpu, done
+            elapsed = perf_counter() - start
+        waits.sort()
+        return {
+            "max_wait_ms": waits[-1] * 1e3,
+            "p99_wait_ms": percentile(waits, 0.99) * 1e3,
+            "max_wait_cpu_ms": max(cpu_waits) * 1e3,
+            "max_tasks_between_wakes": most,
+            "wakes": len(waits),
+            "drain_us_per_task": elapsed / tasks * 1e6,
+        }
+
+    metrics = trio.run(main)
+    assert next(tally) == tasks, "not every task ran"
+    return metrics
+
+
+def _throughput_child(tasks: int) -> dict[str, float]:
+    from ._throughput import workq
+
+    return {"us_per_task": workq(tasks, nowait=True)["us_per_task"]}
+
+
+def _child(measure: str, tasks: int) -> None:
+    import trio_workq
+
+    metrics = _wait_child(tasks) if measure == "wait" else _throughput_child(tasks)
+    metrics["code"] = trio_workq.__file__  # type: ignore[assignment]
+    print(json.dumps(metrics))
+
+
+def _run(code: Path, measure: str, tasks: int, workdir: str) -> dict[str, float]:
+    env = dict(os.environ)
+    # The code under test first; this tree for the benchmarks package.
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(code), str(ROOT)]))
+    cmd = [sys.executable, "-m", "benchmarks.fair_workers", "--child", measure]
+    cmd += ["--tasks", str(tasks)]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    out = subprocess.run(cmd, env=env, cwd=workdir, check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=300_000, help="tasks for the wait measure")
+    parser.add_argument("--throughput-tasks", type=int, default=200_000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--before", default="main", help="git ref of the 'before' code")
+    parser.add_argument("--child", choices=("wait", "throughput"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.tasks)
+        return
+
+    with tempfile.TemporaryDirectory() as workdir:
+        before = Path(workdir) / "before"
+        before.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.before, "trio_workq"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        codes = {"before": before, "after": ROOT}
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for rep in range(args.reps):
+            for measure, tasks in (("wait", args.tasks), ("throughput", args.throughput_tasks)):
+                for name, code in codes.items():
+                    metrics = _run(code, measure, tasks, workdir)
+                    assert str(metrics.pop("code")).startswith(str(code)), "wrong code imported"
+                    results.setdefault((measure, name), []).append(metrics)
+                    print(f"rep {rep + 1} {measure:10} {name:6} {metrics}", file=sys.stderr)
+
+    print(f"\nbefore = {args.before}, after = working tree; {args.reps} repetitions, medians")
+    for measure, metric in (
+        ("wait", "max_wait_ms"),
+        ("wait", "p99_wait_ms"),
+        ("wait", "max_wait_cpu_ms"),
+        ("wait", "max_tasks_between_wakes"),
+        ("wait", "wakes"),
+        ("wait", "drain_us_per_task"),
+        ("throughput", "us_per_task"),
+    ):
+        before_values = [m[metric] for m in results[(measure, "before")]]
+        after_values = [m[metric] for m in results[(measure, "after")]]
+        ratios = [a / b for a, b in zip(after_values, before_values) if b]
+        ratio = statistics.median(ratios) if ratios else math.nan
+        print(
+            f"{measure:10} {metric:18} before {statistics.median(before_values):10.3f}"
+            f"  after {statistics.median(after_values):10.3f}  after/before {ratio:.3f}"
+            f"  (before {min(before_values):.3f}-{max(before_values):.3f},"
+            f" after {min(after_values):.3f}-{max(after_values):.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
