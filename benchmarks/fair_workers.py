@@ -13,10 +13,11 @@ measurement a fresh process pinned with ``taskset -c 1`` when available:
   the 99th-percentile time between two of its wakes (wall clock), the
   longest in this thread's CPU time (steadier on a shared machine: time
   other processes held the CPU is left out), the most tasks run between two
-  wakes, and the µs per task of the whole drain.
+  wakes, and the µs per task of the whole drain (wall and CPU).
 * **throughput**: the suite's no-op benchmark (comparison 2):
   ``submit_nowait`` into a buffer of 1,000 (``await submit`` when full),
-  10 workers, 200,000 tasks; µs per task until ``shutdown()`` returns.
+  10 workers, 200,000 tasks; µs per task until ``shutdown()`` returns
+  (wall and CPU).
 
 Prints medians over the repetitions and paired ratios (after / before, from
 the same repetition).
@@ -67,7 +68,7 @@ def _wait_child(tasks: int) -> dict[str, float]:
             cpu_waits: list[float] = []
             most = seen = 0
             start = last = perf_counter()
-            last_cpu = thread_time()
+            start_cpu = last_cpu = thread_time()
             while seen < tasks:
                 await trio.sleep(0)
                 now, now_cpu, done = perf_counter(), thread_time(), ran()
@@ -76,6 +77,7 @@ def _wait_child(tasks: int) -> dict[str, float]:
                 most = max(most, done - seen)
                 last, last_cpu, seen = now, now_cpu, done
             elapsed = perf_counter() - start
+            elapsed_cpu = thread_time() - start_cpu
         waits.sort()
         return {
             "max_wait_ms": waits[-1] * 1e3,
@@ -84,6 +86,7 @@ def _wait_child(tasks: int) -> dict[str, float]:
             "max_tasks_between_wakes": most,
             "wakes": len(waits),
             "drain_us_per_task": elapsed / tasks * 1e6,
+            "drain_cpu_us_per_task": elapsed_cpu / tasks * 1e6,
         }
 
     metrics = trio.run(main)
@@ -94,7 +97,8 @@ def _wait_child(tasks: int) -> dict[str, float]:
 def _throughput_child(tasks: int) -> dict[str, float]:
     from ._throughput import workq
 
-    return {"us_per_task": workq(tasks, nowait=True)["us_per_task"]}
+    metrics = workq(tasks, nowait=True)
+    return {key: metrics[key] for key in ("us_per_task", "cpu_us_per_task")}
 
 
 def _child(measure: str, tasks: int) -> None:
@@ -157,7 +161,9 @@ def main() -> None:
         ("wait", "max_tasks_between_wakes"),
         ("wait", "wakes"),
         ("wait", "drain_us_per_task"),
+        ("wait", "drain_cpu_us_per_task"),
         ("throughput", "us_per_task"),
+        ("throughput", "cpu_us_per_task"),
     ):
         before_values = [m[metric] for m in results[(measure, "before")]]
         after_values = [m[metric] for m in results[(measure, "after")]]
