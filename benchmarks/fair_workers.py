@@ -18,6 +18,7 @@ measurement a fresh process pinned with ``taskset -c 1`` when available:
   ``submit_nowait`` into a buffer of 1,000 (``await submit`` when full),
   10 workers, 200,000 tasks; µs per task until ``shutdown()`` returns
   (wall and CPU).
+* **submit**: the same through ``await queue.submit`` (comparison 1).
 
 Prints medians over the repetitions and paired ratios (after / before, from
 the same repetition).
@@ -143,17 +144,20 @@ def _raw_wait_child(tasks: int) -> Metrics:
     return _observe(tasks, backlog)
 
 
-def _throughput_child(tasks: int) -> Metrics:
+def _throughput_child(tasks: int, *, nowait: bool) -> Metrics:
     from ._throughput import workq
 
-    metrics = workq(tasks, nowait=True)
+    metrics = workq(tasks, nowait=nowait)
     return {key: metrics[key] for key in ("us_per_task", "cpu_us_per_task")}
 
 
 def _child(measure: str, tasks: int) -> None:
     import trio_workq
 
-    metrics = _wait_child(tasks) if measure == "wait" else _throughput_child(tasks)
+    if measure == "wait":
+        metrics = _wait_child(tasks)
+    else:
+        metrics = _throughput_child(tasks, nowait=measure == "throughput")
     metrics["code"] = trio_workq.__file__  # type: ignore[assignment]
     print(json.dumps(metrics))
 
@@ -177,7 +181,7 @@ def main() -> None:
     parser.add_argument("--throughput-tasks", type=int, default=200_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--before", default="main", help="git ref of the 'before' code")
-    parser.add_argument("--child", choices=("wait", "throughput"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("wait", "throughput", "submit"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.tasks)
@@ -195,7 +199,11 @@ def main() -> None:
         codes = {"before": before, "after": ROOT}
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for rep in range(args.reps):
-            for measure, tasks in (("wait", args.tasks), ("throughput", args.throughput_tasks)):
+            for measure, tasks in (
+                ("wait", args.tasks),
+                ("throughput", args.throughput_tasks),
+                ("submit", args.throughput_tasks),
+            ):
                 for name, code in codes.items():
                     metrics = _run(code, measure, tasks, workdir)
                     assert str(metrics.pop("code")).startswith(str(code)), "wrong code imported"
@@ -213,6 +221,8 @@ def main() -> None:
         ("wait", "drain_cpu_us_per_task"),
         ("throughput", "us_per_task"),
         ("throughput", "cpu_us_per_task"),
+        ("submit", "us_per_task"),
+        ("submit", "cpu_us_per_task"),
     ):
         before_values = [m[metric] for m in results[(measure, "before")]]
         after_values = [m[metric] for m in results[(measure, "after")]]
