@@ -49,6 +49,8 @@ worker processes, on one host (SQLite) or many (PostgreSQL), may share a store.
 """
 
 _WORKER_EPILOG = f"""\
+Store failures are logged to stderr as they happen; a store that fails every
+call for --store-failure-grace seconds stops the worker with exit status 1.
 The first Ctrl-C (or SIGTERM) stops claiming tasks and lets running ones finish
 for up to --shutdown-timeout seconds; what is still running then is cancelled
 and given back to the store (queued again, for the next worker). A second
@@ -130,6 +132,14 @@ def add_worker(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a graceful stop waits for running tasks (default: 30)",
     )
+    worker.add_argument(
+        "--store-failure-grace",
+        type=_seconds(allow_zero=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="stop with exit status 1 once every store call has failed for this long, "
+        "e.g. on a read-only database or a lost server (default: 60)",
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -164,6 +174,7 @@ async def _serve(args: argparse.Namespace, names: list[str]) -> int:
                 poll_interval=args.poll_interval,
                 serializer=_serializer(args.serializer),
                 shutdown_timeout=args.shutdown_timeout,
+                store_failure_grace=args.store_failure_grace,
             ) as queue:
                 _say(
                     f"worker {queue.owner} serving {queue.store.url} with {args.workers} "
