@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import sqlite3
 import sys
@@ -300,3 +301,26 @@ async def test_worker_on_a_read_only_store_reports_and_stops(tmp_path: Path) -> 
     ), err
     assert lines[-1].startswith("trio-workq: error: every store operation has failed for "), err
     assert "Traceback" not in err
+
+
+def test_read_only_commands_refuse_a_missing_postgres_schema(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """tasks list, tasks show and dashboard on a schema without a store: exit 1, nothing created."""
+    import psycopg  # the postgres extra: only this test needs it
+    from _pg import require_postgres
+
+    pg_url = require_postgres()
+    schema = f"missing_{secrets.token_hex(6)}"
+    url = f"{pg_url}?schema={schema}"
+    for command in (
+        ["tasks", "list"],
+        ["tasks", "show", "1"],
+        ["dashboard", "--port", "0"],
+    ):
+        assert cli_main([*command, "--store", url]) == 1, command
+        err = capsys.readouterr().err
+        assert f"(schema {schema}): the schema holds no trio_workq store" in err, err
+    with psycopg.connect(pg_url) as conn:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+    assert found is None
