@@ -513,7 +513,8 @@ class TestSubprocess:
             process.stdout.close()
             _, err = process.communicate(timeout=60)
         assert process.returncode == 1
-        assert err == b""
+        # Nothing but the warnings of tasks that failed before the reader left.
+        assert all(line.startswith(b"trio-workq: warning: task ") for line in err.splitlines())
 
 
 def test_main_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
