@@ -45,5 +45,10 @@ async def noop() -> None:
     await trio.lowlevel.checkpoint()
 
 
+@trio_workq.task
+async def nap(seconds: float) -> None:
+    await trio.sleep(seconds)
+
+
 if os.environ.get(READ_ONLY_ENV):  # a worker process that imported this module
     make_read_only()

@@ -7,6 +7,7 @@ Real SQLite files, made read-only with ``PRAGMA query_only`` (see
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import _readonly_store
 import pytest
 import trio
 
-from trio_workq import StoreError, StoreUnavailable, open_durable_queue
+from trio_workq import EventKind, StoreError, StoreUnavailable, TaskEvent, open_durable_queue
+from trio_workq._durable import CLEANUP_TIMEOUT
 
 
 async def _store_with_a_task(url: str) -> None:
@@ -88,3 +90,42 @@ async def test_bad_grace_is_refused(tmp_path: Path, grace: Any) -> None:
         ):
             raise AssertionError("not reached")  # pragma: no cover
     assert not (tmp_path / "tasks.db").exists()
+
+
+async def test_store_lost_while_a_task_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call fails from mid-task on: the queue stops after the grace, its cleanup bounded."""
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    lost = math.inf
+    with trio.fail_after(20), pytest.raises(BaseExceptionGroup) as caught:
+        async with open_durable_queue(
+            store=url, workers=2, lease=1, poll_interval=0.05, store_failure_grace=0.5
+        ) as queue:
+            started = trio.Event()
+
+            def on_event(event: TaskEvent) -> None:
+                if event.kind is EventKind.STARTED:
+                    started.set()
+
+            queue.add_listener(on_event)
+            await queue.submit(_readonly_store.nap, 1.0)
+            await started.wait()
+            lost = trio.current_time()
+            for method in ("claim", "renew", "complete", "complete_many", "fail", "release",
+                           "finish_cancelled", "recover_expired", "purge_finished"):  # fmt: skip
+                monkeypatch.setattr(queue.store, method, _refusing(method))
+            await trio.sleep_forever()
+    # The grace, then at most the bounded cleanup (giving the task back fails too).
+    assert trio.current_time() - lost < 0.5 + CLEANUP_TIMEOUT + 2
+    matched, rest = caught.value.split(StoreUnavailable)
+    assert matched is not None
+    assert rest is None, caught.value
+
+
+def _refusing(method: str) -> Any:
+    async def refuse(*args: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        raise StoreError(f"simulated: {method} refused")
+
+    return refuse

@@ -1258,7 +1258,9 @@ class DurableWorkQueue(EventSource):
             try:
                 result = await write()
             except StoreError as exc:
-                self._store_failed(exc)
+                # Counted, but never raised from here: this runs in cleanup too, where
+                # StoreUnavailable would cut the cleanup short.
+                self._store_failed(exc, stop=False)
                 if self._clock.current_time() + delay >= give_up:
                     for attempt in attempts:
                         logger.error(
@@ -1280,10 +1282,12 @@ class DurableWorkQueue(EventSource):
                 self._store_failing_since = None
                 return result
 
-    def _store_failed(self, exc: StoreError) -> None:
+    def _store_failed(self, exc: StoreError, *, stop: bool = True) -> None:
         """Count a failed store call of the workers; past the grace period, stop the queue.
 
         Any call that works (`_store_failing_since` cleared) starts the count again.
+        The upkeep loops (claims, renewals, maintenance), which keep calling the
+        store, raise; outcome writes only count (*stop* false).
 
         Raises:
             StoreUnavailable: Every such call has failed for `_store_failure_grace`.
@@ -1291,7 +1295,7 @@ class DurableWorkQueue(EventSource):
         now = self._clock.current_time()
         if self._store_failing_since is None:
             self._store_failing_since = now
-        elif now - self._store_failing_since >= self._store_failure_grace:
+        elif stop and now - self._store_failing_since >= self._store_failure_grace:
             raise StoreUnavailable(
                 f"every store operation has failed for {now - self._store_failing_since:.3g} s, "
                 f"past the store failure grace of {self._store_failure_grace:g} s; "
