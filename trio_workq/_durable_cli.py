@@ -51,6 +51,7 @@ worker processes, on one host (SQLite) or many (PostgreSQL), may share a store.
 _WORKER_EPILOG = f"""\
 Store failures are logged to stderr as they happen; a store that fails every
 call for --store-failure-grace seconds stops the worker with exit status 1.
+
 The first Ctrl-C (or SIGTERM) stops claiming tasks and lets running ones finish
 for up to --shutdown-timeout seconds; what is still running then is cancelled
 and given back to the store (queued again, for the next worker). A second
