@@ -147,6 +147,17 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+class StoreUnavailable(StoreError):
+    """Every store call of a queue's workers has failed for longer than its grace period.
+
+    Raised out of the queue (inside an exception group when the queue runs in
+    a nursery) by `open_durable_queue` with a ``store_failure_grace``: a
+    store that refuses every write (a read-only file, a lost server) stops
+    the workers instead of failing their claims forever. The store's last
+    error is its ``__cause__``.
+    """
+
+
 @attrs.frozen
 class DurableQueueStatistics:
     """Counters of a `DurableWorkQueue`, from `DurableWorkQueue.statistics`.
@@ -400,6 +411,7 @@ class DurableWorkQueue(EventSource):
         serializer: Serializer | None,
         retention: float | None,
         shutdown_timeout: float | None,
+        store_failure_grace: float | None = None,
     ) -> None:
         self._workers = int(check_count("workers", workers, minimum=0, allow_inf=False))
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -421,6 +433,13 @@ class DurableWorkQueue(EventSource):
             if shutdown_timeout is None
             else _check_seconds("shutdown_timeout", shutdown_timeout)
         )
+        self._store_failure_grace = (
+            math.inf
+            if store_failure_grace is None
+            else _check_seconds("store_failure_grace", store_failure_grace)
+        )
+        # Trio time of the first failed store call since the last one that worked.
+        self._store_failing_since: float | None = None
         self._store = store
         self._owner = default_owner()
 
@@ -881,11 +900,13 @@ class DurableWorkQueue(EventSource):
             try:
                 claimed = await store.claim(self._owner, limit, self._lease)
             except StoreError as exc:
+                self._store_failed(exc)
                 logger.warning(
                     "claiming tasks failed (%s); retrying in %.3g s", exc, self._poll_interval
                 )
                 await trio.sleep(self._poll_interval)
                 continue
+            self._store_failing_since = None
             attempts = [self._hold(row) for row in claimed.tasks]
             if self._closing:
                 # Shutdown began during the claim: give these back (the supervisor
@@ -1242,8 +1263,11 @@ class DurableWorkQueue(EventSource):
         delay = 0.05
         while True:
             try:
-                return await write()
+                result = await write()
             except StoreError as exc:
+                # Counted, but never raised from here: this runs in cleanup too, where
+                # StoreUnavailable would cut the cleanup short.
+                self._store_failed(exc, stop=False)
                 if self._clock.current_time() + delay >= give_up:
                     for attempt in attempts:
                         logger.error(
@@ -1261,6 +1285,29 @@ class DurableWorkQueue(EventSource):
                 )
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            else:
+                self._store_failing_since = None
+                return result
+
+    def _store_failed(self, exc: StoreError, *, stop: bool = True) -> None:
+        """Count a failed store call of the workers; past the grace period, stop the queue.
+
+        Any call that works (`_store_failing_since` cleared) starts the count again.
+        The upkeep loops (claims, renewals, maintenance), which keep calling the
+        store, raise; outcome writes only count (*stop* false).
+
+        Raises:
+            StoreUnavailable: Every such call has failed for `_store_failure_grace`.
+        """
+        now = self._clock.current_time()
+        if self._store_failing_since is None:
+            self._store_failing_since = now
+        elif stop and now - self._store_failing_since >= self._store_failure_grace:
+            raise StoreUnavailable(
+                f"every store operation has failed for {now - self._store_failing_since:.3g} s, "
+                f"past the store failure grace of {self._store_failure_grace:g} s; "
+                f"last error: {exc}"
+            ) from exc
 
     def _unhold(self, attempt: _Attempt) -> None:
         # Only this attempt: a newer attempt of the same task may be held here by now
@@ -1288,8 +1335,10 @@ class DurableWorkQueue(EventSource):
             try:
                 renewal = await self._store.renew(self._owner, ids, self._lease)
             except StoreError as exc:
+                self._store_failed(exc)
                 logger.warning("renewing leases failed (%s); retrying", exc)
                 continue
+            self._store_failing_since = None
             for task_id in renewal.lost:
                 attempt = self._held.get(task_id)
                 # An attempt whose outcome is being written is not stopped: the
@@ -1323,7 +1372,10 @@ class DurableWorkQueue(EventSource):
                     next_purge = self._clock.current_time() + PURGE_INTERVAL
                     await self._store.purge_finished(_wall_now() - self._retention)
             except StoreError as exc:
+                self._store_failed(exc)
                 logger.warning("store maintenance failed (%s); retrying", exc)
+            else:
+                self._store_failing_since = None
             await trio.sleep(self._lease / 2)
 
     # ------------------------------------------------------------- shutdown
@@ -1482,6 +1534,7 @@ async def open_durable_queue(
     serializer: Serializer | None = None,
     retention: float | None = 86400.0,
     shutdown_timeout: float | None = None,
+    store_failure_grace: float | None = 60.0,
 ) -> AsyncGenerator[DurableWorkQueue, None]:
     """Open a `DurableWorkQueue` on *store*, with its workers in *nursery* (or its own).
 
@@ -1515,11 +1568,20 @@ async def open_durable_queue(
             results and lookups) before it is purged; ``None`` keeps it.
         shutdown_timeout: The deadline used when leaving the block
             (``None``: wait for running tasks to finish).
+        store_failure_grace: Seconds the workers keep retrying a store
+            whose every call fails (claims, lease renewals, upkeep, outcome
+            writes) before the queue stops with `StoreUnavailable`; a call
+            that works starts the count again. ``None`` retries forever.
+            Only the workers' calls count: with ``workers=0`` each call
+            raises its own `StoreError`.
 
     Raises:
         TypeError, ValueError: For bad arguments or a bad URL, before
             anything starts.
         StoreError: If the store cannot be opened.
+        StoreUnavailable: Out of the block (in an exception group when the
+            queue runs in *nursery*), once every store call of the workers
+            has failed for *store_failure_grace* seconds.
     """
     from ._stores import store_from_url
 
@@ -1538,6 +1600,7 @@ async def open_durable_queue(
         serializer=serializer,
         retention=retention,
         shutdown_timeout=shutdown_timeout,
+        store_failure_grace=store_failure_grace,
     )
     await resolved.open()
     try:

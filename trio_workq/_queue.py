@@ -1271,6 +1271,7 @@ def open_work_queue(
     serializer: Serializer | None = None,
     retention: float | None = 86400.0,
     shutdown_timeout: float | None = None,
+    store_failure_grace: float | None = 60.0,
 ) -> contextlib.AbstractAsyncContextManager[DurableWorkQueue]: ...
 
 
