@@ -38,7 +38,14 @@ from ._errors import (
     TaskTimeout,
     _check_seconds,
 )
-from ._events import EVENT_FOR_STATUS, EventKind, EventSource, logger, set_current
+from ._events import (
+    EVENT_FOR_STATUS,
+    EventKind,
+    EventSource,
+    logger,
+    running_in,
+    set_current,
+)
 from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, run_queue
 from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
 from ._retry import RetryPolicy
@@ -1388,6 +1395,10 @@ class DurableWorkQueue(EventSource):
         Always a checkpoint. Calling it again is allowed (a shorter *timeout*
         wins). If the caller is cancelled while waiting, running tasks are
         cancelled and given back at once.
+
+        Called from inside one of the queue's own tasks (or a child task of
+        one), it starts the shutdown and returns without waiting: the queue
+        cannot stop before the calling task ends.
         """
         if timeout is not None:
             timeout = _check_seconds("timeout", timeout)
@@ -1397,6 +1408,9 @@ class DurableWorkQueue(EventSource):
             if self._grace_scope is not None:
                 self._grace_scope.deadline = self._shutdown_deadline
         self._begin_shutdown()
+        if running_in(self):
+            await trio.lowlevel.checkpoint()
+            return
         try:
             await self._stopped.wait()
         except BaseException:

@@ -28,7 +28,9 @@ from ._events import (
     current_task_var,
     log_listener_error,
     logger,
+    running_in,
 )
+from ._outcomes import split_attempt_error
 from ._ready import ReadySet
 from ._records import RetainedRecords
 from ._retry import RetryPolicy
@@ -80,6 +82,11 @@ MAX_PAGE_SIZE: Final = 1000
 
 # Dispatch at most this many due timers before letting other tasks run.
 _TIMER_BATCH: Final = 256
+
+# Workers running back-to-back tasks that never await yield to the rest of
+# the run loop once this many seconds have passed (trio's scheduling contract).
+# Another task can wait two slices: trio runs a batch's tasks in random order.
+_FAIR_SLICE: Final = 0.0005
 
 
 class _Unset(enum.Enum):
@@ -211,6 +218,10 @@ class WorkQueue(EventSource):
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
         self._init_events()
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
+        # The workers' shared time slice (see _fair_yield): when the current
+        # one began, and when busy workers must next yield.
+        self._slice_start = -math.inf
+        self._slice_end = -math.inf
         # The run's clock, read directly (it is fixed for the run; skips a lookup).
         self._clock = trio.lowlevel.current_clock()
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
@@ -517,13 +528,20 @@ class WorkQueue(EventSource):
         if self._closing:
             self._check_drained()
 
-    def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
-        """Record a failed attempt, then retry the task or end it ``failed``."""
+    def _fail_attempt(self, task: TaskHandle[Any], error: Exception, *, retry: bool = True) -> None:
+        """Record a failed attempt, then retry the task or end it ``failed``.
+
+        *retry* False: the attempt failed while an enclosing scope was cancelled.
+        """
         task._last_error = error
         task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]
         policy = task._options.retry
         # A task that fails while being cancelled is not retried: cancellation never is.
-        if policy is not None and not (task._cancel_requested or self._scope.cancel_called):
+        if (
+            policy is not None
+            and retry
+            and not (task._cancel_requested or self._scope.cancel_called)
+        ):
             try:
                 delay = policy.next_delay(task.attempts, error)
             except Exception as policy_error:  # a broken backoff or retry_if fails the task
@@ -580,6 +598,11 @@ class WorkQueue(EventSource):
         producer_line = self._producers._line
         clock = self._clock
         set_status = self._set_status
+        started = -math.inf
+        # What a task raised while a scope was cancelled, judged outside our scope:
+        # an exception in place of the Cancelled, or errors raised beside it (a group).
+        replaced: Exception | None = None
+        beside: Exception | None = None
         try:
             while True:
                 # One cancel scope serves many tasks; it is replaced only once a
@@ -587,6 +610,10 @@ class WorkQueue(EventSource):
                 scope = trio.CancelScope()
                 with scope:
                     while True:
+                        if self._closing and self._scope.cancel_called:
+                            # Past the shutdown deadline (or aborted): nothing new
+                            # starts, and what is still queued ends cancelled.
+                            self._begin_shutdown(cancel_queued=True)
                         # (Attribute checks before calls: this loop runs once per task.)
                         task = ready.pop() if ready.live else None
                         if task is not None:
@@ -620,7 +647,20 @@ class WorkQueue(EventSource):
                             value = await task._fn(*task._args)
                         except Exception as exc:
                             task._scope = None
+                            if trio.current_effective_deadline() == -math.inf:
+                                # Raised while a scope was cancelled: ours (cancel() or
+                                # the timeout) or an enclosing one. Judged below.
+                                replaced = exc
+                                break
                             self._fail_attempt(task, exc)
+                        except BaseException as exc:
+                            # Cancelled, maybe in a group beside the task's own errors
+                            # (a child's finally): the Cancelled goes on to the scopes
+                            # and the errors stay the task's. KeyboardInterrupt & co go on.
+                            to_raise, beside = split_attempt_error(exc)
+                            if to_raise is None or beside is None:
+                                raise
+                            raise to_raise from None
                         else:
                             task._result = value
                             self._finish(task, COMPLETED)
@@ -632,23 +672,67 @@ class WorkQueue(EventSource):
                                 break  # the deadline passed as the task returned
                         if ran._cancel_requested:
                             break  # a cancel() raced the task's completion; renew the scope
+                        if started >= self._slice_end and (ready.live or producer_line):
+                            await self._fair_yield(started)
                 if task is not None:
-                    # Our scope caught the Cancelled: cancel() or the task's timeout.
+                    # Our scope caught the Cancelled (cancel() or the task's timeout),
+                    # or the task raised an exception while a scope was cancelled.
                     task._scope = None
+                    if replaced is not None:
+                        error, replaced = replaced, None
+                        # Cancelled by an enclosing scope: no retry, and this worker stops.
+                        stopping = trio.current_effective_deadline() == -math.inf
+                        self._fail_attempt(task, error, retry=not stopping)
+                        running[slot] = None
+                        task = None
+                        if stopping:
+                            await trio.lowlevel.checkpoint()  # raises Cancelled
+                        continue
                     if task._cancel_requested:
-                        self._finish(task, CANCELLED)
+                        self._end_cancelled(task, beside)
                     else:
-                        message = f"task timed out after {task._options.timeout}s"
-                        self._fail_attempt(task, TaskTimeout(message))
+                        timed_out = TaskTimeout(f"task timed out after {task._options.timeout}s")
+                        timed_out.__cause__ = beside
+                        self._fail_attempt(task, timed_out)
+                    beside = None
                     running[slot] = None
                     task = None
         except BaseException:
             # Cancelled from outside (forced shutdown), or KeyboardInterrupt & co:
             # the task ends cancelled and the exception goes on.
             if task is not None and not task.done:
-                self._finish(task, CANCELLED)
+                self._end_cancelled(task, beside)
             running[slot] = None
             raise
+
+    def _end_cancelled(self, task: TaskHandle[Any], beside: Exception | None) -> None:
+        """End a task ``cancelled``; record errors it raised beside its Cancelled (a group)."""
+        if beside is not None:
+            task._last_error = beside
+            task._errors = (*task._errors, beside)[-MAX_ERROR_HISTORY:]
+            logger.warning(
+                "task %s (%s) was cancelled and raised errors while unwinding",
+                task.id,
+                task.name,
+                exc_info=beside,
+            )
+        self._finish(task, CANCELLED)
+
+    async def _fair_yield(self, last_start: float) -> None:
+        """Let the rest of the run loop in: the busy workers have used up their slice.
+
+        A worker with more ready work runs it without a schedule point, so
+        tasks that never await would hold the run loop for the whole backlog.
+        The workers share one slice, so that a run-loop batch of busy workers
+        holds the loop about one slice in all, not one each: the first of
+        them to resume in the next batch (one that yielded after the current
+        slice began) starts the next slice.
+        """
+        await trio.lowlevel.checkpoint()
+        if last_start >= self._slice_start:
+            now = self._clock.current_time()
+            self._slice_start = now
+            self._slice_end = now + _FAIR_SLICE
 
     async def _scheduler(self) -> None:  # noqa: ASYNC910 - private; runs until drained
         """Move due tasks to the ready set: one task and one heap for every timer."""
@@ -930,12 +1014,20 @@ class WorkQueue(EventSource):
         Always a checkpoint. Calling it again is allowed (a shorter *timeout*
         wins). If the caller is cancelled while waiting, the queue's tasks
         are cancelled at once.
+
+        Called from inside one of the queue's own tasks (or a child task of
+        one), it starts the shutdown and returns without waiting: the queue
+        cannot stop before the calling task ends. That task is then cancelled
+        at the deadline like any other, if it is still running.
         """
         if timeout is not None:
             timeout = _check_seconds("timeout", timeout)
         self._begin_shutdown(cancel_queued=cancel_queued)
         if timeout is not None:
             self._scope.deadline = min(self._scope.deadline, self._clock.current_time() + timeout)
+        if running_in(self):
+            await trio.lowlevel.checkpoint()
+            return
         try:
             await self._stopped.wait()
         except BaseException:
