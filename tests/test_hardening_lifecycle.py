@@ -122,7 +122,8 @@ class TestListenerActsMidTransition:
             await handle.wait()  # woken by the first ending, not the retried run's
             assert trio.current_time() == start
             assert retried
-            assert handle.status is TaskStatus.RETRYING
+            if status is TaskStatus.CANCELLED:
+                assert not handle.done  # its second run takes 5 s
             check_counts(queue)
             await trio.sleep(10)
             assert handle.info().attempts == 2
