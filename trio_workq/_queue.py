@@ -634,10 +634,7 @@ class WorkQueue(EventSource):
                     while True:
                         # (Attribute checks before calls: this loop runs once per task.)
                         task = ready.pop() if ready.live else None
-                        if task is not None:
-                            if producer_line:
-                                self._admit_producers()
-                        else:
+                        if task is None:
                             task = self._take_unbuffered() if producer_line else None
                             if task is None:
                                 if self._drained:
@@ -658,6 +655,10 @@ class WorkQueue(EventSource):
                             # which has an index: inlined, as it runs once per task.
                             self._mark = task._mark = self._mark + 1
                             task.status = RUNNING
+                        if producer_line:
+                            # Now that the task counts as running: the listeners of
+                            # the tasks admitted here may act on it.
+                            self._admit_producers()
                         timeout = task._options.timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
@@ -998,11 +999,8 @@ class WorkQueue(EventSource):
     def _begin_shutdown(self, *, cancel_queued: bool) -> None:
         if not self._closing:
             self._closing = True
-            while self._producers:
-                if self._producers.peek() is self._held:
-                    self._admit(self._producers.wake_first())  # a due task: it still runs
-                else:
-                    self._producers.wake_first(_closed_error())
+            # A due task the scheduler holds stays in line: it still runs, once there is room.
+            self._producers.wake_all_but(self._held, _closed_error)
             self._schedulers.wake_all(_closed_error)
             self._cancel_all(self._timers.waiting(SCHEDULED))
         if cancel_queued and not self._cancel_queued:
