@@ -175,6 +175,60 @@ class TestListenerActsMidTransition:
             assert [h.info().attempts for h in (first, second, third)] == [0, 0, 0]
             check_counts(queue)
 
+    async def test_cancel_a_task_being_started_from_an_admitted_producers_event(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A worker taking a task admits waiting producers only once that task runs.
+
+        Before, a listener of the admitted task's ``submitted`` event found the
+        taken task still ``queued`` (out of the ready set): cancelling it left
+        the queued count off by one, and the worker ran the cancelled task.
+        """
+        starts: list[str] = []
+
+        async def record(label: str) -> None:
+            starts.append(label)
+            await trio.sleep(1)
+
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=1) as queue:
+            first = await queue.submit(record, "first")
+            second = await queue.submit(record, "second")  # fills the buffer
+            await trio.testing.wait_all_tasks_blocked()
+
+            seen: list[TaskStatus] = []
+
+            def listener(event: TaskEvent) -> None:
+                if event.kind is EventKind.SUBMITTED:
+                    seen.append(second.status)
+                    queue.cancel(second.id)
+
+            queue.add_listener(listener)
+            third = await queue.submit(record, "third")  # waits for room
+            await third.wait()
+            assert seen == [TaskStatus.RUNNING]
+            assert starts == ["first", "second", "third"]
+            assert first.status is TaskStatus.COMPLETED
+            assert second.status is TaskStatus.CANCELLED
+            assert third.status is TaskStatus.COMPLETED
+            check_counts(queue)
+            assert queue.statistics().queued == 0
+
+    async def test_shutdown_never_overfills_the_buffer_with_a_held_task(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """At shutdown the scheduler's due task waits for room like before; it still runs."""
+        async with trio_workq.open_work_queue(workers=1, max_buffer_size=1) as queue:
+            await queue.submit(sleeper, 5)  # takes the worker
+            await queue.submit(sleeper, 5)  # fills the buffer
+            due = await queue.schedule(sleeper, 1, delay=1)
+            await trio.sleep(2)
+            assert queue._held is due
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(queue.shutdown)
+                await trio.sleep(1)
+                assert queue.statistics().queued <= 1
+        assert due.status is TaskStatus.COMPLETED
+
 
 class TestRetryAfterCancel:
     @pytest.mark.parametrize("waiting", ["scheduled", "retrying"])
