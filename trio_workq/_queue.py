@@ -1003,7 +1003,7 @@ class WorkQueue(EventSource):
             self._producers.wake_all_but(self._held, _closed_error)
             self._schedulers.wake_all(_closed_error)
             self._cancel_all(self._timers.waiting(SCHEDULED))
-        if cancel_queued and not self._cancel_queued:
+        if cancel_queued:
             # Nothing that has not started will: queued and retrying tasks end
             # cancelled, and so does a running task's failed attempt (see _fail_attempt).
             self._cancel_queued = True
@@ -1076,7 +1076,7 @@ def _parse_cursor(cursor: object, listing: str) -> int:
     if not isinstance(cursor, str):
         raise TypeError(f"cursor must be a str or None, not {type(cursor).__name__}")
     kind, _, number = cursor.partition(":")
-    if not number.isdigit() or not number.isascii():
+    if not number.isdigit() or not number.isascii() or len(number) > _MAX_ID_DIGITS:
         raise ValueError(f"malformed cursor {cursor!r}")
     if kind != listing:
         raise ValueError(f"cursor {cursor!r} belongs to another listing (not {listing!r})")
