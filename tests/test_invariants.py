@@ -180,7 +180,7 @@ async def noop() -> None:
     pass
 
 
-ACTIONS = ["cancel", "retry", "submit", "schedule", "cancel_other"]
+ACTIONS = ["cancel", "retry", "submit", "schedule", "cancel_other", "retry_other"]
 
 rules = st.lists(st.tuples(st.sampled_from(list(trio_workq.EventKind)), st.sampled_from(ACTIONS)))
 
@@ -198,6 +198,7 @@ rules = st.lists(st.tuples(st.sampled_from(list(trio_workq.EventKind)), st.sampl
     buffer=st.integers(0, 2),
     backoff=st.sampled_from([0.0, 1.0]),
     cancel_queued=st.booleans(),
+    shutdown_timeout=st.sampled_from([None, 0.0, 0.5]),
 )
 def test_listeners_acting_on_the_queue_keep_invariants(
     workload: list[tuple[float, int, float | None]],
@@ -206,6 +207,7 @@ def test_listeners_acting_on_the_queue_keep_invariants(
     buffer: int,
     backoff: float,
     cancel_queued: bool,
+    shutdown_timeout: float | None,
 ) -> None:
     """Listeners that cancel, retry, submit or schedule on any event never break the
     bookkeeping: every task is counted once, statistics match the listings, the buffer
@@ -270,8 +272,10 @@ def test_listeners_acting_on_the_queue_keep_invariants(
                                 handles.append(queue.submit_nowait(job, 0.0, 1))
                             elif action == "schedule":
                                 handles.append(queue.schedule_nowait(job, 0.0, 0, delay=0.5))
-                            elif handles:
+                            elif action == "cancel_other" and handles:
                                 handles[budget[0] % len(handles)].cancel()
+                            elif handles:
+                                queue.retry(handles[budget[0] % len(handles)].id)
                         except expected_errors:
                             pass
                         check(queue)
@@ -288,7 +292,7 @@ def test_listeners_acting_on_the_queue_keep_invariants(
                 check(queue)
             await trio.sleep(1.5)
             check(queue)
-            await queue.shutdown(cancel_queued=cancel_queued)
+            await queue.shutdown(shutdown_timeout, cancel_queued=cancel_queued)
             check(queue)
 
         assert not unexpected
