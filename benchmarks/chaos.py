@@ -42,7 +42,8 @@ The checks (any failure makes the exit status 1):
 * **poison failed alone**: every poison task ended ``failed``, and nothing
   else did;
 * **worker exits**: each worker ended by our SIGKILL, or with status 0
-  after our SIGTERM; none exited on its own.
+  after our SIGTERM; none exited on its own (a run stops after 12 such
+  crashes: a poison task may crash every worker that claims it).
 
 It prints a table of these figures per backend, with the seed (to replay a
 run with ``--seed``), and leaves the ledgers and the workers' logs in a
@@ -82,6 +83,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = ("completed", "failed", "cancelled")
 SCHEMA = "chaos"
+#: Worker crashes after which a run stops (a poison task may crash every worker that claims it).
+MAX_CRASHES = 12
 #: The poison tasks every backend gets (next to its own kinds of corrupt rows).
 POISON_TASKS = ("surrogate result", "surrogate error", "NUL error", "raising cleanup")
 
@@ -236,6 +239,8 @@ class Report:
     explained_by_kill: int = 0
     explained_by_lease: int = 0
     unexplained: int = 0
+    #: Of those, how many ran in a worker that crashed (exited without our signal).
+    unexplained_crash: int = 0
     events: Counter[str] = field(default_factory=Counter[str])
     exits: Counter[str] = field(default_factory=Counter[str])
     unexpected_exits: int = 0
@@ -260,7 +265,10 @@ class Report:
             ("stuck", self.stuck),
             ("failed though not poison", self.failed_not_poison),
             ("double runs not explained by a kill or an expired lease", self.unexplained),
-            ("workers exited on their own", self.unexpected_exits),
+            (
+                "workers crashed (exited without our signal, or not 0 after a SIGTERM)",
+                self.unexpected_exits,
+            ),
         ):
             if count:
                 failures.append(f"{count} {what}")
@@ -283,7 +291,10 @@ class Workers:
         self.all: list[trio.Process] = []
         self.killed: set[int] = set()
         self.drained: set[int] = set()
+        self.crashed: set[int] = set()
         self.stopping = False
+        #: Cancelled when workers keep crashing: the run stops waiting for its tasks.
+        self.give_up = trio.CancelScope()
 
     async def start(self, nursery: trio.Nursery) -> None:
         env = dict(os.environ)
@@ -311,9 +322,15 @@ class Workers:
             self.report.exits["exit 0 after SIGTERM"] += 1
         else:
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
-            self.report.exits[f"{how} (on its own)"] += 1
+            cause = "after our SIGTERM" if process.pid in self.drained else "on its own"
+            self.report.exits[f"{how} ({cause})"] += 1
             self.report.unexpected_exits += 1
-            if not self.stopping:  # keep the run going, to see what else breaks
+            self.crashed.add(process.pid)
+            if self.report.unexpected_exits >= MAX_CRASHES:
+                if not self.give_up.cancel_called:
+                    self.report.problems.append(f"gave up after {MAX_CRASHES} worker crashes")
+                self.give_up.cancel()
+            elif not self.stopping:  # keep the run going, to see what else breaks
                 await self.start(nursery)
 
     def pick(self, rng: random.Random) -> trio.Process | None:
@@ -460,7 +477,7 @@ async def run_backend(
             nursery.start_soon(submit)
             poison_kinds = len(POISON_TASKS) + len(backend.corruptions)
             total = config.tasks + poison_kinds * config.poison_each
-            with trio.move_on_after(config.deadline) as deadline:
+            with workers.give_up, trio.move_on_after(config.deadline) as deadline:
                 for fraction, action in plan_events(backend, config, rng):
                     await wait_for_finished(backend, fraction * total)
                     report.events[action] += 1
@@ -485,7 +502,8 @@ async def run_backend(
         await workers.aclose()
     report.seconds = time.monotonic() - started
     rows = await trio.to_thread.run_sync(backend.rows)
-    tally(report, ids, poison, rows, tasks.read_ledger(str(workers.ledger)), workers.killed)
+    ledger = tasks.read_ledger(str(workers.ledger))
+    tally(report, ids, poison, rows, ledger, workers.killed, workers.crashed)
     return report
 
 
@@ -496,6 +514,7 @@ def tally(
     rows: dict[str, tuple[str, int, list[str]]],
     ledger: list[tuple[str, str, int, int]],
     killed: set[int],
+    crashed: set[int],
 ) -> None:
     """Fill *report*'s figures from the rows and the ledger."""
     runs: dict[str, list[int]] = {}  # task id: the pid of each run, in order
@@ -531,6 +550,7 @@ def tally(
                 report.explained_by_lease += 1
             else:
                 report.unexplained += 1
+                report.unexplained_crash += any(pid in crashed for pid in earlier)
 
 
 # ------------------------------------------------------------------ output
@@ -549,12 +569,13 @@ def table(reports: list[Report]) -> str:
         ("  explained by a SIGKILL", lambda r: r.explained_by_kill),
         ("  explained by an expired lease", lambda r: r.explained_by_lease),
         ("  unexplained", lambda r: r.unexplained),
+        ("    (in a worker that crashed)", lambda r: r.unexplained_crash),
         ("poison failed alone", lambda r: ("yes" if r.poison_alone else "no") if r.poison else "-"),
         ("chaos events", lambda r: ", ".join(f"{k} {n}" for k, n in sorted(r.events.items()))),
         ("worker exits", lambda r: ", ".join(f"{k}: {n}" for k, n in sorted(r.exits.items()))),
     ]
     header = ["", *(r.backend for r in reports)]
-    lines = [header, *([label, *(str(get(r)) for r in reports)] for label, get in figures)]
+    lines = [header, *([label, *(str(get(r)) or "-" for r in reports)] for label, get in figures)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
 
     def render(cells: list[str]) -> str:
