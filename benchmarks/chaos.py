@@ -284,8 +284,10 @@ class Workers:
         self.backend = backend
         self.config = config
         self.ledger = directory / f"{backend.name}.ledger"
-        self.output_path = directory / f"{backend.name}.workers.log"
-        self.output = open(self.output_path, "ab")  # noqa: SIM115 - closed by aclose()
+        #: One log per worker process: its output shows when it is ready.
+        self.logs = directory / f"{backend.name}-workers"
+        self.logs.mkdir()
+        self.log_of: dict[int, Path] = {}
         self.report = report
         self.live: list[trio.Process] = []
         self.all: list[trio.Process] = []
@@ -306,9 +308,15 @@ class Workers:
             "--workers", str(self.config.workers), "--lease", "2", "--poll-interval", "0.1",
             "--shutdown-timeout", "10",
         ]  # fmt: skip
-        process = await trio.lowlevel.open_process(
-            command, cwd=ROOT, env=env, stdout=self.output, stderr=subprocess.STDOUT
-        )
+        log = self.logs / f"{len(self.all)}.log"
+        output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            process = await trio.lowlevel.open_process(
+                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        finally:
+            os.close(output)  # the child has its own copy
+        self.log_of[process.pid] = log
         self.live.append(process)
         self.all.append(process)
         nursery.start_soon(self._watch, process, nursery)
@@ -333,30 +341,36 @@ class Workers:
             elif not self.stopping:  # keep the run going, to see what else breaks
                 await self.start(nursery)
 
-    def pick(self, rng: random.Random) -> trio.Process | None:
-        candidates = [p for p in self.live if p.pid not in self.drained | self.killed]
-        return rng.choice(candidates) if candidates else None
+    def ready(self, process: trio.Process) -> bool:
+        """Whether *process* serves: it handles SIGTERM from then on (before, it just dies)."""
+        return b" serving " in self.log_of[process.pid].read_bytes()
 
-    async def kill(self, rng: random.Random, nursery: trio.Nursery) -> None:
-        if victim := self.pick(rng):
-            self.killed.add(victim.pid)
-            victim.send_signal(signal.SIGKILL)
-            await self.start(nursery)
+    async def victim(self, rng: random.Random) -> trio.Process:
+        """A random ready worker that we have not signalled yet (waits for one). Checkpoints."""
+        while True:  # replacements get ready in their own time: poll
+            candidates = [
+                p for p in self.live if p.pid not in self.drained | self.killed and self.ready(p)
+            ]
+            if candidates:
+                return rng.choice(candidates)
+            await trio.sleep(0.05)
 
-    async def drain(self, rng: random.Random, nursery: trio.Nursery) -> None:
-        if victim := self.pick(rng):
-            self.drained.add(victim.pid)
-            victim.send_signal(signal.SIGTERM)
-            await self.start(nursery)
+    async def send(self, signum: int, rng: random.Random, nursery: trio.Nursery) -> None:
+        """SIGKILL or SIGTERM a random worker and start a replacement. Checkpoints."""
+        victim = await self.victim(rng)
+        (self.killed if signum == signal.SIGKILL else self.drained).add(victim.pid)
+        victim.send_signal(signum)
+        await self.start(nursery)
 
     async def drain_all(self) -> None:
-        """SIGTERM every worker and wait until all have exited."""
+        """SIGTERM every worker once it is ready, and wait until all have exited. Checkpoints."""
         self.stopping = True
-        for process in self.live:
-            self.drained.add(process.pid)
-            process.send_signal(signal.SIGTERM)
         with trio.move_on_after(30):
             while True:  # _watch() notes each exit: poll
+                for process in self.live:
+                    if process.pid not in self.drained and self.ready(process):
+                        self.drained.add(process.pid)
+                        process.send_signal(signal.SIGTERM)
                 if not self.live:
                     break
                 await trio.sleep(0.05)
@@ -371,7 +385,6 @@ class Workers:
                 if process.returncode is None:
                     process.kill()
                 await process.wait()
-        self.output.close()
 
 
 def plan_events(backend: Backend, config: Config, rng: random.Random) -> list[tuple[float, str]]:
@@ -482,9 +495,9 @@ async def run_backend(
                     await wait_for_finished(backend, fraction * total)
                     report.events[action] += 1
                     if action == "kill":
-                        await workers.kill(rng, nursery)
+                        await workers.send(signal.SIGKILL, rng, nursery)
                     elif action == "drain":
-                        await workers.drain(rng, nursery)
+                        await workers.send(signal.SIGTERM, rng, nursery)
                     elif action == "restart":
                         assert restart is not None
                         async with server_lock:
