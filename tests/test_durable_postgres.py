@@ -237,14 +237,23 @@ async def cluster_env(
         await environment.aclose()
 
 
-async def test_server_restart_mid_run(cluster: PostgresCluster, cluster_env: Env) -> None:
+def _shared_server_start_time(pg_url: str) -> object:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+
+
+async def test_server_restart_mid_run(
+    pg_url: str, cluster: PostgresCluster, cluster_env: Env
+) -> None:
     """The server restarts mid-run: workers and the producer reconnect; nothing is lost.
 
     The same standard as after a SIGKILL: a task runs twice only if it was
     recovered (its lease expired while the server was down, or its claim
     was cut off mid-statement), and then its lost attempt is recorded.
+    The server restarted is the test's own: the shared one keeps running.
     """
     env = cluster_env
+    shared_started = await trio.to_thread.run_sync(_shared_server_start_time, pg_url)
     count, more = 3000, 100
     with trio.fail_after(45):
         async with open_durable_queue(store=env.url, workers=0) as producer:
@@ -269,6 +278,7 @@ async def test_server_restart_mid_run(cluster: PostgresCluster, cluster_env: Env
         for process in workers:
             assert process.returncode is None  # none gave up
             assert await env.stop(process) == 0, env.worker_output()
+    assert await trio.to_thread.run_sync(_shared_server_start_time, pg_url) == shared_started
 
     key_of = {handle.id: key for key, handle in enumerate(handles)}
     runs = env.runs()
