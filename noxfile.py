@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Developer tasks: ``nox -s tests``, ``lint``, ``typing``, ``docs`` (and ``bench``, on demand)."""
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typing``, ``docs`` (and ``bench``, ``chaos``)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,16 @@ def bench_postgres(session: nox.Session) -> None:
     install_group(session, "bench-postgres")
     session.install(".[postgres]")
     session.run("python", "-m", "benchmarks.bench_durable_postgres", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Worker processes under SIGKILLs, drains, a server restart and poison tasks.
+
+    On SQLite and on a throwaway PostgreSQL server (its binaries are needed, not a
+    running server); docs/persistence.md. ``nox -s chaos -- --quick`` is CI's short
+    run; arguments after ``--`` go to ``python -m benchmarks.chaos`` (``--no-poison``,
+    ``--backends``, ``--tasks``, ``--seed``).
+    """
+    session.install(".[postgres]")
+    session.run("python", "-m", "benchmarks.chaos", *session.posargs)

@@ -27,6 +27,7 @@ MODULES: tuple[str, ...] = (
     "shutdown",
     "prometheus_overhead",
     "listing",
+    "fair_workers",
 )
 
 

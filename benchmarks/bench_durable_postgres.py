@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Durable queue on PostgreSQL, end to end: throughput and wake-up latency, next to procrastinate.
 
-Usage (from the repository root; hold the PostgreSQL lock on the shared machine)::
+Usage (from the repository root)::
 
-    flock /tmp/pg.lock python -m benchmarks.bench_durable_postgres [--url URL]
+    python -m benchmarks.bench_durable_postgres [--url URL]
         [--processes 1,2,4] [--workers 50] [--tasks N] [--batch 1000] [--reps 3]
         [--samples 200] [--systems trio_workq,procrastinate] [--analyze-interval 1]
         [--procrastinate-pool 4] [--timeout 900] [--json PATH] [--quick]

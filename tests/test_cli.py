@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import re
 import runpy
 import signal
@@ -181,8 +182,14 @@ class TestDemoInProcess:
         assert summary_rows(captured.out) == FAST_200_ROWS
         assert FAST_200_ROWS["total"][3] == 200
         assert "all 200 tasks finished" in captured.out
-        # Failed tasks are logged with tracebacks, but only with -v.
-        assert captured.err == ""
+        # Each failed task is one warning line on stderr; tracebacks only with -v.
+        warnings = captured.err.splitlines()
+        assert len(warnings) == FAST_200_ROWS["total"][1]
+        for line in warnings:
+            assert re.fullmatch(
+                r"trio-workq: warning: task \d+ \(\w+\) failed after \d attempt\(s\) \(\w+: .+\)",
+                line,
+            ), line
 
     def test_options_reach_the_demo(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Every option lands in the demo's config; its exit status is main()'s."""
@@ -235,9 +242,21 @@ class TestDemoInProcess:
         assert f"{level} trio_workq: task " in err
         assert "retrying in" in err
         assert ("started" in err) == (level == "DEBUG")
+        assert "Traceback (most recent call last)" in err
         # The handler is gone afterwards: main() leaves logging as it found it.
         assert _cli.main(FAST_60) == 0
-        assert capsys.readouterr().err == ""
+        err = capsys.readouterr().err
+        assert "INFO" not in err
+        assert "Traceback" not in err
+        assert logging.getLogger("trio_workq").handlers == []
+
+    def test_log_line_erases_a_live_progress_line(self) -> None:
+        """In the demo's live mode, a warning line first erases the progress line it replaces."""
+        formatter = _cli._OneLineFormatter()
+        record = logging.LogRecord("trio_workq", logging.WARNING, __file__, 1, "lost", (), None)
+        assert formatter.format(record) == "trio-workq: warning: lost"
+        formatter.prefix = _demo.ERASE_LINE
+        assert formatter.format(record) == "\r\x1b[2Ktrio-workq: warning: lost"
 
     def test_missing_web_extra(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -402,7 +421,11 @@ class TestSubprocess:
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        assert result.stderr == ""
+        # One warning line per failed task, no traceback.
+        assert len(result.stderr.splitlines()) == FAST_200_ROWS["total"][1]
+        assert all(
+            line.startswith("trio-workq: warning: task ") for line in result.stderr.splitlines()
+        )
         assert summary_rows(result.stdout) == FAST_200_ROWS
         assert submitted(result.stdout) == 200
         # Not a terminal: plain lines only.
@@ -451,7 +474,11 @@ class TestSubprocess:
             output = await reader.rest()
             assert await process.wait() == 0
             assert process.stderr is not None
-            assert await process.stderr.receive_some() == b""
+            err = b""
+            while chunk := await process.stderr.receive_some():
+                err += chunk
+        assert b"Traceback" not in err
+        assert all(line.startswith(b"trio-workq: warning: ") for line in err.splitlines())
         assert f"Stopping: {signum.name} received; no new tasks" in output
         completed, _, _, total = summary_totals(output)
         assert total == submitted(output) > 0
@@ -486,7 +513,8 @@ class TestSubprocess:
             process.stdout.close()
             _, err = process.communicate(timeout=60)
         assert process.returncode == 1
-        assert err == b""
+        # Nothing but the warnings of tasks that failed before the reader left.
+        assert all(line.startswith(b"trio-workq: warning: task ") for line in err.splitlines())
 
 
 def test_main_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

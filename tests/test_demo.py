@@ -199,8 +199,37 @@ class TestRun:
         assert 20 <= elapsed <= 20 + 10  # at most the grace period after the duration
         output = out.getvalue()
         assert "Stopping: ran for 20 s; no new tasks" in output
+        assert output.startswith("trio-workq demo: 8 workers, for 20 s, seed 1, speed 1x\n")
         assert result.submitted > 100
         check_summary(output, result)
+
+    @pytest.mark.parametrize(
+        ("tasks", "duration", "extent"),
+        [
+            (None, None, "until stopped"),
+            (None, 2.5, "for 2.5 s"),
+            (3, None, "3 tasks"),
+            (3, 60, "3 tasks (at most 60 s)"),
+        ],
+    )
+    async def test_header_says_how_long_the_run_lasts(
+        self,
+        tasks: int | None,
+        duration: float | None,
+        extent: str,
+        autojump_clock: trio.testing.MockClock,
+    ) -> None:
+        """The first line names the run's end: its tasks, its duration, or a signal."""
+        out = Output()
+        config = DemoConfig(seed=2, workers=3, tasks=tasks, duration=duration, dashboard=False)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_bounded, config, out)
+            await out.wait_for("\n")
+            nursery.cancel_scope.cancel()
+        assert (
+            out.getvalue().splitlines()[0]
+            == f"trio-workq demo: 3 workers, {extent}, seed 2, speed 1x"
+        )
 
     @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
     async def test_signal_stops_gracefully(

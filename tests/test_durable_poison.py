@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import _poison_tasks as poison
 import durable_helper as helper
@@ -39,7 +39,6 @@ from trio_workq import StoredError, TaskCancelled, TaskStatus
 from trio_workq._durable import (
     DurableTaskHandle,
     DurableWorkQueue,
-    _split_task_group,
     open_durable_queue,
 )
 from trio_workq._postgres import PostgresStore
@@ -48,9 +47,6 @@ from trio_workq._sqlite import SQLiteStore
 from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError, read_row
 from trio_workq.web import serve_dashboard
 from trio_workq.web._durable_source import DurableSource
-
-if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
-    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -177,30 +173,6 @@ async def test_outer_cancel_with_failing_cleanup_gives_the_task_back(backend: Ba
             assert outer.cancelled_caught  # a cancellation, not an exception group, came out
             info = await producer.get_info(handle.id)
             assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
-
-
-async def test_split_task_group() -> None:
-    """Cancelled plus errors splits in two; a group holding KeyboardInterrupt is kept whole."""
-    cancelled: trio.Cancelled | None = None
-    with trio.CancelScope() as scope:
-        scope.cancel()
-        try:
-            await trio.lowlevel.checkpoint()
-        except trio.Cancelled as exc:
-            cancelled = exc  # kept to build groups; the scope is left right after
-    assert cancelled is not None
-    error = OSError("cleanup")
-    part, errors = _split_task_group(BaseExceptionGroup("", [cancelled, error]))
-    assert part is not None
-    assert part.exceptions == (cancelled,)
-    assert isinstance(errors, ExceptionGroup)
-    assert cast("ExceptionGroup[Exception]", errors).exceptions == (error,)
-    only, no_errors = _split_task_group(BaseExceptionGroup("", [cancelled]))
-    assert only is not None
-    assert no_errors is None
-    fatal = BaseExceptionGroup("", [cancelled, KeyboardInterrupt(), error])
-    assert _split_task_group(fatal) == (None, None)
-    assert _split_task_group(BaseExceptionGroup("", [KeyboardInterrupt()])) == (None, None)
 
 
 # ------------------------------------------------- text a store cannot hold

@@ -10,9 +10,8 @@ The server is ``$TRIO_WORKQ_TEST_PG_URL`` (default: the local test server).
 Every test uses a schema of its own and drops it afterwards. Without a
 server the tests skip locally and fail when ``CI`` is set.
 
-``test_server_restart_mid_run`` restarts the local server (``pg_ctlcluster``,
-as root): on a machine where others use it, run this file under
-``flock /tmp/pg.lock``.
+``test_server_restart_mid_run`` restarts a throwaway server of its own
+(`_pg_cluster`), never the shared one.
 """
 
 from __future__ import annotations
@@ -33,13 +32,8 @@ import durable_helper as helper
 import psycopg
 import pytest
 import trio
-from _pg import (
-    PG_URL,
-    ensure_postgres_running,
-    require_postgres,
-    require_restartable_postgres,
-    restart_postgres,
-)
+from _pg import PG_URL, require_cluster, require_postgres
+from _pg_cluster import PostgresCluster
 from _worker_processes import TESTS, WorkerProcesses
 from psycopg import sql
 
@@ -52,9 +46,9 @@ if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
 
-def _url(schema: str) -> str:
-    separator = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{separator}schema={schema}"
+def _url(schema: str, server: str = PG_URL) -> str:
+    separator = "&" if "?" in server else "?"
+    return f"{server}{separator}schema={schema}"
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +69,10 @@ class Env(WorkerProcesses):
 
     poll_interval = 0.5
 
-    def __init__(self, tmp_path: Path, schema: str) -> None:
+    def __init__(self, tmp_path: Path, schema: str, server: str = PG_URL) -> None:
         self.schema = schema
-        super().__init__(tmp_path, _url(schema))
+        self.server = server
+        super().__init__(tmp_path, _url(schema, server))
 
     async def rows(
         self, query: LiteralString, params: dict[str, Any] | None = None
@@ -86,7 +81,7 @@ class Env(WorkerProcesses):
         statement = sql.SQL(query).format(tasks=sql.Identifier(self.schema, "tasks"))
 
         def run() -> list[tuple[Any, ...]]:
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
+            with psycopg.connect(self.server, autocommit=True) as conn:
                 cursor = conn.execute(statement, params)
                 return cursor.fetchall() if cursor.description else []
 
@@ -224,23 +219,44 @@ async def test_dropped_connections_mid_run(env: Env, producer: DurableWorkQueue)
 
 
 @pytest.fixture
-def pg_version() -> str:
-    """The local server's version, for tests that restart it (run them under the lock)."""
-    return require_restartable_postgres()
+def cluster() -> Iterator[PostgresCluster]:
+    """A throwaway server of the test's own, which it may restart."""
+    yield from require_cluster()
+
+
+@pytest.fixture
+async def cluster_env(
+    tmp_path: Path, cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Env]:
+    """Like `env`, on the throwaway server (deleted afterwards, schema and all)."""
+    environment = Env(tmp_path, "twq_durable", cluster.url)
+    monkeypatch.setenv(helper.LOG_ENV, str(environment.log))
+    try:
+        yield environment
+    finally:
+        await environment.aclose()
+
+
+def _shared_server_start_time(pg_url: str) -> object:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT pg_postmaster_start_time()").fetchone()
 
 
 async def test_server_restart_mid_run(
-    pg_version: str, env: Env, producer: DurableWorkQueue
+    pg_url: str, cluster: PostgresCluster, cluster_env: Env
 ) -> None:
     """The server restarts mid-run: workers and the producer reconnect; nothing is lost.
 
     The same standard as after a SIGKILL: a task runs twice only if it was
     recovered (its lease expired while the server was down, or its claim
     was cut off mid-statement), and then its lost attempt is recorded.
+    The server restarted is the test's own: the shared one keeps running.
     """
+    env = cluster_env
+    shared_started = await trio.to_thread.run_sync(_shared_server_start_time, pg_url)
     count, more = 3000, 100
-    try:
-        with trio.fail_after(45):
+    with trio.fail_after(45):
+        async with open_durable_queue(store=env.url, workers=0) as producer:
             # 30 worker slots, 20 ms a task: the run lasts about two seconds without the restart.
             handles = await producer.submit_many(helper.work, [(key, 0.02) for key in range(count)])
             workers = [
@@ -248,8 +264,8 @@ async def test_server_restart_mid_run(
             ]
             (before,) = await env.rows("SELECT pg_postmaster_start_time()")
             await env.wait_for_log("end", count // 20)
-            # The server is down for a fraction of a second, then pg_ctlcluster waits for it.
-            await restart_postgres(pg_version)
+            # The server is down for a fraction of a second; pg_ctl waits until it is back.
+            await trio.to_thread.run_sync(cluster.restart)
             assert await env.rows("SELECT pg_postmaster_start_time()") != [before]
             # The producer's queue reconnects: it submits and reads again.
             handles += await producer.submit_many(
@@ -257,14 +273,12 @@ async def test_server_restart_mid_run(
             )
             await env.wait_for_completed(count + more, within=40)
             assert (await handles[-1].info()).status is TaskStatus.COMPLETED
-            # The workers saw the store fail (they logged it and retried).
-            assert " WARNING trio_workq: " in env.worker_output()
-            for process in workers:
-                assert process.returncode is None  # none gave up
-                assert await env.stop(process) == 0, env.worker_output()
-    finally:
-        with trio.CancelScope(shield=True):
-            await ensure_postgres_running(pg_version)
+        # The workers saw the store fail (they logged it and retried).
+        assert " WARNING trio_workq: " in env.worker_output()
+        for process in workers:
+            assert process.returncode is None  # none gave up
+            assert await env.stop(process) == 0, env.worker_output()
+    assert await trio.to_thread.run_sync(_shared_server_start_time, pg_url) == shared_started
 
     key_of = {handle.id: key for key, handle in enumerate(handles)}
     runs = env.runs()

@@ -9,7 +9,9 @@ with plain ``sqlite3`` to check rows.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import signal
 import sqlite3
 import sys
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import _readonly_store
 import durable_helper as helper
 import pytest
 import trio
@@ -270,3 +273,54 @@ class TestCommandLine:
         assert "unsupported store URL" in capsys.readouterr().err
         assert cli_main(["tasks", "list", "--store", url, "--limit", "5000"]) == 1
         assert "--limit must be at most 1000" in capsys.readouterr().err
+
+
+async def test_worker_on_a_read_only_store_reports_and_stops(tmp_path: Path) -> None:
+    """`trio-workq worker` logs store failures to stderr (no -v) and exits 1 after the grace."""
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    async with open_durable_queue(store=url, workers=0) as queue:
+        await queue.submit(_readonly_store.noop)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env[_readonly_store.READ_ONLY_ENV] = "1"
+    command = [sys.executable, "-m", "trio_workq", "worker", "_readonly_store", "--store", url]
+    options = ["--poll-interval", "0.05", "--store-failure-grace", "1"]
+    start = trio.current_time()
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [*command, *options], env=env, capture_stdout=True, capture_stderr=True, check=False
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert trio.current_time() - start >= 1
+    lines = err.splitlines()
+    assert any(
+        line.startswith("trio-workq: warning: claiming tasks failed")
+        and "attempt to write a readonly database" in line
+        for line in lines
+    ), err
+    assert lines[-1].startswith("trio-workq: error: every store operation has failed for "), err
+    assert "Traceback" not in err
+
+
+def test_read_only_commands_refuse_a_missing_postgres_schema(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """tasks list, tasks show and dashboard on a schema without a store: exit 1, nothing created."""
+    import psycopg  # the postgres extra: only this test needs it
+    from _pg import require_postgres
+
+    pg_url = require_postgres()
+    schema = f"missing_{secrets.token_hex(6)}"
+    url = f"{pg_url}?schema={schema}"
+    for command in (
+        ["tasks", "list"],
+        ["tasks", "show", "1"],
+        ["dashboard", "--port", "0"],
+    ):
+        assert cli_main([*command, "--store", url]) == 1, command
+        err = capsys.readouterr().err
+        assert f"(schema {schema}): the schema holds no trio_workq store" in err, err
+    with psycopg.connect(pg_url) as conn:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+    assert found is None

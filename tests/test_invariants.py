@@ -178,3 +178,137 @@ def test_retained_records_match_a_model(
 
 async def noop() -> None:
     pass
+
+
+ACTIONS = ["cancel", "retry", "submit", "schedule", "cancel_other", "retry_other"]
+
+rules = st.lists(st.tuples(st.sampled_from(list(trio_workq.EventKind)), st.sampled_from(ACTIONS)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    workload=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 1.0]), st.integers(0, 2), st.sampled_from([None, 0.0, 2.0])
+        ),
+        max_size=8,
+    ),
+    rules=rules,
+    workers=st.integers(1, 3),
+    buffer=st.integers(0, 2),
+    backoff=st.sampled_from([0.0, 1.0]),
+    cancel_queued=st.booleans(),
+    shutdown_timeout=st.sampled_from([None, 0.0, 0.5]),
+)
+def test_listeners_acting_on_the_queue_keep_invariants(
+    workload: list[tuple[float, int, float | None]],
+    rules: list[tuple[trio_workq.EventKind, str]],
+    workers: int,
+    buffer: int,
+    backoff: float,
+    cancel_queued: bool,
+    shutdown_timeout: float | None,
+) -> None:
+    """Listeners that cancel, retry, submit or schedule on any event never break the
+    bookkeeping: every task is counted once, statistics match the listings, the buffer
+    is never overfilled, attempts match runs, and every task ends exactly once."""
+    runs: dict[str, int] = {}
+    unexpected: list[BaseException] = []
+    expected_errors = (
+        trio_workq.TaskStateError,
+        trio_workq.QueueClosed,
+        trio_workq.TaskNotFound,
+        trio.WouldBlock,
+    )
+    policy = trio_workq.RetryPolicy(max_attempts=3, backoff=trio_workq.fixed(backoff))
+
+    async def job(duration: float, fails: int) -> None:
+        me = trio_workq.current_task().id
+        runs[me] = runs.get(me, 0) + 1
+        await trio.sleep(duration)
+        if runs[me] <= fails:
+            raise OSError("fails")
+
+    def check(queue: trio_workq.WorkQueue) -> None:
+        stats = queue.statistics()
+        counts = {
+            TaskStatus.QUEUED: stats.queued,
+            TaskStatus.SCHEDULED: stats.scheduled,
+            TaskStatus.RETRYING: stats.retrying,
+            TaskStatus.RUNNING: stats.running,
+            TaskStatus.COMPLETED: stats.completed,
+            TaskStatus.FAILED: stats.failed,
+            TaskStatus.CANCELLED: stats.cancelled,
+        }
+        assert sum(counts.values()) == stats.submitted
+        for status, count in counts.items():
+            listed = queue.list_tasks(status=status, limit=1000).tasks
+            assert len(listed) == count, status
+            assert all(info.status is status for info in listed)
+        listed_all = queue.list_tasks(limit=1000).tasks
+        assert len({info.id for info in listed_all}) == len(listed_all) == stats.submitted
+        assert stats.queued <= buffer + workers - stats.busy_workers
+
+    async def main() -> None:
+        handles: list[trio_workq.TaskHandle[None]] = []
+        budget = [25]  # listener actions in all: listeners reacting to their own tasks stop
+        async with trio_workq.open_work_queue(
+            workers=workers, max_buffer_size=buffer, retry=policy
+        ) as queue:
+
+            def listener(event: trio_workq.TaskEvent) -> None:
+                try:
+                    check(queue)
+                    for kind, action in rules:
+                        if kind is not event.kind or budget[0] <= 0:
+                            continue
+                        budget[0] -= 1
+                        try:
+                            if action == "cancel":
+                                queue.cancel(event.task_id)
+                            elif action == "retry":
+                                queue.retry(event.task_id)
+                            elif action == "submit":
+                                handles.append(queue.submit_nowait(job, 0.0, 1))
+                            elif action == "schedule":
+                                handles.append(queue.schedule_nowait(job, 0.0, 0, delay=0.5))
+                            elif action == "cancel_other" and handles:
+                                handles[budget[0] % len(handles)].cancel()
+                            elif handles:
+                                queue.retry(handles[budget[0] % len(handles)].id)
+                        except expected_errors:
+                            pass
+                        check(queue)
+                except BaseException as exc:
+                    unexpected.append(exc)
+                    raise
+
+            queue.add_listener(listener)
+            for duration, fails, delay in workload:
+                if delay is None:
+                    handles.append(await queue.submit(job, duration, fails))
+                else:
+                    handles.append(await queue.schedule(job, duration, fails, delay=delay))
+                check(queue)
+            await trio.sleep(1.5)
+            check(queue)
+            await queue.shutdown(shutdown_timeout, cancel_queued=cancel_queued)
+            check(queue)
+
+        assert not unexpected
+        stats = queue.statistics()
+        assert stats.queued == stats.running == stats.scheduled == stats.retrying == 0
+        assert stats.completed + stats.failed + stats.cancelled == stats.submitted == len(handles)
+        assert stats.producers_waiting == stats.schedulers_waiting == 0
+        for handle in handles:
+            info = queue.get_info(handle.id)
+            assert info.status.is_terminal
+            assert handle.done
+            assert info.attempts == runs.get(handle.id, 0)
+            await handle.wait()
+
+    async def bounded() -> None:
+        with trio.fail_after(100_000):
+            await main()
+
+    trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -213,6 +213,7 @@ class TestListTasks:
             ({"cursor": "all:x"}, ValueError, "malformed cursor"),
             ({"cursor": "all:-1"}, ValueError, "malformed cursor"),
             ({"cursor": "garbage"}, ValueError, "malformed cursor"),
+            ({"cursor": "all:" + "1" * 5000}, ValueError, "malformed cursor"),  # past int()'s limit
             ({"cursor": "failed:3"}, ValueError, "another listing"),
             ({"status": "failed", "cursor": "all:3"}, ValueError, "another listing"),
         ],

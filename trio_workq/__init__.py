@@ -13,6 +13,7 @@ from ._durable import DurableQueueStatistics as DurableQueueStatistics
 from ._durable import DurableTaskHandle as DurableTaskHandle
 from ._durable import DurableWorkQueue as DurableWorkQueue
 from ._durable import StoredError as StoredError
+from ._durable import StoreUnavailable as StoreUnavailable
 from ._durable import open_durable_queue as open_durable_queue
 from ._errors import QueueClosed as QueueClosed
 from ._errors import Retry as Retry
@@ -66,6 +67,7 @@ __all__ = [
     "Store",
     "StoreDataError",
     "StoreError",
+    "StoreUnavailable",
     "StoredError",
     "TaskCancelled",
     "TaskEvent",

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        with _log_to_stderr(args.verbose):
+        with _log_to_stderr(args.verbose) as args.log_handler:
             status = handler(args)
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. `trio-workq demo | head`: the reader is gone
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="log the trio_workq logger to stderr: -v retries and failures, -vv every event",
+        help="log more to stderr (by default: warnings and errors, one line each): "
+        "-v retries and tracebacks, -vv every event",
     )
     _add_demo(commands, common)
     from ._durable_cli import add_dashboard, add_tasks, add_worker  # it imports this module
@@ -197,7 +198,7 @@ def _add_demo(
 def _run_demo(args: argparse.Namespace) -> int:
     import trio
 
-    from ._demo import DemoConfig, DemoError, run_demo
+    from ._demo import ERASE_LINE, DemoConfig, DemoError, run_demo
 
     seed: int = random.randrange(1_000_000) if args.seed is None else args.seed
     config = DemoConfig(
@@ -216,6 +217,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         # Redraw one line only on a terminal, and not while log lines go there too.
         live=sys.stdout.isatty() and not args.verbose,
     )
+    log_handler = getattr(args, "log_handler", None)
+    formatter = log_handler.formatter if log_handler is not None else None
+    if config.live and isinstance(formatter, _OneLineFormatter) and sys.stderr.isatty():
+        # A log line (a failed task) replaces the progress line, which is redrawn below it.
+        formatter.prefix = ERASE_LINE
     try:
         result = trio.run(run_demo, config, sys.stdout)
     except DemoError as exc:
@@ -285,26 +291,45 @@ def _discard_stdout() -> None:
 
 
 @contextlib.contextmanager
-def _log_to_stderr(verbosity: int) -> Generator[None, None, None]:
-    """Send the ``trio_workq`` logger to stderr while a command runs (if *verbosity*)."""
+def _log_to_stderr(verbosity: int) -> Generator[logging.Handler, None, None]:
+    """Send the ``trio_workq`` logger to stderr while a command runs; yield the handler.
+
+    By default only warnings and errors, one line each (an exception as its
+    ``Type: message``); ``-v`` adds retries and tracebacks, ``-vv`` every event.
+    """
     logger = logging.getLogger("trio_workq")
-    handler: logging.Handler
+    handler = logging.StreamHandler(sys.stderr)
     if verbosity:
-        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
-        # Failed tasks are logged with tracebacks; without -v they stay out of the
-        # terminal (a logger with no handler at all would print WARNINGs anyway).
-        handler = logging.NullHandler()
+        handler.setFormatter(_OneLineFormatter())
+        handler.setLevel(logging.WARNING)
     old_level = logger.level
     logger.addHandler(handler)
     if verbosity:
         logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
     try:
-        yield
+        yield handler
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """``trio-workq: warning: message (Type: text)``: a log record as one line, no traceback.
+
+    Attributes:
+        prefix: Written before each line (the demo's code that erases its progress line).
+    """
+
+    prefix = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{self.prefix}{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            text = f"{text} ({type(error).__name__}: {error})"
+        return text
 
 
 def _integer(minimum: int) -> Callable[[str], int]:

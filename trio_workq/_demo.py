@@ -43,6 +43,9 @@ LINE_INTERVAL = 5.0
 #: Finished task records the demo's queue keeps (for the dashboard and its retry button).
 RETAINED = 10_000
 
+#: Moves a terminal's cursor to column 0 and erases that line.
+ERASE_LINE = "\r\x1b[2K"
+
 #: Exit status of a run that a second signal stopped at once: 128 + the signal number.
 _FORCED_EXIT_BASE = 128
 
@@ -478,7 +481,7 @@ class Console:
         on_closed: Called once when that happens.
     """
 
-    _ERASE_LINE = "\r\x1b[2K"  # back to column 0, erase the whole line
+    _ERASE_LINE = ERASE_LINE
 
     def __init__(self, out: TextIO, *, live: bool) -> None:
         self._out = out
@@ -646,10 +649,9 @@ async def _run_workload(
             shutdown_timeout=config.grace,
         ) as queue:
             queue.add_listener(tally)
-            count = "until stopped" if config.tasks is None else f"{config.tasks} tasks"
             console.line(
-                f"trio-workq demo: {config.workers} workers, {count}, seed {config.seed}, "
-                f"speed {config.speed:g}x"
+                f"trio-workq demo: {config.workers} workers, {_extent(config)}, "
+                f"seed {config.seed}, speed {config.speed:g}x"
             )
             if config.dashboard:
                 try:
@@ -673,6 +675,15 @@ async def _run_workload(
                 )
         services.cancel_scope.cancel()
     return None
+
+
+def _extent(config: DemoConfig) -> str:
+    """How long the run lasts, for the header: ``200 tasks``, ``for 60 s``, ``until stopped``."""
+    if config.tasks is None:
+        return "until stopped" if config.duration is None else f"for {config.duration:g} s"
+    if config.duration is None:
+        return f"{config.tasks} tasks"
+    return f"{config.tasks} tasks (at most {config.duration:g} s)"
 
 
 async def _feed(

@@ -39,7 +39,15 @@ from ._errors import (
     TaskTimeout,
     _check_seconds,
 )
-from ._events import EVENT_FOR_STATUS, EventKind, EventSource, logger, set_current
+from ._events import (
+    EVENT_FOR_STATUS,
+    EventKind,
+    EventSource,
+    logger,
+    running_in,
+    set_current,
+)
+from ._outcomes import split_attempt_error
 from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, run_queue
 from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
 from ._retry import RetryPolicy
@@ -157,6 +165,17 @@ def _wall_now() -> float:
 def default_owner() -> str:
     """A worker process's owner id: ``hostname:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class StoreUnavailable(StoreError):
+    """Every store call of a queue's workers has failed for longer than its grace period.
+
+    Raised out of the queue (inside an exception group when the queue runs in
+    a nursery) by `open_durable_queue` with a ``store_failure_grace``: a
+    store that refuses every write (a read-only file, a lost server) stops
+    the workers instead of failing their claims forever. The store's last
+    error is its ``__cause__``.
+    """
 
 
 @attrs.frozen
@@ -412,6 +431,7 @@ class DurableWorkQueue(EventSource):
         serializer: Serializer | None,
         retention: float | None,
         shutdown_timeout: float | None,
+        store_failure_grace: float | None = None,
     ) -> None:
         self._workers = int(check_count("workers", workers, minimum=0, allow_inf=False))
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -433,6 +453,13 @@ class DurableWorkQueue(EventSource):
             if shutdown_timeout is None
             else _check_seconds("shutdown_timeout", shutdown_timeout)
         )
+        self._store_failure_grace = (
+            math.inf
+            if store_failure_grace is None
+            else _check_seconds("store_failure_grace", store_failure_grace)
+        )
+        # Trio time of the first failed store call since the last one that worked.
+        self._store_failing_since: float | None = None
         self._store = store
         self._owner = default_owner()
 
@@ -898,11 +925,13 @@ class DurableWorkQueue(EventSource):
             try:
                 claimed = await store.claim(self._owner, limit, self._lease)
             except StoreError as exc:
+                self._store_failed(exc)
                 logger.warning(
                     "claiming tasks failed (%s); retrying in %.3g s", exc, self._poll_interval
                 )
                 await trio.sleep(self._poll_interval)
                 continue
+            self._store_failing_since = None
             attempts = [self._hold(row) for row in claimed.tasks]
             if self._closing:
                 # Shutdown began during the claim: give these back (the supervisor
@@ -997,13 +1026,14 @@ class DurableWorkQueue(EventSource):
                         except Exception as exc:
                             error = exc
                         except BaseExceptionGroup as group:
-                            cancelled, cleanup_errors = _split_task_group(group)
-                            if cancelled is None:
-                                raise  # KeyboardInterrupt, SystemExit & co. propagate
-                            # Only the Cancelled part goes on: this scope catches it if it
-                            # is its own (timeout, cancel, lost lease, shutdown) and the task
-                            # ends below; one from an outer scope propagates.
-                            raise cancelled from None
+                            # Cancelled beside the task's own errors (a child's finally):
+                            # only the Cancelled goes on, and this scope catches it if it
+                            # is its own (timeout, cancel, lost lease, shutdown): the task
+                            # ends below. KeyboardInterrupt & co. go on as they are.
+                            to_raise, cleanup_errors = split_attempt_error(group)
+                            if to_raise is None or cleanup_errors is None:
+                                raise
+                            raise to_raise from None
                         attempt.scope = None
                         if timeout is not None:
                             scope.deadline = math.inf
@@ -1328,10 +1358,14 @@ class DurableWorkQueue(EventSource):
         delay = 0.05
         while True:
             try:
-                return await write()
+                result = await write()
             except StoreDataError:
+                self._store_failing_since = None  # the store answered: it works
                 raise
             except StoreError as exc:
+                # Counted, but never raised from here: this runs in cleanup too, where
+                # StoreUnavailable would cut the cleanup short.
+                self._store_failed(exc, stop=False)
                 if self._clock.current_time() + delay >= give_up:
                     for attempt in attempts:
                         logger.error(
@@ -1349,6 +1383,29 @@ class DurableWorkQueue(EventSource):
                 )
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            else:
+                self._store_failing_since = None
+                return result
+
+    def _store_failed(self, exc: StoreError, *, stop: bool = True) -> None:
+        """Count a failed store call of the workers; past the grace period, stop the queue.
+
+        Any call that works (`_store_failing_since` cleared) starts the count again.
+        The upkeep loops (claims, renewals, maintenance), which keep calling the
+        store, raise; outcome writes only count (*stop* false).
+
+        Raises:
+            StoreUnavailable: Every such call has failed for `_store_failure_grace`.
+        """
+        now = self._clock.current_time()
+        if self._store_failing_since is None:
+            self._store_failing_since = now
+        elif stop and now - self._store_failing_since >= self._store_failure_grace:
+            raise StoreUnavailable(
+                f"every store operation has failed for {now - self._store_failing_since:.3g} s, "
+                f"past the store failure grace of {self._store_failure_grace:g} s; "
+                f"last error: {exc}"
+            ) from exc
 
     def _unhold(self, attempt: _Attempt) -> None:
         # Only this attempt: a newer attempt of the same task may be held here by now
@@ -1376,8 +1433,10 @@ class DurableWorkQueue(EventSource):
             try:
                 renewal = await self._store.renew(self._owner, ids, self._lease)
             except StoreError as exc:
+                self._store_failed(exc)
                 logger.warning("renewing leases failed (%s); retrying", exc)
                 continue
+            self._store_failing_since = None
             for task_id in renewal.lost:
                 attempt = self._held.get(task_id)
                 # An attempt whose outcome is being written is not stopped: the
@@ -1411,7 +1470,10 @@ class DurableWorkQueue(EventSource):
                     next_purge = self._clock.current_time() + PURGE_INTERVAL
                     await self._store.purge_finished(_wall_now() - self._retention)
             except StoreError as exc:
+                self._store_failed(exc)
                 logger.warning("store maintenance failed (%s); retrying", exc)
+            else:
+                self._store_failing_since = None
             await trio.sleep(self._lease / 2)
 
     # ------------------------------------------------------------- shutdown
@@ -1431,6 +1493,10 @@ class DurableWorkQueue(EventSource):
         Always a checkpoint. Calling it again is allowed (a shorter *timeout*
         wins). If the caller is cancelled while waiting, running tasks are
         cancelled and given back at once.
+
+        Called from inside one of the queue's own tasks (or a child task of
+        one), it starts the shutdown and returns without waiting: the queue
+        cannot stop before the calling task ends.
         """
         if timeout is not None:
             timeout = _check_seconds("timeout", timeout)
@@ -1440,6 +1506,9 @@ class DurableWorkQueue(EventSource):
             if self._grace_scope is not None:
                 self._grace_scope.deadline = self._shutdown_deadline
         self._begin_shutdown()
+        if running_in(self):
+            await trio.lowlevel.checkpoint()
+            return
         try:
             await self._stopped.wait()
         except BaseException:
@@ -1519,36 +1588,6 @@ class DurableWorkQueue(EventSource):
             self._close_streams()
 
 
-def _split_task_group(
-    group: BaseExceptionGroup[BaseException],
-) -> tuple[BaseExceptionGroup[trio.Cancelled] | None, Exception | None]:
-    """Split an exception group a task raised into ``(cancelled, errors)``.
-
-    A task cancelled while its nursery's children fail in their cleanup
-    raises `trio.Cancelled` and ordinary errors in one group (a group of
-    ordinary errors only is an `ExceptionGroup`, an ordinary failure, and
-    never gets here). *cancelled* is the sub-group of `trio.Cancelled`,
-    *errors* the sub-group of everything else (``None`` if empty). If the
-    group holds anything but `trio.Cancelled` and `Exception` (say
-    `KeyboardInterrupt`), *cancelled* is ``None``: the caller re-raises the
-    whole group unchanged.
-
-    The caller re-raises *cancelled* inside the task's cancel scope, so
-    that trio decides whose cancellation it is; if the scope catches it,
-    the task ends as cancelled or timed out (with *errors* kept as context),
-    and nothing else stops.
-    """
-    cancelled, rest = group.split(trio.Cancelled)
-    if cancelled is None:
-        return None, None
-    if rest is None:
-        return cancelled, None
-    errors, fatal = rest.split(Exception)
-    if fatal is not None:
-        return None, None
-    return cancelled, cast("Exception", errors)
-
-
 def _log_lease_lost(attempt: _Attempt) -> None:
     logger.info(
         "task %s (%s): lease lost before its outcome was recorded; another attempt owns it now",
@@ -1593,6 +1632,7 @@ async def open_durable_queue(
     serializer: Serializer | None = None,
     retention: float | None = 86400.0,
     shutdown_timeout: float | None = None,
+    store_failure_grace: float | None = 60.0,
 ) -> AsyncGenerator[DurableWorkQueue, None]:
     """Open a `DurableWorkQueue` on *store*, with its workers in *nursery* (or its own).
 
@@ -1626,11 +1666,20 @@ async def open_durable_queue(
             results and lookups) before it is purged; ``None`` keeps it.
         shutdown_timeout: The deadline used when leaving the block
             (``None``: wait for running tasks to finish).
+        store_failure_grace: Seconds the workers keep retrying a store
+            whose every call fails (claims, lease renewals, upkeep, outcome
+            writes) before the queue stops with `StoreUnavailable`; a call
+            that works starts the count again. ``None`` retries forever.
+            Only the workers' calls count: with ``workers=0`` each call
+            raises its own `StoreError`.
 
     Raises:
         TypeError, ValueError: For bad arguments or a bad URL, before
             anything starts.
         StoreError: If the store cannot be opened.
+        StoreUnavailable: Out of the block (in an exception group when the
+            queue runs in *nursery*), once every store call of the workers
+            has failed for *store_failure_grace* seconds.
     """
     from ._stores import store_from_url
 
@@ -1649,6 +1698,7 @@ async def open_durable_queue(
         serializer=serializer,
         retention=retention,
         shutdown_timeout=shutdown_timeout,
+        store_failure_grace=store_failure_grace,
     )
     await resolved.open()
     try:

@@ -37,7 +37,7 @@ from ._durable import DurableWorkQueue, StoredError, open_durable_queue
 from ._errors import TaskNotFound, TaskStateError
 from ._registry import registered_names
 from ._serialize import JSONSerializer, PickleSerializer, Serializer
-from ._store import StoreError
+from ._store import Store, StoreError
 from ._stores import store_from_url
 from ._task import TaskInfo, TaskStatus
 
@@ -49,6 +49,9 @@ worker processes, on one host (SQLite) or many (PostgreSQL), may share a store.
 """
 
 _WORKER_EPILOG = f"""\
+Store failures are logged to stderr as they happen; a store that fails every
+call for --store-failure-grace seconds stops the worker with exit status 1.
+
 The first Ctrl-C (or SIGTERM) stops claiming tasks and lets running ones finish
 for up to --shutdown-timeout seconds; what is still running then is cancelled
 and given back to the store (queued again, for the next worker). A second
@@ -130,6 +133,14 @@ def add_worker(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a graceful stop waits for running tasks (default: 30)",
     )
+    worker.add_argument(
+        "--store-failure-grace",
+        type=_seconds(allow_zero=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="stop with exit status 1 once every store call has failed for this long, "
+        "e.g. on a read-only database or a lost server (default: 60)",
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -147,23 +158,24 @@ def run_worker(args: argparse.Namespace) -> int:
             f"no tasks are registered after importing {', '.join(args.modules)}: "
             "decorate task functions with @trio_workq.task"
         )
-    _check_store_url(args.store, must_exist=False)
+    store = _store_for(args.store, must_exist=False)
     with _user_errors(StoreError):
-        return trio.run(_serve, args, names)
+        return trio.run(_serve, args, store, names)
 
 
-async def _serve(args: argparse.Namespace, names: list[str]) -> int:
+async def _serve(args: argparse.Namespace, store: Store, names: list[str]) -> int:
     forced: list[int] = []
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             async with open_durable_queue(
                 nursery,
-                store=args.store,
+                store=store,
                 workers=args.workers,
                 lease=args.lease,
                 poll_interval=args.poll_interval,
                 serializer=_serializer(args.serializer),
                 shutdown_timeout=args.shutdown_timeout,
+                store_failure_grace=args.store_failure_grace,
             ) as queue:
                 _say(
                     f"worker {queue.owner} serving {queue.store.url} with {args.workers} "
@@ -240,18 +252,18 @@ def _tasks_handler(action: _Action) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         if getattr(args, "limit", 0) > 1000:
             raise CommandError("--limit must be at most 1000")
-        _check_store_url(args.store, must_exist=True)
+        store = _store_for(args.store, must_exist=True)
         with _user_errors(StoreError, TaskNotFound, TaskStateError, ValueError):
-            trio.run(_with_queue, action, args)
+            trio.run(_with_queue, action, args, store)
         return EXIT_OK
 
     return handler
 
 
-async def _with_queue(action: _Action, args: argparse.Namespace) -> None:
+async def _with_queue(action: _Action, args: argparse.Namespace, store: Store) -> None:
     # A queue without workers: only looks and acts, never runs tasks.
     async with open_durable_queue(
-        store=args.store, workers=0, serializer=_serializer(args.serializer)
+        store=store, workers=0, serializer=_serializer(args.serializer)
     ) as queue:
         await action(queue, args, sys.stdout)
 
@@ -354,7 +366,7 @@ def add_dashboard(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def run_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard of a store until Ctrl-C or SIGTERM."""
-    _check_store_url(args.store, must_exist=True)
+    store = _store_for(args.store, must_exist=True)
     try:
         from .web import check_dashboard_options, serve_dashboard
     except ImportError as exc:
@@ -364,15 +376,15 @@ def run_dashboard(args: argparse.Namespace) -> int:
     with _user_errors(StoreError, ValueError, OSError):
         # Refuse a public host without a token before the store is touched.
         check_dashboard_options(host=args.host, token=args.token, allow_public=args.allow_public)
-        trio.run(_serve_dashboard, args, serve_dashboard)
+        trio.run(_serve_dashboard, args, store, serve_dashboard)
     return EXIT_OK
 
 
-async def _serve_dashboard(args: argparse.Namespace, serve_dashboard: Any) -> None:
+async def _serve_dashboard(args: argparse.Namespace, store: Store, serve_dashboard: Any) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             open_durable_queue(
-                store=args.store, workers=0, serializer=_serializer(args.serializer)
+                store=store, workers=0, serializer=_serializer(args.serializer)
             ) as queue,
             trio.open_nursery() as nursery,
         ):
@@ -413,14 +425,27 @@ def _user_errors(*types: type[Exception]) -> Generator[None, None, None]:
         raise CommandError(str(error)) from None
 
 
-def _check_store_url(url: str, *, must_exist: bool) -> None:
+def _store_for(url: str, *, must_exist: bool) -> Store:
+    """The unopened store at *url*; with *must_exist*, one that will not create itself.
+
+    Commands that only look (``tasks``, ``dashboard``) must not turn a typo
+    into a new, empty store: a missing SQLite file is refused here, a
+    PostgreSQL schema without a store when the store opens.
+    """
     try:
         store = store_from_url(url)
     except (ValueError, StoreError) as exc:
         raise CommandError(str(exc)) from None
+    if not must_exist:
+        return store
     path = getattr(store, "path", None)
-    if must_exist and isinstance(path, str) and not os.path.exists(path):
+    if isinstance(path, str) and not os.path.exists(path):
         raise CommandError(f"no SQLite store at {path!r} (from {url})")
+    if url.startswith(("postgresql://", "postgres://")):
+        from ._postgres import PostgresStore  # store_from_url has imported it
+
+        store = PostgresStore(url, create=False)
+    return store
 
 
 def _serializer(name: str) -> Serializer:

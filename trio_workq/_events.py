@@ -153,6 +153,12 @@ def set_current(task: TaskHandle[Any]) -> None:
     current_task_var.set(task)
 
 
+def running_in(queue: object) -> bool:
+    """Whether the caller is a running task of *queue*, or a child of one. Not a checkpoint."""
+    task = current_task_var.get(None)
+    return task is not None and task._queue is queue and task.status is TaskStatus.RUNNING
+
+
 def current_task() -> TaskInfo:
     """The `TaskInfo` of the task running this code, read via contextvars.
 

@@ -391,6 +391,10 @@ def _is_permanent(exc: psycopg.OperationalError) -> bool:
     return any(cause in text for cause in _PERMANENT_CONNECT_ERRORS)
 
 
+#: Whether a schema (the parameter) holds our ``meta`` table: a store exists there.
+_META_EXISTS = "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
+
+
 def _lock_key(schema: str) -> int:
     """The schema's half of our advisory lock keys: a signed 32-bit hash of its name."""
     return int.from_bytes(zlib.crc32(schema.encode()).to_bytes(4, "big"), "big", signed=True)
@@ -782,6 +786,10 @@ class PostgresStore:
             ``LISTEN``.
         connect_retry_seconds: How long `open` keeps retrying a server that
             cannot be reached. Refused credentials are not retried.
+        create: Whether `open` creates the schema and its tables when they
+            are missing. ``False`` (for tools that only look, such as
+            ``trio-workq tasks list``) makes `open` raise `StoreError`
+            instead, so that a mistyped schema does not create an empty store.
 
     Raises:
         TypeError, ValueError: For a bad argument.
@@ -803,6 +811,7 @@ class PostgresStore:
         schema: str | None = None,
         pool_size: int = 4,
         connect_retry_seconds: float = 5.0,
+        create: bool = True,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -830,6 +839,7 @@ class PostgresStore:
         )
         self.url = url
         self.schema = schema
+        self._create = bool(create)
         defaults: dict[str, Any] = {}
         if "application_name" not in params:
             defaults["application_name"] = f"trio_workq {schema}"
@@ -908,6 +918,11 @@ class PostgresStore:
             # Serialises processes that start at once; each then sees the
             # version the previous one wrote.
             conn.execute(q.take_migration_lock, lock)
+            if not self._create and not conn.execute(_META_EXISTS, [self.schema]).fetchone():
+                raise StoreError(
+                    f"{self._describe}: the schema holds no trio_workq store (not created: "
+                    "check the schema name, or start a worker or a producer on it first)"
+                )
             conn.execute(q.create_schema)
             conn.execute(q.create_meta)
             row = conn.execute(q.read_version).fetchone()

@@ -28,7 +28,9 @@ from ._events import (
     current_task_var,
     log_listener_error,
     logger,
+    running_in,
 )
+from ._outcomes import split_attempt_error
 from ._ready import ReadySet
 from ._records import RetainedRecords
 from ._retry import RetryPolicy
@@ -78,8 +80,16 @@ MAX_ERROR_HISTORY: Final = 10
 #: The largest page `WorkQueue.list_tasks` returns.
 MAX_PAGE_SIZE: Final = 1000
 
+# Ids count status changes: they never reach 10**20.
+_MAX_ID_DIGITS: Final = 20
+
 # Dispatch at most this many due timers before letting other tasks run.
 _TIMER_BATCH: Final = 256
+
+# Workers running back-to-back tasks that never await yield to the rest of
+# the run loop once this many seconds have passed (trio's scheduling contract).
+# Another task can wait two slices: trio runs a batch's tasks in random order.
+_FAIR_SLICE: Final = 0.0005
 
 
 class _Unset(enum.Enum):
@@ -204,6 +214,7 @@ class WorkQueue(EventSource):
         self._mark = 0
         self._submitted = 0
         self._closing = False
+        self._cancel_queued = False  # shutdown(cancel_queued=True) was called
         self._drained = False  # closing, and nothing left to run: workers may exit
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
@@ -211,6 +222,10 @@ class WorkQueue(EventSource):
         self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
         self._init_events()
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
+        # The workers' shared time slice (see _fair_yield): when the current
+        # one began, and when busy workers must next yield.
+        self._slice_start = -math.inf
+        self._slice_end = -math.inf
         # The run's clock, read directly (it is fixed for the run; skips a lookup).
         self._clock = trio.lowlevel.current_clock()
         # trio time -> wall clock, fixed once so timestamps are cheap and monotonic.
@@ -250,10 +265,10 @@ class WorkQueue(EventSource):
         task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
         idle = self._idle
         if idle or self._ready.live < self._capacity:  # (_has_room and _make_ready, inlined)
-            self._accept(task)
             self._ready.push(task)
             if idle:
                 trio.lowlevel.reschedule(idle.pop())
+            self._accept(task)
             await trio.lowlevel.cancel_shielded_checkpoint()
         else:
             await self._producers.wait(task)  # the waker queued it, or raised QueueClosed
@@ -280,8 +295,8 @@ class WorkQueue(EventSource):
         task = self._new_task(fn, args, name, priority, timeout, retry, self._clock.current_time())
         if not self._has_room():
             raise trio.WouldBlock
-        self._accept(task)
         self._make_ready(task)
+        self._accept(task)
         return task
 
     async def schedule(
@@ -406,7 +421,12 @@ class WorkQueue(EventSource):
         return len(self._live[SCHEDULED]) < self._max_scheduled
 
     def _accept(self, task: TaskHandle[Any]) -> None:
-        """Register a new task: from now on it can be looked up and counted."""
+        """Register a new task: from now on it can be looked up and counted.
+
+        A queued task is already in the ready set; a scheduled one enters the
+        timer heap here (it needs its id). Listeners run last, so one that
+        cancels the task or submits another finds every count up to date.
+        """
         # The id is the task's first mark: one int per task, not two, and the
         # registry is in id order. (Ids are unique and increasing, not dense.)
         self._mark = mark = task._mark = task._seq = self._mark + 1
@@ -414,6 +434,7 @@ class WorkQueue(EventSource):
         self._submitted += 1
         if task.status is SCHEDULED:
             self._live[SCHEDULED][task] = mark
+            self._add_timer(task, task._due)  # type: ignore[arg-type]
         if self._hooks:
             kind = EventKind.SCHEDULED if task.status is SCHEDULED else EventKind.SUBMITTED
             for hook in self._hooks:  # (inlined here and in _set_status: hot with hooks)
@@ -423,7 +444,11 @@ class WorkQueue(EventSource):
                     log_listener_error(hook)
 
     def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
-        """The one place a registered task changes status."""
+        """Where a registered task changes status (`_finish` inlines it for terminal ones).
+
+        Callers put the task where its new status lives (ready set, timer
+        heap) first: listeners called here may act on it or on the queue.
+        """
         old = task.status
         live = self._live
         old_index = live.get(old)
@@ -459,26 +484,27 @@ class WorkQueue(EventSource):
         if self._idle:
             trio.lowlevel.reschedule(self._idle.pop())
 
-    def _admit(self, task: TaskHandle[Any]) -> bool:
-        """Move a task whose turn came out of the producers' line; False if it was cancelled."""
+    def _admit(self, task: TaskHandle[Any]) -> None:
+        """Queue a task whose turn came in the producers' line (unless it was cancelled)."""
         if task is self._held:
             self._held = None  # now, not when the scheduler next runs: drain checks read it
         if task.status is QUEUED:  # a new task from submit()
+            self._make_ready(task)
             self._accept(task)
-            return True
-        if task.done:  # a due task cancelled while the scheduler held it
-            return False
+        elif not task.done:  # a due task the scheduler held (unless cancelled meanwhile)
+            self._queue_due(task)
+
+    def _queue_due(self, task: TaskHandle[Any]) -> None:
+        """Queue a scheduled or retrying task whose time has come."""
         task._queued = self._clock.current_time()
+        self._make_ready(task)  # first: the status change may call listeners
         self._set_status(task, QUEUED)
-        return True
 
     def _admit_producers(self) -> None:
         """Queue waiting producers' tasks while there is room."""
         producers = self._producers
         while producers and self._ready.live < self._capacity:
-            task = producers.wake_first()
-            if self._admit(task):
-                self._make_ready(task)
+            self._admit(producers.wake_first())
 
     def _admit_scheduled(self) -> None:
         schedulers = self._schedulers
@@ -488,8 +514,8 @@ class WorkQueue(EventSource):
 
     def _add_scheduled(self, task: TaskHandle[Any], due: float) -> None:
         task.status = SCHEDULED
-        self._accept(task)
-        self._add_timer(task, due)
+        task._due = due
+        self._accept(task)  # (it adds the timer)
 
     def _add_timer(self, task: TaskHandle[Any], due: float) -> None:
         task._due = due
@@ -497,12 +523,24 @@ class WorkQueue(EventSource):
             self._timer_scope.deadline = due
 
     def _finish(self, task: TaskHandle[Any], status: TaskStatus) -> None:
-        """Move a task to a terminal status, wake its waiters, retain its record."""
+        """Move a task to a terminal status, wake its waiters, retain its record.
+
+        What `_set_status` does, inlined, with the listeners called last: the
+        record is complete when they run, so one may retry the task.
+        """
         now = self._clock.current_time()
         task._finished = now
         task._scope = None
         task._due = None
-        self._set_status(task, status)
+        old = task.status
+        old_index = self._live.get(old)
+        if old_index is not None:
+            del old_index[task]
+        self._mark = task._mark = self._mark + 1
+        task.status = status
+        if task._event is not None:
+            task._event.set()
+        self._retained.add(task)
         if status is FAILED:
             logger.warning(
                 "task %s (%s) failed after %d attempt(s)",
@@ -511,25 +549,44 @@ class WorkQueue(EventSource):
                 task.attempts,
                 exc_info=task._last_error,
             )
-        if task._event is not None:
-            task._event.set()
-        self._retained.add(task)
+        if self._hooks:
+            kind = EVENT_FOR_STATUS[status]
+            was_running = old is RUNNING
+            for hook in self._hooks:
+                try:
+                    hook(kind, task, now, was_running)
+                except Exception:
+                    log_listener_error(hook)
+        if old is SCHEDULED and self._schedulers:
+            self._admit_scheduled()
         if self._closing:
             self._check_drained()
 
-    def _fail_attempt(self, task: TaskHandle[Any], error: Exception) -> None:
-        """Record a failed attempt, then retry the task or end it ``failed``."""
+    def _fail_attempt(self, task: TaskHandle[Any], error: Exception, *, retry: bool = True) -> None:
+        """Record a failed attempt, then retry the task or end it ``failed``.
+
+        *retry* False: the attempt failed while an enclosing scope was cancelled.
+        """
         task._last_error = error
         task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]
         policy = task._options.retry
         # A task that fails while being cancelled is not retried: cancellation never is.
-        if policy is not None and not (task._cancel_requested or self._scope.cancel_called):
+        if (
+            policy is not None
+            and retry
+            and not (task._cancel_requested or self._scope.cancel_called)
+        ):
             try:
                 delay = policy.next_delay(task.attempts, error)
             except Exception as policy_error:  # a broken backoff or retry_if fails the task
                 policy_error.__context__ = error
                 task._last_error = policy_error
                 delay = None
+            if delay is not None and self._cancel_queued:
+                # shutdown(cancel_queued=True) came first: no new attempt starts.
+                task._cancel_requested = True
+                self._finish(task, CANCELLED)
+                return
             if delay is not None:
                 if logger.isEnabledFor(logging.INFO):
                     logger.info(
@@ -541,17 +598,20 @@ class WorkQueue(EventSource):
                         delay,
                     )
                 now = self._clock.current_time()
-                due = now + delay
-                task._due = due
-                self._set_status(task, RETRYING)
-                if delay == 0 and self._timers.next_due() > now and self._has_room():
+                if (
+                    delay == 0
+                    and not self._hooks
+                    and self._timers.next_due() > now
+                    and self._has_room()
+                ):
                     # Due at once, nothing else due, room: what the scheduler
-                    # would do, without the timer heap and its wake-up.
-                    task._queued = now
-                    self._set_status(task, QUEUED)
-                    self._make_ready(task)
+                    # would do, without the timer heap and its wake-up. (Not
+                    # with listeners: they may act on the task while it is retrying.)
+                    task._due = now
+                    self._queue_due(task)
                 else:
-                    self._add_timer(task, due)
+                    self._add_timer(task, now + delay)
+                    self._set_status(task, RETRYING)
                 return
         self._finish(task, FAILED)
 
@@ -560,9 +620,12 @@ class WorkQueue(EventSource):
     def _take_unbuffered(self) -> TaskHandle[Any] | None:
         """With an empty ready set: a waiting producer's task (max_buffer_size=0), or None."""
         producers = self._producers
+        ready = self._ready
         while producers._line:
-            task = producers.wake_first()
-            if self._admit(task):
+            # Through the ready set, so that listeners find the task counted.
+            self._admit(producers.wake_first())
+            task = ready.pop() if ready.live else None
+            if task is not None:
                 return task
         return None
 
@@ -580,6 +643,11 @@ class WorkQueue(EventSource):
         producer_line = self._producers._line
         clock = self._clock
         set_status = self._set_status
+        started = -math.inf
+        # What a task raised while a scope was cancelled, judged outside our scope:
+        # an exception in place of the Cancelled, or errors raised beside it (a group).
+        replaced: Exception | None = None
+        beside: Exception | None = None
         try:
             while True:
                 # One cancel scope serves many tasks; it is replaced only once a
@@ -587,12 +655,13 @@ class WorkQueue(EventSource):
                 scope = trio.CancelScope()
                 with scope:
                     while True:
+                        if self._closing and self._scope.cancel_called:
+                            # Past the shutdown deadline (or aborted): nothing new
+                            # starts, and what is still queued ends cancelled.
+                            self._begin_shutdown(cancel_queued=True)
                         # (Attribute checks before calls: this loop runs once per task.)
                         task = ready.pop() if ready.live else None
-                        if task is not None:
-                            if producer_line:
-                                self._admit_producers()
-                        else:
+                        if task is None:
                             task = self._take_unbuffered() if producer_line else None
                             if task is None:
                                 if self._drained:
@@ -613,6 +682,10 @@ class WorkQueue(EventSource):
                             # which has an index: inlined, as it runs once per task.
                             self._mark = task._mark = self._mark + 1
                             task.status = RUNNING
+                        if producer_line:
+                            # Now that the task counts as running: the listeners of
+                            # the tasks admitted here may act on it.
+                            self._admit_producers()
                         timeout = task._options.timeout
                         if timeout is not None:
                             scope.deadline = started + timeout
@@ -620,7 +693,20 @@ class WorkQueue(EventSource):
                             value = await task._fn(*task._args)
                         except Exception as exc:
                             task._scope = None
+                            if trio.current_effective_deadline() == -math.inf:
+                                # Raised while a scope was cancelled: ours (cancel() or
+                                # the timeout) or an enclosing one. Judged below.
+                                replaced = exc
+                                break
                             self._fail_attempt(task, exc)
+                        except BaseException as exc:
+                            # Cancelled, maybe in a group beside the task's own errors
+                            # (a child's finally): the Cancelled goes on to the scopes
+                            # and the errors stay the task's. KeyboardInterrupt & co go on.
+                            to_raise, beside = split_attempt_error(exc)
+                            if to_raise is None or beside is None:
+                                raise
+                            raise to_raise from None
                         else:
                             task._result = value
                             self._finish(task, COMPLETED)
@@ -632,23 +718,67 @@ class WorkQueue(EventSource):
                                 break  # the deadline passed as the task returned
                         if ran._cancel_requested:
                             break  # a cancel() raced the task's completion; renew the scope
+                        if started >= self._slice_end and (ready.live or producer_line):
+                            await self._fair_yield(started)
                 if task is not None:
-                    # Our scope caught the Cancelled: cancel() or the task's timeout.
+                    # Our scope caught the Cancelled (cancel() or the task's timeout),
+                    # or the task raised an exception while a scope was cancelled.
                     task._scope = None
+                    if replaced is not None:
+                        error, replaced = replaced, None
+                        # Cancelled by an enclosing scope: no retry, and this worker stops.
+                        stopping = trio.current_effective_deadline() == -math.inf
+                        self._fail_attempt(task, error, retry=not stopping)
+                        running[slot] = None
+                        task = None
+                        if stopping:
+                            await trio.lowlevel.checkpoint()  # raises Cancelled
+                        continue
                     if task._cancel_requested:
-                        self._finish(task, CANCELLED)
+                        self._end_cancelled(task, beside)
                     else:
-                        message = f"task timed out after {task._options.timeout}s"
-                        self._fail_attempt(task, TaskTimeout(message))
+                        timed_out = TaskTimeout(f"task timed out after {task._options.timeout}s")
+                        timed_out.__cause__ = beside
+                        self._fail_attempt(task, timed_out)
+                    beside = None
                     running[slot] = None
                     task = None
         except BaseException:
             # Cancelled from outside (forced shutdown), or KeyboardInterrupt & co:
             # the task ends cancelled and the exception goes on.
             if task is not None and not task.done:
-                self._finish(task, CANCELLED)
+                self._end_cancelled(task, beside)
             running[slot] = None
             raise
+
+    def _end_cancelled(self, task: TaskHandle[Any], beside: Exception | None) -> None:
+        """End a task ``cancelled``; record errors it raised beside its Cancelled (a group)."""
+        if beside is not None:
+            task._last_error = beside
+            task._errors = (*task._errors, beside)[-MAX_ERROR_HISTORY:]
+            logger.warning(
+                "task %s (%s) was cancelled and raised errors while unwinding",
+                task.id,
+                task.name,
+                exc_info=beside,
+            )
+        self._finish(task, CANCELLED)
+
+    async def _fair_yield(self, last_start: float) -> None:
+        """Let the rest of the run loop in: the busy workers have used up their slice.
+
+        A worker with more ready work runs it without a schedule point, so
+        tasks that never await would hold the run loop for the whole backlog.
+        The workers share one slice, so that a run-loop batch of busy workers
+        holds the loop about one slice in all, not one each: the first of
+        them to resume in the next batch (one that yielded after the current
+        slice began) starts the next slice.
+        """
+        await trio.lowlevel.checkpoint()
+        if last_start >= self._slice_start:
+            now = self._clock.current_time()
+            self._slice_start = now
+            self._slice_end = now + _FAIR_SLICE
 
     async def _scheduler(self) -> None:  # noqa: ASYNC910 - private; runs until drained
         """Move due tasks to the ready set: one task and one heap for every timer."""
@@ -663,9 +793,7 @@ class WorkQueue(EventSource):
                 self._timer_scope = None
                 continue
             if self._has_room():
-                task._queued = self._clock.current_time()
-                self._set_status(task, QUEUED)
-                self._make_ready(task)
+                self._queue_due(task)
                 burst += 1
                 if burst >= _TIMER_BATCH:
                     burst = 0
@@ -693,7 +821,13 @@ class WorkQueue(EventSource):
         """
         self._retained.trim(self._clock.current_time())
         # Ids are decimal numbers; "07" or " 7" name no task.
-        if isinstance(task_id, str) and task_id.isascii() and task_id.isdigit():
+        # (int() refuses more than 4,300 digits; no id has more than 20.)
+        if (
+            isinstance(task_id, str)
+            and len(task_id) <= _MAX_ID_DIGITS
+            and task_id.isascii()
+            and task_id.isdigit()
+        ):
             task = self._tasks.get(int(task_id))
             if task is not None and task.id == task_id:
                 return task
@@ -736,15 +870,18 @@ class WorkQueue(EventSource):
             )
         if self._closing:
             raise _closed_error()
-        # Linear scans, on a rare operator action.
+        # Linear scans, on a rare operator action. The entries a cancelled
+        # task left in the ready set or the timer heap must go: they would
+        # count as its place in line, or fire at its old due time.
         self._retained.remove(task)
         self._ready.forget(task)
+        self._timers.forget(task)
         task._finished = None
         task._event = None  # the old one is set; new waiters wait for this run
         task._cancel_requested = False
         task._result = None
-        self._set_status(task, RETRYING)
         self._add_timer(task, self._clock.current_time())
+        self._set_status(task, RETRYING)
         return task
 
     def _by_seq_newest_first(self, before: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
@@ -919,23 +1056,32 @@ class WorkQueue(EventSource):
     ) -> None:
         """Stop accepting tasks, let the queue drain, and wait until it has stopped.
 
-        Queued tasks run (or, with *cancel_queued*, end ``cancelled`` at
-        once), running tasks finish, and tasks waiting out a retry backoff
-        get their remaining attempts. Scheduled tasks that are not yet due
-        end ``cancelled`` (an in-memory queue has nowhere to keep them).
-        When *timeout* seconds have passed, every remaining task is
-        cancelled; `shutdown` returns once they have unwound. Callers
-        blocked in `submit` or `schedule` get `QueueClosed`.
+        Queued tasks run, running tasks finish, and tasks waiting out a
+        retry backoff get their remaining attempts. With *cancel_queued*, no
+        attempt starts any more: queued and retrying tasks end ``cancelled``
+        at once, and so does a running task whose attempt fails afterwards.
+        Scheduled tasks that are not yet due end ``cancelled`` (an in-memory
+        queue has nowhere to keep them). When *timeout* seconds have passed,
+        every remaining task is cancelled; `shutdown` returns once they have
+        unwound. Callers blocked in `submit` or `schedule` get `QueueClosed`.
 
         Always a checkpoint. Calling it again is allowed (a shorter *timeout*
         wins). If the caller is cancelled while waiting, the queue's tasks
         are cancelled at once.
+
+        Called from inside one of the queue's own tasks (or a child task of
+        one), it starts the shutdown and returns without waiting: the queue
+        cannot stop before the calling task ends. That task is then cancelled
+        at the deadline like any other, if it is still running.
         """
         if timeout is not None:
             timeout = _check_seconds("timeout", timeout)
         self._begin_shutdown(cancel_queued=cancel_queued)
         if timeout is not None:
             self._scope.deadline = min(self._scope.deadline, self._clock.current_time() + timeout)
+        if running_in(self):
+            await trio.lowlevel.checkpoint()
+            return
         try:
             await self._stopped.wait()
         except BaseException:
@@ -945,23 +1091,27 @@ class WorkQueue(EventSource):
     def _begin_shutdown(self, *, cancel_queued: bool) -> None:
         if not self._closing:
             self._closing = True
-            while self._producers:
-                if self._producers.peek() is self._held:
-                    task = self._producers.wake_first()  # a due task: it still runs
-                    if self._admit(task):
-                        self._make_ready(task)
-                else:
-                    self._producers.wake_first(_closed_error())
+            # A due task the scheduler holds stays in line: it still runs, once there is room.
+            self._producers.wake_all_but(self._held, _closed_error)
             self._schedulers.wake_all(_closed_error)
-            self._cancel_all(self._timers.drain(SCHEDULED))
+            self._cancel_all(self._timers.waiting(SCHEDULED))
         if cancel_queued:
-            self._cancel_all(self._ready.drain())
+            # Nothing that has not started will: queued and retrying tasks end
+            # cancelled, and so does a running task's failed attempt (see _fail_attempt).
+            self._cancel_queued = True
+            ready = self._ready
+            # One at a time: listeners called on the way may cancel others.
+            while (task := ready.pop()) is not None:
+                task._cancel_requested = True
+                self._finish(task, CANCELLED)
+            self._cancel_all(self._timers.waiting())
+            if self._held is not None:  # due and waiting for room, since an earlier shutdown()
+                self._cancel_task(self._held)
         self._check_drained()
 
     def _cancel_all(self, tasks: list[TaskHandle[Any]]) -> None:
         for task in tasks:
-            task._cancel_requested = True
-            self._finish(task, CANCELLED)
+            self._cancel_task(task)  # skips those a listener has acted on meanwhile
 
     def _check_drained(self) -> None:
         """Once closing and nothing is left to run, let the workers and the scheduler exit."""
@@ -1002,7 +1152,6 @@ class WorkQueue(EventSource):
         finally:
             # Cancelled from outside or crashed: nothing may be left half-done.
             self._begin_shutdown(cancel_queued=True)
-            self._cancel_all(self._timers.drain())
             self._stopped.set()
             self._close_streams()
 
@@ -1019,7 +1168,7 @@ def _parse_cursor(cursor: object, listing: str) -> int:
     if not isinstance(cursor, str):
         raise TypeError(f"cursor must be a str or None, not {type(cursor).__name__}")
     kind, _, number = cursor.partition(":")
-    if not number.isdigit() or not number.isascii():
+    if not number.isdigit() or not number.isascii() or len(number) > _MAX_ID_DIGITS:
         raise ValueError(f"malformed cursor {cursor!r}")
     if kind != listing:
         raise ValueError(f"cursor {cursor!r} belongs to another listing (not {listing!r})")
@@ -1179,6 +1328,7 @@ def open_work_queue(
     serializer: Serializer | None = None,
     retention: float | None = 86400.0,
     shutdown_timeout: float | None = None,
+    store_failure_grace: float | None = 60.0,
 ) -> contextlib.AbstractAsyncContextManager[DurableWorkQueue]: ...
 
 

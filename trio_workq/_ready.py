@@ -83,13 +83,6 @@ class ReadySet:
         walks = [_newest_first(level, below) for level in self._levels.values()]
         return heapq.merge(*walks, reverse=True)
 
-    def drain(self) -> list[TaskHandle[Any]]:
-        """Remove and return every live task, in dispatch order."""
-        tasks: list[TaskHandle[Any]] = []
-        while (task := self.pop()) is not None:
-            tasks.append(task)
-        return tasks
-
 
 def _newest_first(
     level: deque[TaskHandle[Any]], below: int | None

@@ -54,20 +54,24 @@ class TimerHeap:
             self._heap = [entry for entry in self._heap if _waiting(entry[3])]
             heapq.heapify(self._heap)
 
-    def drain(self, status: TaskStatus | None = None) -> list[TaskHandle[Any]]:
-        """Remove and return the live tasks (only those in *status*, if given), earliest first."""
-        keep: list[tuple[float, int, int, TaskHandle[Any]]] = []
-        taken: list[TaskHandle[Any]] = []
-        for entry in sorted(self._heap):
-            task = entry[3]
-            if _waiting(task):
-                if status is None or task.status is status:
-                    taken.append(task)
-                else:
-                    keep.append(entry)
-        self._heap = keep  # sorted, hence a valid heap
-        self.live = len(keep)
-        return taken
+    def waiting(self, status: TaskStatus | None = None) -> list[TaskHandle[Any]]:
+        """The live tasks (only those in *status*, if given), earliest first; they stay in place."""
+        return [
+            entry[3]
+            for entry in sorted(self._heap)
+            if _waiting(entry[3]) and (status is None or entry[3].status is status)
+        ]
+
+    def forget(self, task: TaskHandle[Any]) -> None:
+        """Remove the entries a cancelled task left in place, before it waits again.
+
+        A linear scan, for `WorkQueue.retry`; without it an old entry would
+        fire at the task's old due time.
+        """
+        heap = [entry for entry in self._heap if entry[3] is not task]
+        if len(heap) != len(self._heap):
+            heapq.heapify(heap)
+            self._heap = heap
 
 
 def _waiting(task: TaskHandle[Any]) -> bool:

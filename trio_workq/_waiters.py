@@ -45,10 +45,6 @@ class Waiters(Generic[P]):
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
-    def peek(self) -> P:
-        """The payload of the first waiter. The line must not be empty."""
-        return self._line[0][1]
-
     def wake_first(self, error: BaseException | None = None) -> P:
         """Wake the first waiter (raising *error* in it, if given); return its payload."""
         task, payload = self._line.popleft()
@@ -64,6 +60,16 @@ class Waiters(Generic[P]):
                 self._line.remove(entry)
                 trio.lowlevel.reschedule(entry[0], outcome.Value(None))
                 return
+
+    def wake_all_but(self, keep: P | None, make_error: Callable[[], BaseException]) -> None:
+        """Wake every waiter but the one holding *keep* (by identity) with ``make_error()``."""
+        line = self._line
+        kept = [entry for entry in line if entry[1] is keep]
+        while line:
+            task, payload = line.popleft()
+            if payload is not keep:
+                trio.lowlevel.reschedule(task, outcome.Error(make_error()))
+        line.extend(kept)
 
     def wake_all(self, make_error: Callable[[], BaseException] | None = None) -> None:
         """Wake every waiter, raising ``make_error()`` in each if given."""
