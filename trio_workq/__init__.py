@@ -41,6 +41,7 @@ from ._serialize import PickleSerializer as PickleSerializer
 from ._serialize import Serializer as Serializer
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._store import Store as Store
+from ._store import StoreDataError as StoreDataError
 from ._store import StoreError as StoreError
 from ._task import TaskHandle as TaskHandle
 from ._task import TaskInfo as TaskInfo
@@ -64,6 +65,7 @@ __all__ = [
     "SQLiteStore",
     "Serializer",
     "Store",
+    "StoreDataError",
     "StoreError",
     "StoreUnavailable",
     "StoredError",

@@ -18,6 +18,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 import time
 import traceback
 from collections import deque
@@ -46,11 +47,12 @@ from ._events import (
     running_in,
     set_current,
 )
+from ._outcomes import split_attempt_error
 from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, run_queue
 from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
 from ._retry import RetryPolicy
 from ._serialize import JSONSerializer, Serializer
-from ._store import NewTask, Store, StoredTask, StoreError
+from ._store import NewTask, Store, StoreDataError, StoredTask, StoreError, storable_text
 from ._task import (  # T: the result type of a handle, shared with TaskHandle
     CANCELLED,
     COMPLETED,
@@ -67,6 +69,9 @@ from ._task import (  # T: the result type of a handle, shared with TaskHandle
 )
 from ._validate import check_aware, check_count, check_name, check_priority, check_timeout
 from ._waiters import Waiters
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
@@ -121,7 +126,11 @@ class StoredError(Exception):
 
 
 def error_text(exc: BaseException) -> str:
-    """How an exception is stored: its ``Type: message`` line, a blank line, the traceback."""
+    """How an exception is stored: its ``Type: message`` line, a blank line, the traceback.
+
+    NUL characters and lone surrogates are escaped (see `storable_text`):
+    a message may hold anything, a store cannot.
+    """
     kind = type(exc)
     name = kind.__qualname__
     if kind.__module__ not in ("builtins", "__main__"):
@@ -133,8 +142,19 @@ def error_text(exc: BaseException) -> str:
     summary = f"{name}: {message}" if message else name
     summary = summary.split("\n", 1)[0]  # the full message is in the traceback
     if exc.__traceback__ is None and exc.__cause__ is None and exc.__context__ is None:
-        return summary
-    return f"{summary}\n\n{''.join(traceback.format_exception(exc)).rstrip()}"
+        return storable_text(summary)
+    return storable_text(f"{summary}\n\n{''.join(traceback.format_exception(exc)).rstrip()}")
+
+
+def _conversion_error(exc: TypeError | ValueError, message: str) -> TypeError | ValueError:
+    """A `TypeError` or `ValueError`, as *exc* is, saying *message* (caused by *exc*).
+
+    Not ``type(exc)(message)``: some subclasses take other arguments
+    (``UnicodeEncodeError`` takes five).
+    """
+    error = TypeError(message) if isinstance(exc, TypeError) else ValueError(message)
+    error.__cause__ = exc
+    return error
 
 
 def _wall_now() -> float:
@@ -629,9 +649,10 @@ class DurableWorkQueue(EventSource):
         try:
             return self._serializer.dumps(call)
         except (TypeError, ValueError) as exc:
-            raise type(exc)(
+            raise _conversion_error(
+                exc,
                 f"the arguments of task {name!r} cannot be serialized by "
-                f"{self._serializer!r}: {exc}"
+                f"{self._serializer!r}: {exc}",
             ) from exc
 
     async def _add(self, new: NewTask) -> DurableTaskHandle[Any]:
@@ -813,7 +834,11 @@ class DurableWorkQueue(EventSource):
 
     def _outcome_of_row(self, row: StoredTask) -> outcome.Outcome[Any]:
         if row.status is COMPLETED:
-            value = None if row.result is None else self._serializer.loads(row.result)
+            try:
+                value = None if row.result is None else self._serializer.loads(row.result)
+            except Exception as exc:  # a corrupt row: the caller's error, not a crash
+                text = f"the stored result of task {row.id} cannot be decoded: {exc!r}"
+                return outcome.Error(StoredError(storable_text(text)))
             return outcome.Value(value)
         if row.status is FAILED:
             text = row.errors[-1] if row.errors else "the task failed (no error was recorded)"
@@ -972,6 +997,8 @@ class DurableWorkQueue(EventSource):
             while True:
                 scope = trio.CancelScope()
                 raced: tuple[_Attempt, Any, Exception | None] | None = None
+                # Errors raised next to the Cancelled that stopped the task (its cleanup failed).
+                cleanup_errors: Exception | None = None
                 with scope:
                     while True:
                         attempt = self._next_attempt()
@@ -998,6 +1025,15 @@ class DurableWorkQueue(EventSource):
                             value = await call()
                         except Exception as exc:
                             error = exc
+                        except BaseExceptionGroup as group:
+                            # Cancelled beside the task's own errors (a child's finally):
+                            # only the Cancelled goes on, and this scope catches it if it
+                            # is its own (timeout, cancel, lost lease, shutdown): the task
+                            # ends below. KeyboardInterrupt & co. go on as they are.
+                            to_raise, cleanup_errors = split_attempt_error(group)
+                            if to_raise is None or cleanup_errors is None:
+                                raise
+                            raise to_raise from None
                         attempt.scope = None
                         if timeout is not None:
                             scope.deadline = math.inf
@@ -1014,7 +1050,7 @@ class DurableWorkQueue(EventSource):
                     # The scope caught the Cancelled: lost lease, cancel, shutdown or timeout.
                     attempt.scope = None
                     self._busy -= 1
-                    await self._finish_cancelled(attempt)
+                    await self._finish_cancelled(attempt, cleanup_errors)
                 attempt = None
         except BaseException:
             # Cancelled from outside (the enclosing nursery) or KeyboardInterrupt & co:
@@ -1070,8 +1106,14 @@ class DurableWorkQueue(EventSource):
         else:
             await self._record_success(attempt, value)
 
-    async def _finish_cancelled(self, attempt: _Attempt) -> None:  # noqa: ASYNC910 - private
-        """Record an attempt whose cancel scope caught the Cancelled."""
+    async def _finish_cancelled(  # noqa: ASYNC910 - private
+        self, attempt: _Attempt, cleanup_errors: Exception | None = None
+    ) -> None:
+        """Record an attempt whose cancel scope caught the Cancelled.
+
+        *cleanup_errors* are errors the task raised while being cancelled:
+        they become the context of its `TaskTimeout`.
+        """
         if attempt.lost:
             self._unhold(attempt)
         elif attempt.cancel_requested:
@@ -1080,6 +1122,7 @@ class DurableWorkQueue(EventSource):
             await self._release(attempt)
         else:
             timeout = TaskTimeout(f"task timed out after {attempt.timeout}s")
+            timeout.__context__ = cleanup_errors
             await self._record_failure(attempt, timeout, True)
 
     def _load_call(
@@ -1087,7 +1130,12 @@ class DurableWorkQueue(EventSource):
     ) -> Callable[[], Awaitable[Any]]:
         if payload == self._no_arguments:
             return definition.fn
-        loaded: object = self._serializer.loads(payload)
+        try:
+            loaded: object = self._serializer.loads(payload)
+        except Exception as exc:  # damaged or foreign bytes: this task fails, not the worker
+            raise ValueError(
+                f"the stored arguments cannot be decoded by {self._serializer!r}: {exc!r}"
+            ) from exc
         if not isinstance(loaded, dict):
             raise ValueError("the stored arguments are not in trio_workq's format")
         call = cast("dict[str, object]", loaded)
@@ -1106,9 +1154,10 @@ class DurableWorkQueue(EventSource):
             if not isinstance(result, bytes):  # one bad result must not fail a whole batch
                 raise TypeError(f"dumps() returned {type(result).__name__}, not bytes")
         except (TypeError, ValueError) as exc:
-            error = type(exc)(
+            error = _conversion_error(
+                exc,
                 f"the result of task {attempt.name!r} cannot be serialized by "
-                f"{self._serializer!r}: {exc}"
+                f"{self._serializer!r}: {exc}",
             )
             await self._record_failure(attempt, error, False)
             return
@@ -1197,10 +1246,21 @@ class DurableWorkQueue(EventSource):
 
     async def _record_completions(self, batch: list[tuple[_Attempt, bytes]]) -> None:
         items = [(attempt.id, attempt.attempts, result) for attempt, result in batch]
-        recorded = await self._retrying_write(
-            functools.partial(self._store.complete_many, self._owner, items),
-            [attempt for attempt, _ in batch],
-        )
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(self._store.complete_many, self._owner, items),
+                [attempt for attempt, _ in batch],
+            )
+        except StoreDataError as exc:
+            # Some result cannot be stored (too big, say): each alone, so that only its task fails.
+            if len(batch) > 1:
+                for one in batch:
+                    await self._record_completions([one])
+                return
+            attempt = batch[0][0]
+            error = StoreDataError(f"the result of task {attempt.name!r} cannot be stored: {exc}")
+            await self._record_failure(attempt, error, False)
+            return
         for attempt, _ in batch:
             self._unhold(attempt)
         if recorded is None:
@@ -1242,14 +1302,48 @@ class DurableWorkQueue(EventSource):
         Cancelled before the store ran the write, the attempt stays held: whoever
         unwinds (the worker, or the queue's last cleanup) gives it back then.
         """
-        recorded = await self._retrying_write(
-            functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
-            [attempt],
-        )
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
+                [attempt],
+            )
+        except StoreDataError as exc:
+            recorded = await self._after_data_error(method, attempt, extra, exc)
         self._unhold(attempt)
         if recorded is False:
             _log_lease_lost(attempt)
         return bool(recorded)
+
+    async def _after_data_error(
+        self,
+        method: Callable[..., Awaitable[bool]],
+        attempt: _Attempt,
+        extra: tuple[Any, ...],
+        exc: StoreDataError,
+    ) -> bool | None:
+        """After the store refused an outcome's data: fail the task with a text it holds.
+
+        Only an error text can be refused (the other writes carry no data);
+        None if even the replacement is refused (the lease then expires).
+        """
+        logger.error(
+            "task %s (%s): the store refused its outcome: %s", attempt.id, attempt.name, exc
+        )
+        if method != self._store.fail:
+            return None
+        text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"
+        write = functools.partial(
+            self._store.fail,
+            self._owner,
+            attempt.id,
+            attempt.attempts,
+            ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
+            extra[1],
+        )
+        try:
+            return await self._retrying_write(write, [attempt])
+        except StoreDataError:
+            return None
 
     async def _retrying_write(
         self, write: Callable[[], Awaitable[R]], attempts: Sequence[_Attempt]
@@ -1257,13 +1351,17 @@ class DurableWorkQueue(EventSource):
         """``await write()``, retried while the store fails; None once retrying is pointless.
 
         A failing store is retried until the lease would have expired: past
-        that the reaper re-queues the *attempts* anyway.
+        that the reaper re-queues the *attempts* anyway. A `StoreDataError`
+        is raised at once: the same data fails the same way every time.
         """
         give_up = self._clock.current_time() + self._lease
         delay = 0.05
         while True:
             try:
                 result = await write()
+            except StoreDataError:
+                self._store_failing_since = None  # the store answered: it works
+                raise
             except StoreError as exc:
                 # Counted, but never raised from here: this runs in cleanup too, where
                 # StoreUnavailable would cut the cleanup short.

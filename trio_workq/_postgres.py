@@ -22,6 +22,7 @@ relative to its own "now", and sees times in its own clock.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import select
@@ -41,8 +42,19 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from ._store import Claimed, NewTask, Page, Renewal, StoredTask, StoreError
+from ._store import (
+    Claimed,
+    NewTask,
+    Page,
+    Renewal,
+    StoreDataError,
+    StoredTask,
+    StoreError,
+    read_row,
+)
 from ._task import TaskStatus
+
+logger = logging.getLogger("trio_workq")
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
@@ -133,9 +145,12 @@ _ADD = """WITH new AS (
 )
 SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, '') FROM new"""
 
+# A NaN due_at (a corrupt row) is claimed at once, so that the claim fails the
+# task instead of leaving it waiting forever.
 _CLAIM = """WITH picked AS (
     SELECT id FROM {tasks}
-    WHERE status IN ('queued', 'scheduled', 'retrying') AND due_at <= {now}
+    WHERE status IN ('queued', 'scheduled', 'retrying')
+        AND (due_at <= {now} OR due_at = 'NaN'::float8)
     ORDER BY priority DESC, due_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -229,6 +244,11 @@ _RECOVER = """UPDATE {tasks} AS t SET
 WHERE t.status = 'running' AND t.lease_until < {now}
 RETURNING t.status"""
 
+# A claimed row that cannot be read is failed at once, never handed out.
+_FAIL_CORRUPT = """UPDATE {tasks} AS t SET status = 'failed', finished_at = {now},
+    owner = NULL, lease_until = NULL, errors = %(errors)s::text[]
+WHERE t.id = %(id)s AND t.status = 'running' AND t.owner = %(owner)s"""
+
 _NOTIFY = "SELECT pg_notify(%(channel)s, '')"
 
 _PURGE = """DELETE FROM {tasks}
@@ -252,6 +272,7 @@ class _Queries:
     counts: bytes
     try_maintenance_lock: bytes
     recover: bytes
+    fail_corrupt: bytes
     notify: bytes
     purge: bytes
     listen: bytes
@@ -291,6 +312,7 @@ class _Queries:
             counts=render(sql.SQL(_COUNTS)),
             try_maintenance_lock=render(sql.SQL(_TRY_MAINTENANCE_LOCK)),
             recover=render(sql.SQL(_RECOVER)),
+            fail_corrupt=render(sql.SQL(_FAIL_CORRUPT)),
             notify=render(sql.SQL(_NOTIFY)),
             purge=render(sql.SQL(_PURGE)),
             listen=render(sql.SQL("LISTEN {schema}")),
@@ -446,25 +468,7 @@ def _check_new_task(task: object) -> NewTask:
 
 
 def _stored_task(row: Sequence[Any]) -> StoredTask:
-    return StoredTask(
-        id=str(row[0]),
-        name=row[1],
-        payload=row[2],
-        status=TaskStatus(row[3]),
-        priority=row[4],
-        attempts=row[5],
-        max_attempts=row[6],
-        timeout=row[7],
-        created_at=row[8],
-        due_at=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-        owner=row[12],
-        lease_until=row[13],
-        cancel_requested=row[14],
-        result=row[15],
-        errors=tuple(row[16]),
-    )
+    return read_row(row)[0]
 
 
 class _Pool:
@@ -539,6 +543,10 @@ class _Pool:
                 if attempt == 1 and (rolled_back or (lost and idempotent)):
                     continue
                 return conn, outcome.Error(self._error(exc, lost=lost))
+            except UnicodeError as exc:  # psycopg encodes text before sending: nothing was sent
+                error = StoreDataError(f"{self._describe}: cannot store a value: {exc}")
+                error.__cause__ = exc
+                return conn, outcome.Error(error)
             except Exception as exc:  # a StoreError raised by op, or a bug
                 return conn, outcome.Error(exc)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -550,7 +558,9 @@ class _Pool:
                 " (the connection was lost during the operation:"
                 " it may or may not have been applied)"
             )
-        error = StoreError(message)
+        # A data error (NUL in text, a value out of range...) fails the same way every time.
+        kind = StoreDataError if isinstance(exc, psycopg.DataError) else StoreError
+        error = kind(message)
         error.__cause__ = exc
         return error
 
@@ -630,8 +640,9 @@ class _GroupCommit(Generic[T, R]):
                 member_result = outcome.Value(result.value[position])
             else:
                 assert isinstance(result, outcome.Error)
-                # Each caller raises its own exception object.
-                error = StoreError(*result.error.args)
+                # Each caller raises its own exception object, of the same kind.
+                kind = StoreDataError if isinstance(result.error, StoreDataError) else StoreError
+                error = kind(*result.error.args)
                 error.__cause__ = result.error.__cause__ or result.error
                 member_result = outcome.Error(error)
             if member is entry:
@@ -1006,8 +1017,23 @@ class PostgresStore:
                 self._queries.claim,
                 {"owner": owner, "limit": limit, "lease": lease, "cnow": self._clock()},
             ).fetchall()
-            tasks = tuple(_stored_task(row[1:]) for row in rows if row[1] is not None)
-            return Claimed(tasks=tasks, next_due=rows[0][0])
+            tasks: list[StoredTask] = []
+            for row in rows:
+                if row[1] is None:  # no task claimed: the row only carries next_due
+                    continue
+                task, problem = read_row(row[1:])
+                if problem is None:
+                    tasks.append(task)
+                else:
+                    conn.execute(
+                        self._queries.fail_corrupt,
+                        {"id": row[1], "owner": owner, "errors": list(task.errors)},
+                    )
+                    logger.error("%s; the task was failed without running", problem)
+            next_due = rows[0][0]
+            if next_due is not None and not math.isfinite(next_due):
+                next_due = None  # a corrupt due_at (NaN, infinity) is not a time to wake at
+            return Claimed(tasks=tuple(tasks), next_due=next_due)
 
         # Not retried after a drop mid-statement: the rows may be ours, unseen,
         # until their lease expires and recover_expired re-queues them.

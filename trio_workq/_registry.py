@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar, cast, overload
 import attrs
 
 from ._retry import RetryPolicy
+from ._store import storable_text
 from ._task import task_name
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -93,14 +94,18 @@ def task(
         TypeError: For something that cannot be stored by name: not an
             async function, a lambda, a nested function or closure, or a
             method; or bad option types.
-        ValueError: If *name* is empty or already registered to a different
-            function.
+        ValueError: If *name* is empty, holds a NUL character or a lone
+            surrogate (no store could hold it), or is already registered to
+            a different function.
     """
     if name is not None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         if not name.strip():
             raise ValueError("name must not be empty")
+        if name != storable_text(name):
+            # Every stored task carries it: a store that cannot hold it fails every submit.
+            raise ValueError(f"name must not hold NUL characters or lone surrogates: {name!r}")
     if retry is not QUEUE_DEFAULT and retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
 

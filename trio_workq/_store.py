@@ -10,8 +10,9 @@ a store, so trio's per-run clock cannot be used there).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Final, Protocol, cast
 
 import attrs
 
@@ -23,6 +24,41 @@ CLAIMABLE_STATUSES = (TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RETRYI
 
 class StoreError(Exception):
     """The store cannot be used: unreachable, not a task database, or a newer schema."""
+
+
+class StoreDataError(StoreError):
+    """The store refused the data of one call: text it cannot hold, a value out of range.
+
+    The store itself is fine and retrying the same call cannot help, so the
+    queue never retries it: the task concerned fails with this error instead.
+    Stores raise it for their driver's data errors (``sqlite3.DataError``,
+    ``psycopg.DataError``) and for text that cannot be encoded (a lone
+    surrogate, ``"\\ud800"``).
+    """
+
+
+#: How the error recorded for a task whose stored row cannot be read begins.
+CORRUPT_TASK_ERROR: Final = "trio_workq.CorruptTask"
+
+# Times outside this range (about years -1200 to 5100) are not Unix times a
+# queue wrote, and datetime cannot represent some of them.
+_MAX_ABS_TIME: Final = 1e11
+_SHOWN: Final = 80  # characters of a bad value quoted in the error
+
+
+def storable_text(text: str) -> str:
+    """*text* as every store can hold it: lone surrogates and NUL characters escaped.
+
+    Not a checkpoint. Exception messages may hold anything; PostgreSQL text
+    holds no NUL character and UTF-8 no lone surrogate (``"\\ud800"``).
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 @attrs.frozen
@@ -132,7 +168,10 @@ class Store(Protocol):
     *attempt* it runs, and change the row only while that worker still holds
     that attempt (so a worker that lost its lease cannot overwrite a newer
     attempt). Bad input raises `ValueError`/`TypeError` and changes nothing;
-    an unusable store raises `StoreError`.
+    an unusable store raises `StoreError`, and data the store cannot hold
+    (text it cannot encode, say) `StoreDataError`, which is never retried.
+    A row that cannot be read must not raise: reads describe it in its
+    errors, and ``claim`` fails it instead of handing it out.
     """
 
     url: str
@@ -266,3 +305,167 @@ class Store(Protocol):
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new tasks may have arrived (a hint from elsewhere), or after *timeout*."""
         ...
+
+
+# ------------------------------------------------------------ reading rows
+
+_STATUS_BY_VALUE: Final = {status.value: status for status in TaskStatus}
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _is_time(value: object) -> bool:
+    # Also false for NaN and infinities.
+    return (
+        isinstance(value, (int, float))
+        and type(value) is not bool
+        and (-_MAX_ABS_TIME < value < _MAX_ABS_TIME)
+    )
+
+
+def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
+    """A `StoredTask` from a row's 17 column values, and what was wrong with them.
+
+    Not a checkpoint. Both stores read every row through this, so that one
+    corrupt row (edited by hand, written by an old bug) never stops a
+    worker, a listing or the dashboard. Values of the wrong type are
+    replaced (numbers by 0 or 1, optional values by ``None``, times by 0,
+    unreadable errors by none) and described in the second item, the
+    ``trio_workq.CorruptTask: ...`` error text, or ``None`` for a sound
+    row. That text is also appended to the task's errors (unless it is
+    already the last one), so listings show it. A store's ``claim`` must
+    not hand out a corrupt row: it fails it instead (`fail_corrupt`).
+
+    The columns, in order: id, name, payload, status, priority, attempts,
+    max_attempts, timeout, created_at, due_at, started_at, finished_at,
+    owner, lease_until, cancel_requested, result, errors (a JSON list as
+    text, or a sequence of str).
+    """
+    (
+        task_id,
+        name,
+        payload,
+        status_value,
+        priority,
+        attempts,
+        max_attempts,
+        timeout,
+        created_at,
+        due_at,
+        started_at,
+        finished_at,
+        owner,
+        lease_until,
+        cancel_requested,
+        result,
+        errors_value,
+    ) = row
+    bad: list[str] = []
+    if type(name) is not str:
+        _wrong(bad, "name", name, "text")
+        name = str(name)[:_SHOWN]
+    if type(payload) is not bytes:
+        _wrong(bad, "payload", payload, "bytes")
+        payload = b""
+    status = _STATUS_BY_VALUE.get(status_value) if type(status_value) is str else None
+    if status is None:
+        _wrong(bad, "status", status_value, "a status")
+        status = TaskStatus.FAILED
+    if not _is_int(priority):
+        _wrong(bad, "priority", priority, "an integer")
+        priority = 0
+    if not _is_int(attempts):
+        _wrong(bad, "attempts", attempts, "an integer")
+        attempts = 0
+    if not _is_int(max_attempts):
+        _wrong(bad, "max_attempts", max_attempts, "an integer")
+        max_attempts = 1
+    if timeout is not None and not ((type(timeout) is float or _is_int(timeout)) and timeout > 0):
+        # NaN and zero fail "> 0": a deadline can be neither.
+        _wrong(bad, "timeout", timeout, "a number of seconds > 0 or NULL")
+        timeout = None
+    if not _is_time(created_at):
+        _wrong(bad, "created_at", created_at, "a Unix time")
+        created_at = 0.0
+    if not _is_time(due_at):
+        _wrong(bad, "due_at", due_at, "a Unix time")
+        due_at = 0.0
+    if started_at is not None and not _is_time(started_at):
+        _wrong(bad, "started_at", started_at, "a Unix time or NULL")
+        started_at = None
+    if finished_at is not None and not _is_time(finished_at):
+        _wrong(bad, "finished_at", finished_at, "a Unix time or NULL")
+        finished_at = None
+    if owner is not None and type(owner) is not str:
+        _wrong(bad, "owner", owner, "text or NULL")
+        owner = None
+    if lease_until is not None and not _is_time(lease_until):
+        _wrong(bad, "lease_until", lease_until, "a Unix time or NULL")
+        lease_until = None
+    if type(cancel_requested) is not bool:
+        if _is_int(cancel_requested):  # SQLite's 0 and 1
+            cancel_requested = bool(cancel_requested)
+        else:
+            _wrong(bad, "cancel_requested", cancel_requested, "a boolean")
+            cancel_requested = False
+    if result is not None and type(result) is not bytes:
+        _wrong(bad, "result", result, "bytes or NULL")
+        result = None
+    errors = _read_errors(errors_value)
+    if errors is None:
+        _wrong(bad, "errors", errors_value, "a list of error texts")
+        errors = ()
+    problem = None
+    if bad:
+        problem = (
+            f"{CORRUPT_TASK_ERROR}: the stored row of task {task_id} cannot be read: "
+            + "; ".join(bad)
+        )
+        if not errors or errors[-1] != problem:
+            errors = (*errors, problem)
+    task = StoredTask(
+        id=str(task_id),
+        name=name,
+        payload=payload,
+        status=status,
+        priority=priority,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        created_at=created_at,
+        due_at=due_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        owner=owner,
+        lease_until=lease_until,
+        cancel_requested=cancel_requested,
+        result=result,
+        errors=errors,
+    )
+    return task, problem
+
+
+def _wrong(bad: list[str], column: str, value: object, expected: str) -> None:
+    shown = repr(value)
+    if len(shown) > _SHOWN:
+        shown = shown[:_SHOWN] + "..."
+    bad.append(f"{column} holds {shown}, not {expected}")
+
+
+def _read_errors(value: object) -> tuple[str, ...] | None:
+    """The error texts of an ``errors`` column (JSON text or a sequence), or None if unreadable."""
+    if type(value) is str:
+        if value == "[]":
+            return ()
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (list, tuple)):
+        return None
+    items = tuple(cast("Sequence[object]", value))
+    if not all(type(item) is str for item in items):
+        return None
+    return cast("tuple[str, ...]", items)
