@@ -68,6 +68,17 @@ async def gated(key: int, how: str) -> int:
     return key
 
 
+@task(retry=RetryPolicy(max_attempts=3, backoff=fixed(0)))
+async def fails_when_cancelled(key: int) -> None:
+    """Turns its cancellation into another exception (a cleanup that fails), or fails at `gate`."""
+    started.append(key)
+    try:
+        await gate.wait()
+    except trio.Cancelled:
+        raise ValueError(f"cleanup of task {key} failed") from None
+    raise OSError(f"task {key} failed by itself")
+
+
 # -------------------------------------------------------------- fixtures
 
 
@@ -252,3 +263,127 @@ class TestRecorder:
             assert (statistics.completed, statistics.running, statistics.held) == (count, 0, 0)
             with trio.fail_after(2):
                 assert [await handle.result() for handle in handles] == list(range(count))
+
+
+class TestPromptness:
+    async def test_a_scheduled_task_runs_when_due_not_at_the_next_poll(self, url: str) -> None:
+        """The fetcher sleeps until the earliest due time the claim reported, not the poll.
+
+        Real time, ``poll_interval=5``: a task due in 0.3 s starts within 2 s.
+        Break caught: the fetcher ignores ``next_due`` and waits for a hint or the poll.
+        """
+        async with open_durable_queue(store=url, workers=1, poll_interval=5) as queue:
+            submitted = trio.current_time()
+            await queue.schedule(noted, 1, delay=0.3)
+            await wait_until_started(1, within=2)
+            assert trio.current_time() - submitted >= 0.3
+
+    async def test_cancel_reaches_a_task_running_here_at_once(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`cancel` stops a task running in this process directly, not at the next renewal.
+
+        Real time; lease renewals are made 10 s apart, so only the direct
+        path can end the task within 2 s. Break caught: `cancel` leaves a
+        local running task to the heartbeat's relay.
+        """
+        monkeypatch.setattr(_durable, "MAX_RENEW_INTERVAL", 30.0)
+        async with open_durable_queue(store=url, workers=1, lease=30, poll_interval=5) as queue:
+            handle = await queue.submit(gated, 1, "complete")
+            await wait_until_started(1)
+            with trio.fail_after(2):
+                assert await handle.cancel() is True
+                with pytest.raises(TaskCancelled):
+                    await handle.result()
+
+
+class TestCancelWins:
+    async def test_a_cancelled_running_task_ends_cancelled_with_no_error(self, url: str) -> None:
+        """A running task cancelled here ends ``cancelled``: no error recorded, a CANCELLED event.
+
+        Break caught: the worker records the cancelled attempt as a timeout
+        failure (the store still ends it ``cancelled``, so only the stored
+        error and the events show it).
+        """
+        async with open_durable_queue(store=url, workers=1, poll_interval=5) as queue:
+            kinds: list[str] = []
+            queue.add_listener(lambda event: kinds.append(event.kind.value))
+            handle = await queue.submit(gated, 1, "complete")
+            await wait_until_started(1)
+            assert await handle.cancel() is True
+            with trio.fail_after(2), pytest.raises(TaskCancelled):
+                await handle.result()
+            info = await handle.info()
+        assert info.status is TaskStatus.CANCELLED
+        assert (info.attempts, info.errors, info.last_error) == (1, (), None)
+        assert kinds == ["submitted", "started", "cancelled"]
+
+    async def test_a_task_failing_while_cancelled_is_not_retried(self, url: str) -> None:
+        """A task that raises another exception while being cancelled is not retried.
+
+        Its registration allows 3 attempts, yet it runs once and its waiters
+        wake at once (``poll_interval=5``, bound 2 s). Break caught: the
+        worker records the failure as retryable.
+        """
+        async with open_durable_queue(store=url, workers=1, poll_interval=5) as queue:
+            handle = await queue.submit(fails_when_cancelled, 1)
+            await wait_until_started(1)
+            assert await handle.cancel() is True
+            with trio.fail_after(2), pytest.raises((TaskCancelled, StoredError)):
+                await handle.result()
+            await trio.sleep(0.2)  # a retry would have been claimed by now
+            info = await handle.info()
+        assert info.status.is_terminal
+        assert info.attempts == 1
+        assert started == [1]
+
+    async def test_a_cancel_written_elsewhere_wins_over_a_retry(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A task that fails after another process asked to cancel it ends ``cancelled``.
+
+        The cancellation is written by a second queue and has not reached
+        the worker (renewals 10 s apart) when the attempt fails with retries
+        left: the store's cancel wins over the retry. Break caught: the
+        store's ``fail`` ignores ``cancel_requested``.
+        """
+        monkeypatch.setattr(_durable, "MAX_RENEW_INTERVAL", 30.0)
+        async with (
+            open_durable_queue(store=url, workers=1, lease=30, poll_interval=0.05) as worker,
+            open_durable_queue(store=url, workers=0) as other,
+        ):
+            handle = await worker.submit(fails_when_cancelled, 1)
+            await wait_until_started(1)
+            assert await other.cancel(handle.id) is True
+            gate.set()  # the attempt fails by itself, its worker unaware of the cancel
+            with trio.fail_after(5), pytest.raises(TaskCancelled):
+                await other.get_handle(handle.id).result()
+            await trio.sleep(0.2)  # a retry would have been claimed by now
+            info = await handle.info()
+        assert info.status is TaskStatus.CANCELLED
+        assert info.attempts == 1
+        assert started == [1]
+        assert [str(error) for error in info.errors] == ["OSError: task 1 failed by itself"]
+
+    async def test_a_task_given_back_after_a_cancel_request_ends_cancelled(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Shutdown gives back a running task; if another process asked to cancel it, it ends.
+
+        The worker has not heard of the cancel (renewals 10 s apart) when a
+        zero shutdown deadline interrupts the task: the release ends it
+        ``cancelled`` instead of queueing it again. Break caught: the
+        store's ``release`` ignores ``cancel_requested``.
+        """
+        monkeypatch.setattr(_durable, "MAX_RENEW_INTERVAL", 30.0)
+        async with open_durable_queue(store=url, workers=0) as other:
+            async with open_durable_queue(store=url, workers=1, lease=30) as worker:
+                handle = await worker.submit(gated, 1, "complete")
+                await wait_until_started(1)
+                assert await other.cancel(handle.id) is True
+                with trio.fail_after(5):
+                    await worker.shutdown(timeout=0)
+            info = await other.get_info(handle.id)
+        assert info.status is TaskStatus.CANCELLED
+        assert info.attempts == 0  # a release does not count the interrupted attempt
+        assert started == [1]
