@@ -387,3 +387,23 @@ class TestCancelWins:
         assert info.status is TaskStatus.CANCELLED
         assert info.attempts == 0  # a release does not count the interrupted attempt
         assert started == [1]
+
+
+class TestShutdown:
+    async def test_a_task_failing_because_shutdown_interrupted_it_is_given_back(
+        self, url: str
+    ) -> None:
+        """An attempt that raises another exception when shutdown cancels it goes back ``queued``.
+
+        Its failure is the interruption's doing: nothing is recorded, the
+        attempt is not counted, and the next process runs it. Break caught:
+        the worker records such a failure (as a retry, attempt counted).
+        """
+        async with open_durable_queue(store=url, workers=1, lease=30) as queue:
+            handle = await queue.submit(fails_when_cancelled, 1)
+            await wait_until_started(1)
+            with trio.fail_after(5):
+                await queue.shutdown(timeout=0)
+            info = await queue.get_info(handle.id)
+        assert info.status is TaskStatus.QUEUED
+        assert (info.attempts, info.errors) == (0, ())
