@@ -15,6 +15,7 @@ own limit.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,7 @@ import trio_workq
 from trio_workq import RetryPolicy, TaskCancelled, TaskNotFound, TaskStatus, _durable, fixed
 from trio_workq._durable import StoredError, open_durable_queue
 from trio_workq._registry import task
+from trio_workq._store import Claimed
 
 # ---------------------------------------------------------------- the tasks
 
@@ -77,6 +79,12 @@ async def fails_when_cancelled(key: int) -> None:
     except trio.Cancelled:
         raise ValueError(f"cleanup of task {key} failed") from None
     raise OSError(f"task {key} failed by itself")
+
+
+@task(retry=RetryPolicy(max_attempts=3, backoff=fixed(0)))
+async def attempt_number() -> int:
+    await trio.lowlevel.checkpoint()
+    return trio_workq.current_task().attempts
 
 
 # -------------------------------------------------------------- fixtures
@@ -407,3 +415,62 @@ class TestShutdown:
             info = await queue.get_info(handle.id)
         assert info.status is TaskStatus.QUEUED
         assert (info.attempts, info.errors) == (0, ())
+
+
+class TestRefusedWrites:
+    async def test_a_result_refused_after_another_attempt_completed_is_not_reported(
+        self, url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Attempt 1's write is refused once attempt 2 (another queue) completed the task.
+
+        The refusal is checked against the store: the row is completed, but
+        by attempt 2, so attempt 1 reports no completion here (its lease was
+        lost). Break caught: any completed row counts as this attempt's own.
+        """
+        caplog.set_level(logging.INFO, logger="trio_workq")
+        async with open_durable_queue(store=url, workers=1, lease=1) as first:
+            store = first.store
+            claim, complete_many, renew = store.claim, store.complete_many, store.renew
+            may_write, written = trio.Event(), trio.Event()
+            claimed_once = False
+            task_ids: list[str] = []
+
+            async def claim_once(owner: str, limit: int, lease: float) -> Claimed:
+                nonlocal claimed_once
+                if claimed_once:  # attempt 2 must run in the second queue
+                    await trio.lowlevel.checkpoint()
+                    return Claimed((), None)
+                claimed = await claim(owner, limit, lease)
+                claimed_once = bool(claimed.tasks)
+                return claimed
+
+            async def slow_complete_many(owner: str, items: Any) -> list[bool]:
+                await may_write.wait()
+                try:
+                    return await complete_many(owner, items)
+                finally:
+                    written.set()
+
+            async def renew_others(owner: str, ids: Any, lease: float) -> Any:
+                return await renew(owner, [i for i in ids if i not in task_ids], lease)
+
+            monkeypatch.setattr(store, "claim", claim_once)
+            monkeypatch.setattr(store, "complete_many", slow_complete_many)
+            monkeypatch.setattr(store, "renew", renew_others)
+            kinds: list[str] = []
+            first.add_listener(lambda event: kinds.append(event.kind.value))
+            handle = await first.submit(attempt_number)
+            task_ids.append(handle.id)
+            async with open_durable_queue(
+                store=url, workers=1, lease=1, poll_interval=0.05
+            ) as second:
+                with trio.fail_after(10):  # attempt 1's lease expires, the second queue runs it
+                    assert await second.get_handle(handle.id).result() == 2
+            may_write.set()
+            with trio.fail_after(5):
+                await written.wait()
+                while True:  # the refusal is checked with one more read
+                    if "lease lost" in caplog.text:
+                        break
+                    await trio.sleep(0.01)
+        assert "completed" not in kinds
