@@ -32,8 +32,8 @@ import time
 import trio
 
 import trio_workq
-from trio_workq._durable import open_durable_queue
-from trio_workq._sqlite import SQLiteStore
+from trio_workq._durable.queue import open_durable_queue
+from trio_workq._stores.sqlite import SQLiteStore
 
 PRODUCERS = 100
 BATCH = 1000

@@ -41,9 +41,9 @@ import psycopg
 import trio
 from psycopg import sql
 
-from trio_workq._postgres import PostgresStore
-from trio_workq._store import NewTask
-from trio_workq._task import TaskStatus
+from trio_workq._core.status import TaskStatus
+from trio_workq._stores.postgres import PostgresStore
+from trio_workq._stores.protocol import NewTask
 
 DEFAULT_URL = os.environ.get("TRIO_WORKQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from trio_workq._sqlite import SQLiteStore
-from trio_workq._store import NewTask
-from trio_workq._task import TaskStatus
+from trio_workq._core.status import TaskStatus
+from trio_workq._stores.protocol import NewTask
+from trio_workq._stores.sqlite import SQLiteStore
 
 OWNER = "bench"
 LEASE = 300.0

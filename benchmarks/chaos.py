@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from trio_workq import DurableTaskHandle, DurableWorkQueue, open_durable_queue
-from trio_workq._durable import LEASE_EXPIRED_ERROR
+from trio_workq._durable.queue import LEASE_EXPIRED_ERROR
 
 from . import _chaos_tasks as tasks
 

@@ -55,7 +55,7 @@ autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 
 # The type variable of TaskHandle[T], in the signatures of its methods.
-nitpick_ignore = [("py:class", "trio_workq._task.T")]
+nitpick_ignore = [("py:class", "trio_workq._memory.handle.T")]
 
 if os.environ.get("TRIO_WORKQ_DOCS_INTERSPHINX"):
     intersphinx_mapping = {
@@ -80,12 +80,12 @@ doctest_global_setup = "from trio_workq import *"
 
 
 def _document_type_alias(app, what, name, obj, options, lines):
-    """Give the `Backoff` type alias the ``#:`` comment it has in `trio_workq._retry`.
+    """Give the `Backoff` type alias the ``#:`` comment it has in `trio_workq._core.retry`.
 
     autodoc looks for that comment in `trio_workq` itself, where the alias is only imported.
     """
     if name == "trio_workq.Backoff" and not any(lines):
-        analyzer = ModuleAnalyzer.for_module("trio_workq._retry")
+        analyzer = ModuleAnalyzer.for_module("trio_workq._core.retry")
         analyzer.analyze()
         lines[:] = [*analyzer.attr_docs["", "Backoff"], ""]
 

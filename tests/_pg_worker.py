@@ -19,7 +19,7 @@ import sys
 
 import trio
 
-from trio_workq._postgres import PostgresStore
+from trio_workq._stores.postgres import PostgresStore
 
 
 async def main(url: str, schema: str, mode: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 import trio_workq
-from trio_workq._sqlite import SQLiteStore
+from trio_workq._stores.sqlite import SQLiteStore
 
 #: Set in a worker process's environment to make its stores read-only on import.
 READ_ONLY_ENV = "TRIO_WORKQ_TEST_READ_ONLY"

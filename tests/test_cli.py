@@ -25,7 +25,8 @@ import pytest
 import trio
 from _demo_helpers import expected_rows, summary_rows
 
-from trio_workq import _cli, _demo
+from trio_workq import _cli as _cli
+from trio_workq import _demo as _demo
 from trio_workq._demo import DemoConfig, DemoResult
 
 #: A quick finite run: 200 tasks at twenty times the normal pace (about a second).

@@ -20,7 +20,7 @@ import trio.testing
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskStatus, fixed
-from trio_workq._durable import (
+from trio_workq._durable.queue import (
     LEASE_EXPIRED_ERROR,
     DurableTaskHandle,
     DurableWorkQueue,
@@ -28,9 +28,10 @@ from trio_workq._durable import (
     error_text,
     open_durable_queue,
 )
-from trio_workq._registry import task
-from trio_workq._sqlite import SQLiteStore
-from trio_workq._store import NewTask, StoreError
+from trio_workq._durable.registry import definition_for, task
+from trio_workq._durable.serialize import JSONSerializer, PickleSerializer
+from trio_workq._stores.protocol import NewTask, StoreError
+from trio_workq._stores.sqlite import SQLiteStore
 
 # ---------------------------------------------------------------- the tasks
 
@@ -793,7 +794,7 @@ class TestShutdownAndRestart:
         await store.open()
         try:
             payload = b'{"args":["orphan"]}'
-            name = trio_workq._registry.definition_for(record, None).name
+            name = definition_for(record, None).name
             (task_id,) = await store.add(
                 [NewTask(name, payload, 0, time.time(), 2, None, TaskStatus.QUEUED)]
             )
@@ -825,7 +826,7 @@ class TestShutdownAndRestart:
 
     async def test_malformed_stored_arguments_fail(self, url: str) -> None:
         """Stored arguments that are not in the queue's format fail the task."""
-        name = trio_workq._registry.definition_for(record, None).name
+        name = definition_for(record, None).name
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             ids = await queue.store.add(
                 [
@@ -1192,7 +1193,7 @@ class TestBadInput:
 class TestSerializers:
     async def test_pickle_serializer_is_opt_in(self, url: str) -> None:
         """With PickleSerializer, values JSON cannot hold go through the store."""
-        serializer = trio_workq._serialize.PickleSerializer()
+        serializer = PickleSerializer()
         async with open_durable_queue(
             store=url, workers=1, lease=1, serializer=serializer
         ) as queue:
@@ -1202,7 +1203,7 @@ class TestSerializers:
     async def test_a_serializer_returning_text_fails_only_that_task(self, url: str) -> None:
         """A result `dumps` turns into something other than bytes fails its own task."""
 
-        class TextForStrings(trio_workq._serialize.JSONSerializer):
+        class TextForStrings(JSONSerializer):
             def dumps(self, value: Any) -> bytes:
                 encoded = super().dumps(value)
                 return encoded.decode() if value == "text" else encoded  # type: ignore[return-value]
@@ -1220,7 +1221,7 @@ class TestSerializers:
 
     def test_json_round_trip(self) -> None:
         """JSON keeps JSON values; tuples come back as lists."""
-        json = trio_workq._serialize.JSONSerializer()
+        json = JSONSerializer()
         value = {"a": [1, 2.5, None, True, "é"], "b": (1, 2)}
         assert json.loads(json.dumps(value)) == {"a": [1, 2.5, None, True, "é"], "b": [1, 2]}
         assert json.dumps({"x": 1}) == b'{"x":1}'
@@ -1234,15 +1235,15 @@ class TestSerializers:
 
     def test_pickle_serializer_checks(self) -> None:
         """PickleSerializer validates its protocol and reports what cannot be pickled."""
-        pickle = trio_workq._serialize.PickleSerializer(protocol=2)
+        pickle = PickleSerializer(protocol=2)
         assert pickle.loads(pickle.dumps({1, 2})) == {1, 2}
         assert repr(pickle) == "PickleSerializer(protocol=2)"
         with pytest.raises(TypeError, match="cannot pickle"):
             pickle.dumps(lambda: None)
         with pytest.raises(ValueError, match="protocol must be between 0 and"):
-            trio_workq._serialize.PickleSerializer(protocol=99)
+            PickleSerializer(protocol=99)
         with pytest.raises(TypeError, match="protocol must be an int"):
-            trio_workq._serialize.PickleSerializer(protocol="2")  # type: ignore[arg-type]
+            PickleSerializer(protocol="2")  # type: ignore[arg-type]
 
     def test_error_text(self) -> None:
         """Errors are stored as a summary line, then the traceback when there is one."""

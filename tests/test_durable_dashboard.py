@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import trio_workq
-from trio_workq._durable import open_durable_queue
+from trio_workq._durable.queue import open_durable_queue
 from trio_workq.web import serve_dashboard
 from trio_workq.web._durable_source import DurableSource
 

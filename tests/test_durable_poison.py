@@ -36,15 +36,11 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from trio_workq import StoredError, TaskCancelled, TaskStatus
-from trio_workq._durable import (
-    DurableTaskHandle,
-    DurableWorkQueue,
-    open_durable_queue,
-)
-from trio_workq._postgres import PostgresStore
-from trio_workq._registry import task
-from trio_workq._sqlite import SQLiteStore
-from trio_workq._store import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError, read_row
+from trio_workq._durable.queue import DurableTaskHandle, DurableWorkQueue, open_durable_queue
+from trio_workq._durable.registry import task
+from trio_workq._stores.postgres import PostgresStore
+from trio_workq._stores.protocol import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError, read_row
+from trio_workq._stores.sqlite import SQLiteStore
 from trio_workq.web import serve_dashboard
 from trio_workq.web._durable_source import DurableSource
 

@@ -39,8 +39,8 @@ from psycopg import sql
 
 import trio_workq
 from trio_workq import StoreError, TaskStatus
-from trio_workq._durable import LEASE_EXPIRED_ERROR, DurableWorkQueue, open_durable_queue
-from trio_workq._postgres import SCHEMA_VERSION, PostgresStore
+from trio_workq._durable.queue import LEASE_EXPIRED_ERROR, DurableWorkQueue, open_durable_queue
+from trio_workq._stores.postgres import SCHEMA_VERSION, PostgresStore
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString

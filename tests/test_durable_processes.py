@@ -29,7 +29,7 @@ from _worker_processes import TESTS, WorkerProcesses
 import trio_workq
 from trio_workq import TaskStatus
 from trio_workq._cli import main as cli_main
-from trio_workq._durable import DurableWorkQueue, open_durable_queue
+from trio_workq._durable.queue import DurableWorkQueue, open_durable_queue
 
 
 class Env(WorkerProcesses):
@@ -218,7 +218,7 @@ class TestCommandLine:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A module that registers no task is reported (when none are registered at all)."""
-        monkeypatch.setattr(trio_workq._registry, "_by_name", {})
+        monkeypatch.setattr(trio_workq._durable.registry, "_by_name", {})
         assert cli_main(["worker", "json", "--store", f"sqlite:///{tmp_path}/t.db"]) == 1
         assert "no tasks are registered after importing json" in capsys.readouterr().err
 

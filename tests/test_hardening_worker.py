@@ -13,9 +13,9 @@ import trio.testing
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskStatus, TaskTimeout, fixed
-from trio_workq._durable import DurableWorkQueue, open_durable_queue
-from trio_workq._outcomes import split_attempt_error
-from trio_workq._registry import task
+from trio_workq._core.outcomes import split_attempt_error
+from trio_workq._durable.queue import DurableWorkQueue, open_durable_queue
+from trio_workq._durable.registry import task
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup

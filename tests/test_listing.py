@@ -155,7 +155,7 @@ class TestListTasks:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A call examines a bounded number of entries; the cursor resumes the walk."""
-        monkeypatch.setattr("trio_workq._queue._SCAN_LIMIT", 4)
+        monkeypatch.setattr("trio_workq._memory.queue._SCAN_LIMIT", 4)
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
             rare = await queue.submit(noop, name="rare")
             common = [await queue.submit(noop, name="common") for _ in range(9)]

@@ -30,9 +30,9 @@ import trio.testing
 from _pg import PG_URL, require_postgres
 from psycopg import sql
 
-from trio_workq._postgres import _MAINTENANCE_LOCK, SCHEMA_VERSION, PostgresStore
-from trio_workq._store import NewTask, StoreError
-from trio_workq._task import TaskStatus
+from trio_workq._core.status import TaskStatus
+from trio_workq._stores.postgres import _MAINTENANCE_LOCK, SCHEMA_VERSION, PostgresStore
+from trio_workq._stores.protocol import NewTask, StoreError
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
@@ -145,7 +145,7 @@ def test_exported_lazily_from_the_package(monkeypatch: pytest.MonkeyPatch) -> No
 
     assert trio_workq.PostgresStore is PostgresStore
     assert "PostgresStore" not in trio_workq.__all__  # `import *` must not need psycopg
-    monkeypatch.delitem(sys.modules, "trio_workq._postgres")
+    monkeypatch.delitem(sys.modules, "trio_workq._stores.postgres")
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install 'trio_workq\[postgres\]'"):
         trio_workq.PostgresStore  # noqa: B018 - the attribute access is the test

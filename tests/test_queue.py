@@ -18,6 +18,7 @@ import trio.testing
 
 import trio_workq
 from trio_workq import TaskStatus
+from trio_workq._core.info import _recent_names
 
 
 async def noop() -> None:
@@ -134,7 +135,7 @@ class TestSubmitAndResult:
             partials = [functools.partial(double, i) for i in range(600)]
             handles = [queue.submit_nowait(p) for p in partials]
             assert {h.name for h in handles} == {f"{__name__}:double"}
-            assert len(trio_workq._task._recent_names) <= 256
+            assert len(_recent_names) <= 256
             unhashable = queue.submit_nowait(Unhashable())
             assert unhashable.name.endswith("Unhashable")
 

@@ -26,10 +26,10 @@ import pytest
 import trio
 import trio.testing
 
-import trio_workq._sqlite as sqlite_module
-from trio_workq._sqlite import MAX_ERRORS, SCHEMA_VERSION, SQLiteStore
-from trio_workq._store import Claimed, NewTask, Renewal, StoredTask, StoreError
-from trio_workq._task import TaskStatus
+import trio_workq._stores.sqlite as sqlite_module
+from trio_workq._core.status import TaskStatus
+from trio_workq._stores.protocol import Claimed, NewTask, Renewal, StoredTask, StoreError
+from trio_workq._stores.sqlite import MAX_ERRORS, SCHEMA_VERSION, SQLiteStore
 
 QUEUED = TaskStatus.QUEUED
 SCHEDULED = TaskStatus.SCHEDULED
@@ -1314,7 +1314,7 @@ class TestWriterThread:
 
 CLAIMER = """
 import json, sys, trio
-from trio_workq._sqlite import SQLiteStore
+from trio_workq._stores.sqlite import SQLiteStore
 
 async def main(path, owner):
     store = SQLiteStore(path)

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from trio_workq import EventKind, StoreError, StoreUnavailable, TaskEvent, open_durable_queue
-from trio_workq._durable import CLEANUP_TIMEOUT
+from trio_workq._durable.queue import CLEANUP_TIMEOUT
 
 
 async def _store_with_a_task(url: str) -> None:

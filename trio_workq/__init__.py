@@ -9,43 +9,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._durable import DurableQueueStatistics as DurableQueueStatistics
-from ._durable import DurableTaskHandle as DurableTaskHandle
-from ._durable import DurableWorkQueue as DurableWorkQueue
-from ._durable import StoredError as StoredError
-from ._durable import StoreUnavailable as StoreUnavailable
-from ._durable import open_durable_queue as open_durable_queue
-from ._errors import QueueClosed as QueueClosed
-from ._errors import Retry as Retry
-from ._errors import TaskCancelled as TaskCancelled
-from ._errors import TaskNotFound as TaskNotFound
-from ._errors import TaskStateError as TaskStateError
-from ._errors import TaskTimeout as TaskTimeout
-from ._events import EventKind as EventKind
-from ._events import EventStream as EventStream
-from ._events import TaskEvent as TaskEvent
-from ._events import current_task as current_task
-from ._queue import QueueStatistics as QueueStatistics
-from ._queue import TaskPage as TaskPage
-from ._queue import WorkQueue as WorkQueue
-from ._queue import open_work_queue as open_work_queue
-from ._registry import task as task
-from ._retry import Backoff as Backoff
-from ._retry import ExponentialBackoff as ExponentialBackoff
-from ._retry import FixedBackoff as FixedBackoff
-from ._retry import RetryPolicy as RetryPolicy
-from ._retry import exponential as exponential
-from ._retry import fixed as fixed
-from ._serialize import JSONSerializer as JSONSerializer
-from ._serialize import PickleSerializer as PickleSerializer
-from ._serialize import Serializer as Serializer
-from ._sqlite import SQLiteStore as SQLiteStore
-from ._store import Store as Store
-from ._store import StoreDataError as StoreDataError
-from ._store import StoreError as StoreError
-from ._task import TaskHandle as TaskHandle
-from ._task import TaskInfo as TaskInfo
-from ._task import TaskStatus as TaskStatus
+from ._core.errors import QueueClosed as QueueClosed
+from ._core.errors import Retry as Retry
+from ._core.errors import TaskCancelled as TaskCancelled
+from ._core.errors import TaskNotFound as TaskNotFound
+from ._core.errors import TaskStateError as TaskStateError
+from ._core.errors import TaskTimeout as TaskTimeout
+from ._core.info import TaskInfo as TaskInfo
+from ._core.info import TaskPage as TaskPage
+from ._core.retry import Backoff as Backoff
+from ._core.retry import ExponentialBackoff as ExponentialBackoff
+from ._core.retry import FixedBackoff as FixedBackoff
+from ._core.retry import RetryPolicy as RetryPolicy
+from ._core.retry import exponential as exponential
+from ._core.retry import fixed as fixed
+from ._core.status import EventKind as EventKind
+from ._core.status import TaskStatus as TaskStatus
+from ._durable.queue import DurableQueueStatistics as DurableQueueStatistics
+from ._durable.queue import DurableTaskHandle as DurableTaskHandle
+from ._durable.queue import DurableWorkQueue as DurableWorkQueue
+from ._durable.queue import StoredError as StoredError
+from ._durable.queue import StoreUnavailable as StoreUnavailable
+from ._durable.queue import open_durable_queue as open_durable_queue
+from ._durable.registry import task as task
+from ._durable.serialize import JSONSerializer as JSONSerializer
+from ._durable.serialize import PickleSerializer as PickleSerializer
+from ._durable.serialize import Serializer as Serializer
+from ._memory.handle import TaskHandle as TaskHandle
+from ._memory.queue import QueueStatistics as QueueStatistics
+from ._memory.queue import WorkQueue as WorkQueue
+from ._open import open_work_queue as open_work_queue
+from ._runtime.events import EventStream as EventStream
+from ._runtime.events import TaskEvent as TaskEvent
+from ._runtime.events import current_task as current_task
+from ._stores.protocol import Store as Store
+from ._stores.protocol import StoreDataError as StoreDataError
+from ._stores.protocol import StoreError as StoreError
+from ._stores.sqlite import SQLiteStore as SQLiteStore
 
 __all__ = [
     "Backoff",
@@ -89,7 +89,7 @@ __all__ = [
 
 
 def _fixup_module_metadata() -> None:
-    # Show trio_workq.X rather than trio_workq._queue.X in reprs and docs.
+    # Show trio_workq.X rather than trio_workq._memory.queue.X in reprs and docs.
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("trio_workq._"):
@@ -104,7 +104,7 @@ del _fixup_module_metadata
 
 
 if TYPE_CHECKING:
-    from ._postgres import PostgresStore as PostgresStore
+    from ._stores.postgres import PostgresStore as PostgresStore
 
 
 def __getattr__(name: str) -> Any:
@@ -112,7 +112,7 @@ def __getattr__(name: str) -> Any:
     # which the core does not depend on. (Not in __all__, so `import *` never needs it.)
     if name == "PostgresStore":
         try:
-            from ._postgres import PostgresStore
+            from ._stores.postgres import PostgresStore
         except ImportError as exc:
             raise ImportError(
                 "trio_workq.PostgresStore needs the postgres extra "

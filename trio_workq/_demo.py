@@ -26,11 +26,13 @@ from typing import TextIO
 import attrs
 import trio
 
-from ._errors import TaskTimeout
-from ._events import EventKind, TaskEvent, current_task
-from ._queue import WorkQueue, open_work_queue
-from ._retry import RetryPolicy, exponential
-from ._task import TaskHandle, TaskStatus
+from ._core.errors import TaskTimeout
+from ._core.retry import RetryPolicy, exponential
+from ._core.status import EventKind, TaskStatus
+from ._memory.handle import TaskHandle
+from ._memory.queue import WorkQueue
+from ._open import open_work_queue
+from ._runtime.events import TaskEvent, current_task
 
 #: Final statuses, in the order the summary shows them.
 FINAL_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)

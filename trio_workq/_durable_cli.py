@@ -33,13 +33,14 @@ from ._cli import (
     _seconds,
     add_dashboard_options,
 )
-from ._durable import DurableWorkQueue, StoredError, open_durable_queue
-from ._errors import TaskNotFound, TaskStateError
-from ._registry import registered_names
-from ._serialize import JSONSerializer, PickleSerializer, Serializer
-from ._store import Store, StoreError
-from ._stores import store_from_url
-from ._task import TaskInfo, TaskStatus
+from ._core.errors import TaskNotFound, TaskStateError
+from ._core.info import TaskInfo
+from ._core.status import TaskStatus
+from ._durable.queue import DurableWorkQueue, StoredError, open_durable_queue
+from ._durable.registry import registered_names
+from ._durable.serialize import JSONSerializer, PickleSerializer, Serializer
+from ._stores.protocol import Store, StoreError
+from ._stores.urls import store_from_url
 
 _WORKER_DESCRIPTION = """\
 Run workers for the tasks in a durable store until stopped. Imports each
@@ -442,7 +443,7 @@ def _store_for(url: str, *, must_exist: bool) -> Store:
     if isinstance(path, str) and not os.path.exists(path):
         raise CommandError(f"no SQLite store at {path!r} (from {url})")
     if url.startswith(("postgresql://", "postgres://")):
-        from ._postgres import PostgresStore  # store_from_url has imported it
+        from ._stores.postgres import PostgresStore  # store_from_url has imported it
 
         store = PostgresStore(url, create=False)
     return store

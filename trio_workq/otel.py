@@ -21,9 +21,10 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ._events import EventKind, Hook
-from ._queue import WorkQueue
-from ._task import TaskHandle
+from ._core.status import EventKind
+from ._memory.handle import TaskHandle
+from ._memory.queue import WorkQueue
+from ._runtime.events import Hook
 
 __all__ = ["TracingInstrumentation", "instrument"]
 

@@ -29,10 +29,11 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from ._errors import TaskTimeout
-from ._events import EventKind, Hook
-from ._queue import QueueStatistics, WorkQueue
-from ._task import TaskHandle
+from ._core.errors import TaskTimeout
+from ._core.status import EventKind
+from ._memory.handle import TaskHandle
+from ._memory.queue import QueueStatistics, WorkQueue
+from ._runtime.events import Hook
 
 __all__ = ["QUEUE_WAIT_BUCKETS", "RUN_DURATION_BUCKETS", "Instrumentation", "instrument"]
 

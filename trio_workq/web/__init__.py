@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from starlette.applications import Starlette
 
-from .._queue import WorkQueue
+from .._memory.queue import WorkQueue
 from ._app import LOCAL_HOST_NAMES as LOCAL_HOST_NAMES
 from ._app import build_app, check_allowed_hosts, check_token
 from ._server import check_dashboard_options as check_dashboard_options

@@ -22,16 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._errors import QueueClosed, TaskNotFound
-from .._queue import MAX_PAGE_SIZE
-from .._task import TaskStatus
-from ._source import (
-    InvalidQuery,
-    TaskConflict,
-    TaskDetail,
-    TaskSource,
-    TaskSummary,
-)
+from .._core.errors import QueueClosed, TaskNotFound
+from .._core.info import MAX_PAGE_SIZE
+from .._core.status import TaskStatus
+from ._source import InvalidQuery, TaskConflict, TaskDetail, TaskSource, TaskSummary
 
 #: Page size when the request gives none (or an empty ``limit=``).
 DEFAULT_PAGE_SIZE = 50

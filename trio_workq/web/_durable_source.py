@@ -15,9 +15,10 @@ from typing import Any
 
 import trio
 
-from .._durable import DurableWorkQueue, StoredError
-from .._errors import TaskStateError
-from .._task import TaskInfo, TaskStatus
+from .._core.errors import TaskStateError
+from .._core.info import TaskInfo
+from .._core.status import TaskStatus
+from .._durable.queue import DurableWorkQueue, StoredError
 from ._source import (
     THROUGHPUT_WINDOW,
     ErrorView,

@@ -13,8 +13,8 @@ import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve  # pyright: ignore[reportUnknownVariableType] - its WSGI type has a bare dict
 
-from .._durable import DurableWorkQueue
-from .._queue import WorkQueue
+from .._durable.queue import DurableWorkQueue
+from .._memory.queue import WorkQueue
 from ._app import LOCAL_HOST_NAMES, build_app, check_allowed_hosts, check_token
 from ._durable_source import DurableSource
 from ._source import QueueSource

@@ -4,7 +4,7 @@
 The web app talks only to a `TaskSource`: a handful of async operations that
 return plain, JSON-ready views. `QueueSource` adapts the in-memory
 `~trio_workq.WorkQueue`; a durable store gets an adapter of its own (its
-`~trio_workq._store.Store` offers ``page``, ``get``, ``counts``, ``cancel``
+`~trio_workq._stores.protocol.Store` offers ``page``, ``get``, ``counts``, ``cancel``
 and ``requeue``, which map one to one).
 """
 
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from .._errors import TaskStateError
-from .._events import EventKind
-from .._queue import WorkQueue
-from .._task import TaskHandle, TaskInfo, TaskStatus
+from .._core.errors import TaskStateError
+from .._core.info import TaskInfo
+from .._core.status import EventKind, TaskStatus
+from .._memory.handle import TaskHandle
+from .._memory.queue import WorkQueue
 
 if TYPE_CHECKING:
     from ..prometheus import Instrumentation

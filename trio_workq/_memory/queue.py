@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
@@ -15,40 +14,28 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
 
-from ._errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, _check_seconds
-from ._events import (
-    EVENT_FOR_STATUS,
-    EventKind,
-    EventSource,
-    current_task_var,
-    log_listener_error,
-    logger,
-    running_in,
-)
-from ._outcomes import split_attempt_error
-from ._ready import ReadySet
-from ._records import RetainedRecords
-from ._retry import RetryPolicy
-from ._task import (
+from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, _check_seconds
+from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskOptions, TaskPage
+from .._core.outcomes import split_attempt_error
+from .._core.retry import RetryPolicy
+from .._core.status import (
     CANCELLED,
     COMPLETED,
+    EVENT_FOR_STATUS,
     FAILED,
     QUEUED,
     RETRYING,
     RUNNING,
     SCHEDULED,
-    TaskHandle,
-    TaskInfo,
-    TaskOptions,
+    EventKind,
     TaskStatus,
 )
-from ._timers import TimerHeap
-from ._validate import (
+from .._core.validate import (
     CO_COROUTINE,
     check_async_callable,
     check_aware,
@@ -57,28 +44,23 @@ from ._validate import (
     check_priority,
     check_timeout,
 )
-from ._waiters import Waiters
+from .._runtime.events import EventSource, current_task_var, log_listener_error, logger, running_in
+from .._runtime.lifecycle import only_cancelled, run_queue
+from .._runtime.waiters import Waiters
+from .handle import TaskHandle
+from .ready import ReadySet
+from .records import RetainedRecords
+from .timers import TimerHeap
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
-    from exceptiongroup import BaseExceptionGroup
+    pass
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
-    from ._durable import DurableWorkQueue
-    from ._serialize import Serializer
-    from ._store import Store
-
     Ts = TypeVarTuple("Ts")
 
 T = TypeVar("T")
-
-
-#: How many errors of earlier attempts a task keeps.
-MAX_ERROR_HISTORY: Final = 10
-
-#: The largest page `WorkQueue.list_tasks` returns.
-MAX_PAGE_SIZE: Final = 1000
 
 # Ids count status changes: they never reach 10**20.
 _MAX_ID_DIGITS: Final = 20
@@ -137,20 +119,6 @@ class QueueStatistics:
     producers_waiting: int
     schedulers_waiting: int
     closed: bool
-
-
-@attrs.frozen
-class TaskPage:
-    """One page of `WorkQueue.list_tasks`.
-
-    Attributes:
-        tasks: Snapshots of the tasks, newest first.
-        next_cursor: Pass it as ``cursor=`` for the next (older) page;
-            ``None`` when there is nothing older.
-    """
-
-    tasks: tuple[TaskInfo, ...]
-    next_cursor: str | None
 
 
 _value_of: Callable[[tuple[TaskHandle[Any], int]], int] = operator.itemgetter(1)
@@ -1156,14 +1124,6 @@ class WorkQueue(EventSource):
             self._close_streams()
 
 
-def only_cancelled(exc: BaseException) -> bool:
-    """Whether *exc* is `trio.Cancelled`, or a group of nothing else."""
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        return group.split(trio.Cancelled)[1] is None
-    return isinstance(exc, trio.Cancelled)
-
-
 def _parse_cursor(cursor: object, listing: str) -> int:
     if not isinstance(cursor, str):
         raise TypeError(f"cursor must be a str or None, not {type(cursor).__name__}")
@@ -1180,7 +1140,7 @@ def _closed_error() -> QueueClosed:
 
 
 @asynccontextmanager
-async def _open_memory_queue(
+async def open_memory_queue(
     nursery: trio.Nursery | None = None,
     *,
     workers: int = 10,
@@ -1237,118 +1197,3 @@ async def _open_memory_queue(
     )
     async with run_queue(nursery, queue._run, queue):
         yield queue
-
-
-class _RunningQueue(Protocol):
-    """What `run_queue` needs of a queue (in-memory or durable)."""
-
-    _crashed: bool
-    _shutdown_timeout: float | None
-
-    def _abort(self) -> None: ...
-
-    async def shutdown(self, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
-
-
-@asynccontextmanager
-async def run_queue(
-    nursery: trio.Nursery | None,
-    run: Callable[..., Awaitable[None]],
-    queue: _RunningQueue,
-) -> AsyncGenerator[None, None]:
-    """Start ``run`` (the queue's tasks) in *nursery* or one of our own; shut down on exit.
-
-    Leaving the block normally shuts the queue down gracefully; an exception
-    or cancellation aborts it. With a nursery of our own, an exception from
-    the block alone comes out as itself, not wrapped in an exception group.
-    """
-    if nursery is None:
-        body_error: BaseException | None = None
-        try:
-            async with trio.open_nursery() as own_nursery:
-                await own_nursery.start(run)
-                try:
-                    async with _shut_down_on_exit(queue):
-                        yield
-                except BaseException as exc:
-                    body_error = exc
-                    raise
-        except BaseExceptionGroup:
-            # The nursery is ours, not the caller's: when only the block raised,
-            # its exception comes out as itself. Anything more stays a group.
-            if body_error is None or queue._crashed:
-                raise
-        else:
-            return
-        assert body_error is not None
-        raise body_error
-    else:
-        await nursery.start(run)
-        async with _shut_down_on_exit(queue):
-            yield
-
-
-@asynccontextmanager
-async def _shut_down_on_exit(queue: _RunningQueue) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    except BaseException:
-        queue._abort()
-        raise
-    await queue.shutdown(timeout=queue._shutdown_timeout)
-
-
-# open_work_queue(store=...) opens a durable queue (trio_workq._durable) instead.
-
-
-@overload
-def open_work_queue(
-    nursery: trio.Nursery | None = None,
-    *,
-    workers: int = 10,
-    max_buffer_size: int | float = 1000,
-    max_scheduled: int | float = math.inf,
-    retry: RetryPolicy | None = None,
-    max_retained: int | float = 10_000,
-    retention: float | None = 3600.0,
-    shutdown_timeout: float | None = None,
-    store: None = None,
-) -> contextlib.AbstractAsyncContextManager[WorkQueue]: ...
-
-
-@overload
-def open_work_queue(
-    nursery: trio.Nursery | None = None,
-    *,
-    store: Store | str,
-    workers: int = 10,
-    retry: RetryPolicy | None = None,
-    lease: float = 30.0,
-    poll_interval: float = 1.0,
-    serializer: Serializer | None = None,
-    retention: float | None = 86400.0,
-    shutdown_timeout: float | None = None,
-    store_failure_grace: float | None = 60.0,
-) -> contextlib.AbstractAsyncContextManager[DurableWorkQueue]: ...
-
-
-def open_work_queue(
-    nursery: trio.Nursery | None = None, *, store: Store | str | None = None, **options: Any
-) -> (
-    contextlib.AbstractAsyncContextManager[WorkQueue]
-    | contextlib.AbstractAsyncContextManager[DurableWorkQueue]
-):
-    if store is None:
-        return _open_memory_queue(nursery, **options)
-    from ._durable import open_durable_queue  # it imports this module
-
-    return open_durable_queue(nursery, store=store, **options)
-
-
-_DURABLE_DOC = """
-    With *store* (a `Store`, or a URL such as ``sqlite:///tasks.db``), it
-    opens a `DurableWorkQueue` on that store instead, which takes the options
-    of `open_durable_queue`; *max_buffer_size*, *max_scheduled* and
-    *max_retained* do not apply to it. See the persistence guide.
-    """
-open_work_queue.__doc__ = (_open_memory_queue.__doc__ or "") + _DURABLE_DOC

@@ -9,7 +9,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from ._task import QUEUED, TaskHandle
+from .._core.status import QUEUED
+from .handle import TaskHandle
 
 
 class ReadySet:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
@@ -13,40 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._task import TaskInfo, TaskStatus
-from ._validate import check_count
+from .._core.info import TaskInfo
+from .._core.status import EventKind, TaskStatus
+from .._core.validate import check_count
 
 if TYPE_CHECKING:
-    from ._task import TaskHandle
+    from .._memory.handle import TaskHandle
 
 #: The library's logger: failures at WARNING, retries at INFO, lifecycle at DEBUG.
 logger = logging.getLogger("trio_workq")
-
-
-class EventKind(str, enum.Enum):
-    """What happened to a task."""
-
-    SUBMITTED = "submitted"
-    SCHEDULED = "scheduled"
-    STARTED = "started"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    RETRYING = "retrying"
-    CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: The event emitted when a task enters a status (a due task becoming
-#: ``queued`` again emits none: it was announced when submitted or scheduled).
-EVENT_FOR_STATUS: dict[TaskStatus, EventKind] = {
-    TaskStatus.RUNNING: EventKind.STARTED,
-    TaskStatus.RETRYING: EventKind.RETRYING,
-    TaskStatus.COMPLETED: EventKind.COMPLETED,
-    TaskStatus.FAILED: EventKind.FAILED,
-    TaskStatus.CANCELLED: EventKind.CANCELLED,
-}
 
 
 class TaskEvent:

@@ -16,9 +16,9 @@ from typing import Any, Final, TypeVar, cast, overload
 
 import attrs
 
-from ._retry import RetryPolicy
-from ._store import storable_text
-from ._task import task_name
+from .._core.info import task_name
+from .._core.retry import RetryPolicy
+from .._stores.protocol import storable_text
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from ._task import RETRYING, SCHEDULED, TaskHandle, TaskStatus
+from .._core.status import RETRYING, SCHEDULED, TaskStatus
+from .handle import TaskHandle
 
 
 class TimerHeap:

@@ -26,7 +26,8 @@ from typing import Any, Final, TypeVar, cast
 import outcome
 import trio
 
-from ._store import (
+from .._core.status import TaskStatus
+from .protocol import (
     CLAIMABLE_STATUSES,
     Claimed,
     NewTask,
@@ -37,7 +38,6 @@ from ._store import (
     StoreError,
     read_row,
 )
-from ._task import TaskStatus
 
 T = TypeVar("T")
 

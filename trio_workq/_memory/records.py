@@ -8,7 +8,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._task import CANCELLED, COMPLETED, FAILED, TaskHandle, TaskStatus
+from .._core.status import CANCELLED, COMPLETED, FAILED, TaskStatus
+from .handle import TaskHandle
 
 _mark_of: Callable[[TaskHandle[Any]], int] = operator.attrgetter("_mark")
 _finished_of: Callable[[TaskHandle[Any]], float] = operator.attrgetter("_finished")

@@ -1,189 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""A task's record: its status, its public handle and its snapshot."""
+"""`TaskHandle`: an in-memory task's public handle, which is also the queue's record of it."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import attrs
 import outcome
 import trio
 
-from ._errors import TaskCancelled
+from .._core.errors import TaskCancelled
+from .._core.info import TaskInfo, TaskOptions, _State, info_from_state, task_name
+from .._core.status import COMPLETED, FAILED, QUEUED, TaskStatus
 
 if TYPE_CHECKING:
-    from ._queue import WorkQueue
-    from ._retry import RetryPolicy
+    from .queue import WorkQueue
 
 T = TypeVar("T")
-
-_State: TypeAlias = tuple[
-    "TaskStatus",
-    int,
-    "BaseException | None",
-    "tuple[BaseException, ...]",
-    "float | None",
-    float,
-    "float | None",
-    "float | None",
-]
-
-
-class TaskStatus(str, enum.Enum):
-    """Where a task is in its lifecycle.
-
-    ``queued`` → ``running`` → ``completed`` / ``failed`` / ``cancelled``;
-    a delayed task starts ``scheduled``, and a task waiting out a retry
-    backoff is ``retrying``.
-    """
-
-    QUEUED = "queued"
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether a task in this status has finished for good."""
-        return self in TERMINAL_STATUSES
-
-
-#: Statuses of finished tasks (left only by an explicit `WorkQueue.retry`).
-TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-
-# Short local names: these are read on the hot path.
-QUEUED = TaskStatus.QUEUED
-SCHEDULED = TaskStatus.SCHEDULED
-RUNNING = TaskStatus.RUNNING
-RETRYING = TaskStatus.RETRYING
-COMPLETED = TaskStatus.COMPLETED
-FAILED = TaskStatus.FAILED
-CANCELLED = TaskStatus.CANCELLED
-
-
-@attrs.frozen
-class TaskInfo:
-    """A snapshot of one task, taken by `WorkQueue.get_info` or `TaskHandle.info`.
-
-    Attributes:
-        id: The task's id, unique within its queue.
-        name: A label: the ``name`` given at submit, else the function's
-            qualified name.
-        status: The `TaskStatus` when the snapshot was taken.
-        priority: Higher runs first.
-        attempts: How many times the task has started running.
-        max_attempts: The most runs its retry policy allows (1 without one).
-        timeout: Seconds one attempt may run, or ``None``.
-        last_error: The exception of the latest failed attempt, or ``None``
-            (a timed-out attempt records `TaskTimeout`).
-        errors: Exceptions of the failed attempts, oldest first (at most
-            the last ten).
-        created_at: When the task was submitted (aware UTC).
-        due_at: When a ``scheduled`` or ``retrying`` task becomes runnable.
-        queued_at: When the task last became ``queued`` (submitted, or due);
-            ``None`` while it is first ``scheduled``.
-        started_at: When the latest attempt started.
-        finished_at: When the task reached a terminal status.
-    """
-
-    id: str
-    name: str
-    status: TaskStatus
-    priority: int
-    attempts: int
-    max_attempts: int
-    timeout: float | None
-    last_error: BaseException | None
-    errors: tuple[BaseException, ...]
-    created_at: datetime
-    due_at: datetime | None
-    queued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-# Default names of recently seen callables: most queues run a handful of
-# functions many times. Bounded, since it keeps its callables alive.
-_recent_names: dict[Any, str] = {}
-_RECENT_NAMES_MAX = 256
-
-
-def task_name(fn: object) -> str:
-    """The default task name: the function's ``module:qualname``."""
-    try:
-        return _recent_names[fn]
-    except (KeyError, TypeError):  # TypeError: an unhashable callable
-        pass
-    name = _compute_task_name(fn)
-    if len(_recent_names) >= _RECENT_NAMES_MAX:
-        _recent_names.clear()
-    try:
-        _recent_names[fn] = name
-    except TypeError:
-        pass
-    return name
-
-
-def _compute_task_name(fn: object) -> str:
-    inner: Any = fn
-    while hasattr(inner, "func"):  # functools.partial, possibly nested
-        inner = inner.func
-    qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
-    module = getattr(inner, "__module__", None)
-    return f"{module}:{qualname}" if module else qualname
-
-
-def info_from_state(
-    task_id: str,
-    name: str,
-    priority: int,
-    max_attempts: int,
-    timeout: float | None,
-    created: float,
-    state: _State,
-    wall: Callable[[float], datetime],
-) -> TaskInfo:
-    """A `TaskInfo` from a task's fixed fields and a `_State` snapshot (trio times)."""
-    status, attempts, last_error, errors, due, queued, started, finished = state
-    return TaskInfo(
-        id=task_id,
-        name=name,
-        status=status,
-        priority=priority,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        last_error=last_error,
-        errors=errors,
-        created_at=wall(created),
-        due_at=None if due is None else wall(due),
-        queued_at=None if status is SCHEDULED else wall(queued),
-        started_at=None if started is None else wall(started),
-        finished_at=None if finished is None else wall(finished),
-    )
-
-
-@attrs.frozen
-class TaskOptions:
-    """What a task was submitted with, beyond its function and arguments.
-
-    Immutable, so tasks submitted alike share one (most share their queue's
-    defaults): the handle holds one reference instead of four fields.
-    """
-
-    name: str | None
-    priority: int
-    timeout: float | None
-    retry: RetryPolicy | None
 
 
 class TaskHandle(Generic[T]):

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from ._errors import Retry, _check_seconds
+from .errors import Retry, _check_seconds
 
 #: A backoff: ``(attempt, exc) -> seconds`` to wait after failed attempt number
 #: *attempt* (1 for the first run) ended with *exc*.

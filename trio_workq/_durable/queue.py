@@ -31,7 +31,7 @@ import attrs
 import outcome
 import trio
 
-from ._errors import (
+from .._core.errors import (
     QueueClosed,
     TaskCancelled,
     TaskNotFound,
@@ -39,36 +39,29 @@ from ._errors import (
     TaskTimeout,
     _check_seconds,
 )
-from ._events import (
-    EVENT_FOR_STATUS,
-    EventKind,
-    EventSource,
-    logger,
-    running_in,
-    set_current,
-)
-from ._outcomes import split_attempt_error
-from ._queue import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskPage, only_cancelled, run_queue
-from ._registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
-from ._retry import RetryPolicy
-from ._serialize import JSONSerializer, Serializer
-from ._store import NewTask, Store, StoreDataError, StoredTask, StoreError, storable_text
-from ._task import (  # T: the result type of a handle, shared with TaskHandle
+from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskPage, info_from_state
+from .._core.outcomes import split_attempt_error
+from .._core.retry import RetryPolicy
+from .._core.status import (
     CANCELLED,
     COMPLETED,
+    EVENT_FOR_STATUS,
     FAILED,
     QUEUED,
     RETRYING,
     RUNNING,
     SCHEDULED,
-    T,
-    TaskHandle,
-    TaskInfo,
+    EventKind,
     TaskStatus,
-    info_from_state,
 )
-from ._validate import check_aware, check_count, check_name, check_priority, check_timeout
-from ._waiters import Waiters
+from .._core.validate import check_aware, check_count, check_name, check_priority, check_timeout
+from .._memory.handle import T, TaskHandle
+from .._runtime.events import EventSource, logger, running_in, set_current
+from .._runtime.lifecycle import only_cancelled, run_queue
+from .._runtime.waiters import Waiters
+from .._stores.protocol import NewTask, Store, StoreDataError, StoredTask, StoreError, storable_text
+from .registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
+from .serialize import JSONSerializer, Serializer
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -1681,7 +1674,7 @@ async def open_durable_queue(
             queue runs in *nursery*), once every store call of the workers
             has failed for *store_failure_grace* seconds.
     """
-    from ._stores import store_from_url
+    from .._stores.urls import store_from_url
 
     if isinstance(store, str):
         resolved = store_from_url(store)

@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, cast
 
 import attrs
 
-from ._task import TaskStatus
+from .._core.status import TaskStatus
 
 #: Statuses a worker may claim a task from (once its ``due_at`` has passed).
 CLAIMABLE_STATUSES = (TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RETRYING)

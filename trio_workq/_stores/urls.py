@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import cast
 
-from ._store import Store, StoreError
+from .protocol import Store, StoreError
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -37,12 +37,12 @@ def store_from_url(url: str) -> Store:
     if url.startswith("sqlite:"):
         if not url.startswith(_SQLITE_PREFIX) or len(url) == len(_SQLITE_PREFIX):
             raise ValueError(f"malformed SQLite URL {url!r}: {_URL_HELP}")
-        from ._sqlite import SQLiteStore
+        from .sqlite import SQLiteStore
 
         return SQLiteStore(url)
     if url.startswith(_POSTGRES_SCHEMES):
         try:
-            module = importlib.import_module("trio_workq._postgres")
+            module = importlib.import_module("trio_workq._stores.postgres")
         except ImportError as exc:
             raise StoreError(
                 f"cannot use {_redact(url)}: PostgreSQL support needs the postgres extra "

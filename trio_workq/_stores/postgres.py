@@ -42,7 +42,8 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from ._store import (
+from .._core.status import TaskStatus
+from .protocol import (
     Claimed,
     NewTask,
     Page,
@@ -52,7 +53,6 @@ from ._store import (
     StoreError,
     read_row,
 )
-from ._task import TaskStatus
 
 logger = logging.getLogger("trio_workq")
 

@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: MIT
+"""What is known of a task: its options, its snapshot (`TaskInfo`), pages of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import attrs
+
+from .status import SCHEDULED, TaskStatus
+
+if TYPE_CHECKING:
+    from .retry import RetryPolicy
+
+_State: TypeAlias = tuple[
+    "TaskStatus",
+    int,
+    "BaseException | None",
+    "tuple[BaseException, ...]",
+    "float | None",
+    float,
+    "float | None",
+    "float | None",
+]
+
+
+@attrs.frozen
+class TaskInfo:
+    """A snapshot of one task, taken by `WorkQueue.get_info` or `TaskHandle.info`.
+
+    Attributes:
+        id: The task's id, unique within its queue.
+        name: A label: the ``name`` given at submit, else the function's
+            qualified name.
+        status: The `TaskStatus` when the snapshot was taken.
+        priority: Higher runs first.
+        attempts: How many times the task has started running.
+        max_attempts: The most runs its retry policy allows (1 without one).
+        timeout: Seconds one attempt may run, or ``None``.
+        last_error: The exception of the latest failed attempt, or ``None``
+            (a timed-out attempt records `TaskTimeout`).
+        errors: Exceptions of the failed attempts, oldest first (at most
+            the last ten).
+        created_at: When the task was submitted (aware UTC).
+        due_at: When a ``scheduled`` or ``retrying`` task becomes runnable.
+        queued_at: When the task last became ``queued`` (submitted, or due);
+            ``None`` while it is first ``scheduled``.
+        started_at: When the latest attempt started.
+        finished_at: When the task reached a terminal status.
+    """
+
+    id: str
+    name: str
+    status: TaskStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    last_error: BaseException | None
+    errors: tuple[BaseException, ...]
+    created_at: datetime
+    due_at: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+# Default names of recently seen callables: most queues run a handful of
+# functions many times. Bounded, since it keeps its callables alive.
+_recent_names: dict[Any, str] = {}
+_RECENT_NAMES_MAX = 256
+
+
+def task_name(fn: object) -> str:
+    """The default task name: the function's ``module:qualname``."""
+    try:
+        return _recent_names[fn]
+    except (KeyError, TypeError):  # TypeError: an unhashable callable
+        pass
+    name = _compute_task_name(fn)
+    if len(_recent_names) >= _RECENT_NAMES_MAX:
+        _recent_names.clear()
+    try:
+        _recent_names[fn] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _compute_task_name(fn: object) -> str:
+    inner: Any = fn
+    while hasattr(inner, "func"):  # functools.partial, possibly nested
+        inner = inner.func
+    qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
+    module = getattr(inner, "__module__", None)
+    return f"{module}:{qualname}" if module else qualname
+
+
+def info_from_state(
+    task_id: str,
+    name: str,
+    priority: int,
+    max_attempts: int,
+    timeout: float | None,
+    created: float,
+    state: _State,
+    wall: Callable[[float], datetime],
+) -> TaskInfo:
+    """A `TaskInfo` from a task's fixed fields and a `_State` snapshot (trio times)."""
+    status, attempts, last_error, errors, due, queued, started, finished = state
+    return TaskInfo(
+        id=task_id,
+        name=name,
+        status=status,
+        priority=priority,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        last_error=last_error,
+        errors=errors,
+        created_at=wall(created),
+        due_at=None if due is None else wall(due),
+        queued_at=None if status is SCHEDULED else wall(queued),
+        started_at=None if started is None else wall(started),
+        finished_at=None if finished is None else wall(finished),
+    )
+
+
+@attrs.frozen
+class TaskOptions:
+    """What a task was submitted with, beyond its function and arguments.
+
+    Immutable, so tasks submitted alike share one (most share their queue's
+    defaults): the handle holds one reference instead of four fields.
+    """
+
+    name: str | None
+    priority: int
+    timeout: float | None
+    retry: RetryPolicy | None
+
+
+#: How many errors of earlier attempts a task keeps.
+MAX_ERROR_HISTORY: Final = 10
+
+#: The largest page `WorkQueue.list_tasks` returns.
+MAX_PAGE_SIZE: Final = 1000
+
+
+@attrs.frozen
+class TaskPage:
+    """One page of `WorkQueue.list_tasks`.
+
+    Attributes:
+        tasks: Snapshots of the tasks, newest first.
+        next_cursor: Pass it as ``cursor=`` for the next (older) page;
+            ``None`` when there is nothing older.
+    """
+
+    tasks: tuple[TaskInfo, ...]
+    next_cursor: str | None

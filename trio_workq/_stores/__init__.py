@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Stores: the `Store` protocol and its row types, store URLs, SQLite and PostgreSQL."""
