@@ -28,10 +28,11 @@ from _pg import require_postgres
 from psycopg import sql
 
 import trio_workq
-from trio_workq import RetryPolicy, TaskCancelled, TaskNotFound, TaskStatus, _durable, fixed
-from trio_workq._durable import StoredError, open_durable_queue
-from trio_workq._registry import task
-from trio_workq._store import Claimed
+from trio_workq import RetryPolicy, TaskCancelled, TaskNotFound, TaskStatus, fixed
+from trio_workq._durable import queue as _durable
+from trio_workq._durable.queue import StoredError, open_durable_queue
+from trio_workq._durable.registry import task
+from trio_workq._stores.protocol import Claimed
 
 # ---------------------------------------------------------------- the tasks
 
