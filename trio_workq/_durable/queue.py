@@ -1249,7 +1249,7 @@ class DurableWorkQueue(EventSource):
             if len(batch) > 1:
                 for one in batch:
                     await self._record_completions([one])
-                return
+                return  # noqa: ASYNC910 - private; the write above checkpointed
             attempt = batch[0][0]
             error = StoreDataError(f"the result of task {attempt.name!r} cannot be stored: {exc}")
             await self._record_failure(attempt, error, False)
@@ -1323,7 +1323,7 @@ class DurableWorkQueue(EventSource):
             "task %s (%s): the store refused its outcome: %s", attempt.id, attempt.name, exc
         )
         if method != self._store.fail:
-            return None
+            return None  # noqa: ASYNC910 - private; the write above checkpointed
         text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"
         write = functools.partial(
             self._store.fail,
@@ -1336,7 +1336,7 @@ class DurableWorkQueue(EventSource):
         try:
             return await self._retrying_write(write, [attempt])
         except StoreDataError:
-            return None
+            return None  # noqa: ASYNC910 - private; the write above checkpointed
 
     async def _retrying_write(
         self, write: Callable[[], Awaitable[R]], attempts: Sequence[_Attempt]
