@@ -335,8 +335,10 @@ async def test_delayed_task_runs_when_due_in_another_process(
         assert await handle.result() == 1
         info = await handle.info()
         assert info.started_at is not None
-        # Not before it was due (1 ms for rounding to microseconds).
-        assert info.started_at.timestamp() >= before + 1.5 - 0.001
+        # Not before it was due. The store compares due times on the server's clock, which
+        # each process maps onto its own with a round trip's uncertainty (seen: 1.7 ms
+        # under load), so allow 50 ms; a claim at the next poll would be far later.
+        assert info.started_at.timestamp() >= before + 1.5 - 0.05
         assert ("run", 1, worker.pid) in env.runs()
         assert await env.stop(worker) == 0, env.worker_output()
 
