@@ -26,8 +26,8 @@ import trio
 from _demo_helpers import expected_rows, summary_rows
 
 from trio_workq import _cli as _cli
-from trio_workq import _demo as _demo
-from trio_workq._demo import DemoConfig, DemoResult
+from trio_workq._cli import demo_workload as _demo
+from trio_workq._cli.demo_workload import DemoConfig, DemoResult
 
 #: A quick finite run: 200 tasks at twenty times the normal pace (about a second).
 FAST_200 = ["demo", "--tasks", "200", "--no-dashboard", "--speed", "20", "--seed", "11"]

@@ -16,7 +16,7 @@ import trio.testing
 from _demo_helpers import expected_final, summary_rows
 
 from trio_workq import RetryPolicy, TaskStatus, fixed, open_work_queue
-from trio_workq._demo import (
+from trio_workq._cli.demo_workload import (
     DemoConfig,
     DemoResult,
     Job,
@@ -334,7 +334,7 @@ class TestRun:
         """Without the web extra the demo says how to get it, and runs nothing."""
         import sys
 
-        from trio_workq._demo import DemoError
+        from trio_workq._cli.demo_workload import DemoError
 
         monkeypatch.setitem(sys.modules, "trio_workq.web", None)
         out = Output()

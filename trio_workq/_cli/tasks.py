@@ -24,7 +24,7 @@ if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backpor
 
 import trio
 
-from ._cli import (
+from . import (
     EXIT_OK,
     PROG,
     CommandError,
@@ -33,14 +33,14 @@ from ._cli import (
     _seconds,
     add_dashboard_options,
 )
-from ._core.errors import TaskNotFound, TaskStateError
-from ._core.info import TaskInfo
-from ._core.status import TaskStatus
-from ._durable.queue import DurableWorkQueue, StoredError, open_durable_queue
-from ._durable.registry import registered_names
-from ._durable.serialize import JSONSerializer, PickleSerializer, Serializer
-from ._stores.protocol import Store, StoreError
-from ._stores.urls import store_from_url
+from .._core.errors import TaskNotFound, TaskStateError
+from .._core.info import TaskInfo
+from .._core.status import TaskStatus
+from .._durable.queue import DurableWorkQueue, StoredError, open_durable_queue
+from .._durable.registry import registered_names
+from .._durable.serialize import JSONSerializer, PickleSerializer, Serializer
+from .._stores.protocol import Store, StoreError
+from .._stores.urls import store_from_url
 
 _WORKER_DESCRIPTION = """\
 Run workers for the tasks in a durable store until stopped. Imports each
@@ -369,7 +369,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard of a store until Ctrl-C or SIGTERM."""
     store = _store_for(args.store, must_exist=True)
     try:
-        from .web import check_dashboard_options, serve_dashboard
+        from ..web import check_dashboard_options, serve_dashboard
     except ImportError as exc:
         raise CommandError(
             f"the dashboard needs the web extra (pip install 'trio_workq[web]'): {exc}"
@@ -443,7 +443,7 @@ def _store_for(url: str, *, must_exist: bool) -> Store:
     if isinstance(path, str) and not os.path.exists(path):
         raise CommandError(f"no SQLite store at {path!r} (from {url})")
     if url.startswith(("postgresql://", "postgres://")):
-        from ._stores.postgres import PostgresStore  # store_from_url has imported it
+        from .._stores.postgres import PostgresStore  # store_from_url has imported it
 
         store = PostgresStore(url, create=False)
     return store

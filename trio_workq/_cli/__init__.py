@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v retries and tracebacks, -vv every event",
     )
     _add_demo(commands, common)
-    from ._durable_cli import add_dashboard, add_tasks, add_worker  # it imports this module
+    from .tasks import add_dashboard, add_tasks, add_worker  # it imports this module
 
     add_worker(commands, common)
     add_tasks(commands, common)
@@ -198,7 +198,7 @@ def _add_demo(
 def _run_demo(args: argparse.Namespace) -> int:
     import trio
 
-    from ._demo import ERASE_LINE, DemoConfig, DemoError, run_demo
+    from .demo_workload import ERASE_LINE, DemoConfig, DemoError, run_demo
 
     seed: int = random.randrange(1_000_000) if args.seed is None else args.seed
     config = DemoConfig(

@@ -26,13 +26,13 @@ from typing import TextIO
 import attrs
 import trio
 
-from ._core.errors import TaskTimeout
-from ._core.retry import RetryPolicy, exponential
-from ._core.status import EventKind, TaskStatus
-from ._memory.handle import TaskHandle
-from ._memory.queue import WorkQueue
-from ._open import open_work_queue
-from ._runtime.events import TaskEvent, current_task
+from .._core.errors import TaskTimeout
+from .._core.retry import RetryPolicy, exponential
+from .._core.status import EventKind, TaskStatus
+from .._memory.handle import TaskHandle
+from .._memory.queue import WorkQueue
+from .._open import open_work_queue
+from .._runtime.events import TaskEvent, current_task
 
 #: Final statuses, in the order the summary shows them.
 FINAL_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -426,7 +426,7 @@ def check_dashboard(config: DemoConfig) -> None:
             a non-loopback host has no token (without *allow_public*).
     """
     try:
-        from .web import check_dashboard_options
+        from ..web import check_dashboard_options
     except ImportError as exc:
         raise DemoError(
             f"the dashboard needs the optional 'web' extra ({exc}); "
@@ -446,7 +446,7 @@ def check_dashboard(config: DemoConfig) -> None:
 
 async def _start_dashboard(nursery: trio.Nursery, queue: WorkQueue, config: DemoConfig) -> str:
     """Start the dashboard server in *nursery* and return its URL. Always a checkpoint."""
-    from .web import serve_dashboard
+    from ..web import serve_dashboard
 
     server = functools.partial(
         serve_dashboard,
