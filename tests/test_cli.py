@@ -26,6 +26,8 @@ import trio
 from _demo_helpers import expected_rows, summary_rows
 
 from trio_workq import _cli as _cli
+from trio_workq._cli import common as cli_common
+from trio_workq._cli import demo as cli_demo
 from trio_workq._cli import demo_workload as _demo
 from trio_workq._cli.demo_workload import DemoConfig, DemoResult
 
@@ -149,7 +151,7 @@ class TestArguments:
         """add_dashboard_options gives any parser the dashboard's four options, checked."""
         monkeypatch.delenv("TRIO_WORKQ_TOKEN", raising=False)
         parser = argparse.ArgumentParser(prog="x", exit_on_error=False)
-        _cli.add_dashboard_options(parser)
+        cli_common.add_dashboard_options(parser)
         args = parser.parse_args([])
         assert (args.host, args.port, args.allow_public, args.token) == (
             "127.0.0.1",
@@ -253,7 +255,7 @@ class TestDemoInProcess:
 
     def test_log_line_erases_a_live_progress_line(self) -> None:
         """In the demo's live mode, a warning line first erases the progress line it replaces."""
-        formatter = _cli._OneLineFormatter()
+        formatter = cli_common.OneLineFormatter()
         record = logging.LogRecord("trio_workq", logging.WARNING, __file__, 1, "lost", (), None)
         assert formatter.format(record) == "trio-workq: warning: lost"
         formatter.prefix = _demo.ERASE_LINE
@@ -280,7 +282,7 @@ class TestDemoInProcess:
         def interrupted(args: object) -> int:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(_cli, "_run_demo", interrupted)
+        monkeypatch.setattr(cli_demo, "run", interrupted)
         assert _cli.main(["demo"]) == 130
         assert capsys.readouterr().err == "trio-workq: interrupted\n"
 

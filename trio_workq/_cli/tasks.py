@@ -1,233 +1,67 @@
 # SPDX-License-Identifier: MIT
-"""The ``worker`` and ``tasks`` commands of ``trio-workq``: durable stores from the shell.
-
-``_cli.build_parser`` adds them with `add_worker` and `add_tasks`; each
-handler returns an exit status or raises `CommandError`.
-"""
+"""``trio-workq tasks list|show|cancel|retry``: the tasks of a durable store, from the shell."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import importlib
 import json
-import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
-    from exceptiongroup import BaseExceptionGroup
-
 import trio
 
-from . import (
-    EXIT_OK,
-    PROG,
-    CommandError,
-    _integer,
-    _positive_number,
-    _seconds,
-    add_dashboard_options,
-)
 from .._core.errors import TaskNotFound, TaskStateError
 from .._core.info import TaskInfo
 from .._core.status import TaskStatus
 from .._durable.queue import DurableWorkQueue, StoredError, open_durable_queue
-from .._durable.registry import registered_names
-from .._durable.serialize import JSONSerializer, PickleSerializer, Serializer
 from .._stores.protocol import Store, StoreError
-from .._stores.urls import store_from_url
+from .common import (
+    EXIT_OK,
+    CommandError,
+    Commands,
+    Handler,
+    add_store_options,
+    integer,
+    serializer_named,
+    store_for,
+    user_errors,
+)
 
-_WORKER_DESCRIPTION = """\
-Run workers for the tasks in a durable store until stopped. Imports each
-MODULE first, so that the tasks it registers with @trio_workq.task can run
-(the current directory is on the import path, as with python -m). Several
-worker processes, on one host (SQLite) or many (PostgreSQL), may share a store.
-"""
-
-_WORKER_EPILOG = f"""\
-Store failures are logged to stderr as they happen; a store that fails every
-call for --store-failure-grace seconds stops the worker with exit status 1.
-
-The first Ctrl-C (or SIGTERM) stops claiming tasks and lets running ones finish
-for up to --shutdown-timeout seconds; what is still running then is cancelled
-and given back to the store (queued again, for the next worker). A second
-signal gives them back at once.
-
-examples:
-  {PROG} worker myapp.tasks --store sqlite:///tasks.db --workers 10
-  {PROG} worker myapp.tasks myapp.reports --store postgresql://app@db/app
-"""
-
-_TASKS_DESCRIPTION = """\
+_DESCRIPTION = """\
 Inspect and act on the tasks of a durable store from outside the workers:
 list them, show one, cancel one (a running task is stopped by its worker
 within about a second), or retry a failed or cancelled one.
 """
 
 
-def _store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        required=True,
-        metavar="URL",
-        help="sqlite:///relative.db, sqlite:////absolute/path.db or postgresql://...",
-    )
-    parser.add_argument(
-        "--serializer",
-        choices=("json", "pickle"),
-        default="json",
-        help="how task arguments and results are stored; every process on a store "
-        "must use the same (default: json; pickle trusts everyone who can write "
-        "to the store)",
-    )
+def add(commands: Commands, parent: argparse.ArgumentParser) -> None:
+    """Add ``trio-workq tasks list|show|cancel|retry``.
 
-
-# ------------------------------------------------------------------ worker
-
-
-def add_worker(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``trio-workq worker``."""
-    worker = commands.add_parser(
-        "worker",
-        parents=[common],
-        help="run workers for the tasks in a durable store",
-        description=_WORKER_DESCRIPTION,
-        epilog=_WORKER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    worker.set_defaults(handler=run_worker)
-    worker.add_argument(
-        "modules", nargs="+", metavar="MODULE", help="modules that register the tasks"
-    )
-    _store_option(worker)
-    worker.add_argument(
-        "--workers",
-        type=_integer(1),
-        default=10,
-        metavar="N",
-        help="tasks run at once (default: 10)",
-    )
-    worker.add_argument(
-        "--lease",
-        type=_positive_number,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long a claimed task stays reserved without a renewal; after a crash "
-        "its task runs again once this has passed (default: 30)",
-    )
-    worker.add_argument(
-        "--poll-interval",
-        type=_positive_number,
-        default=1.0,
-        metavar="SECONDS",
-        help="how often to look for tasks added by other processes (default: 1)",
-    )
-    worker.add_argument(
-        "--shutdown-timeout",
-        type=_seconds(allow_zero=True),
-        default=30.0,
-        metavar="SECONDS",
-        help="how long a graceful stop waits for running tasks (default: 30)",
-    )
-    worker.add_argument(
-        "--store-failure-grace",
-        type=_seconds(allow_zero=True),
-        default=60.0,
-        metavar="SECONDS",
-        help="stop with exit status 1 once every store call has failed for this long, "
-        "e.g. on a read-only database or a lost server (default: 60)",
-    )
-
-
-def run_worker(args: argparse.Namespace) -> int:
-    """Import the modules, then serve the store until a signal stops the worker."""
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: the app's own modules
-    for module in args.modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise CommandError(f"cannot import {module!r}: {exc}") from None
-    names = registered_names()
-    if not names:
-        raise CommandError(
-            f"no tasks are registered after importing {', '.join(args.modules)}: "
-            "decorate task functions with @trio_workq.task"
-        )
-    store = _store_for(args.store, must_exist=False)
-    with _user_errors(StoreError):
-        return trio.run(_serve, args, store, names)
-
-
-async def _serve(args: argparse.Namespace, store: Store, names: list[str]) -> int:
-    forced: list[int] = []
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            async with open_durable_queue(
-                nursery,
-                store=store,
-                workers=args.workers,
-                lease=args.lease,
-                poll_interval=args.poll_interval,
-                serializer=_serializer(args.serializer),
-                shutdown_timeout=args.shutdown_timeout,
-                store_failure_grace=args.store_failure_grace,
-            ) as queue:
-                _say(
-                    f"worker {queue.owner} serving {queue.store.url} with {args.workers} "
-                    f"workers; tasks: {', '.join(names)}"
-                )
-                async for signum in signals:
-                    _say(
-                        f"{signal.Signals(signum).name}: stopping; running tasks have "
-                        f"{args.shutdown_timeout:g} s to finish (signal again to stop now)"
-                    )
-                    nursery.start_soon(_force_on_signal, signals, queue, forced)
-                    break
-            nursery.cancel_scope.cancel()  # the watcher of a second signal
-    _say("worker stopped")
-    return 128 + forced[0] if forced else EXIT_OK
-
-
-async def _force_on_signal(signals: Any, queue: DurableWorkQueue, forced: list[int]) -> None:
-    async for signum in signals:
-        _say(f"{signal.Signals(signum).name}: giving running tasks back to the store now")
-        forced.append(signum)
-        await queue.shutdown(timeout=0)
-        return
-
-
-# ------------------------------------------------------------------ tasks
-
-
-def add_tasks(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``trio-workq tasks list|show|cancel|retry``."""
+    *parent* holds the options every command takes.
+    """
     tasks = commands.add_parser(
         "tasks",
-        parents=[common],
+        parents=[parent],
         help="list, show, cancel or retry the tasks of a durable store",
-        description=_TASKS_DESCRIPTION,
+        description=_DESCRIPTION,
     )
     actions = tasks.add_subparsers(title="actions", metavar="ACTION", required=True)
 
     listing = actions.add_parser(
         "list",
-        parents=[common],
+        parents=[parent],
         help="list tasks, newest first",
         description="List tasks, newest first.",
     )
-    _store_option(listing)
+    add_store_options(listing)
     listing.add_argument(
         "--status", choices=[s.value for s in TaskStatus], help="only tasks in this status"
     )
     listing.add_argument("--name", help="only tasks with this registered name")
     listing.add_argument(
-        "--limit", type=_integer(1), default=50, metavar="N", help="at most N tasks (default: 50)"
+        "--limit", type=integer(1), default=50, metavar="N", help="at most N tasks (default: 50)"
     )
     listing.add_argument("--cursor", help="continue after the previous listing's last task")
     listing.add_argument("--json", action="store_true", help="print JSON lines")
@@ -238,9 +72,9 @@ def add_tasks(commands: Any, common: argparse.ArgumentParser) -> None:
         ("cancel", "cancel a task (a running one is stopped by its worker)", _cancel),
         ("retry", "run a failed or cancelled task again", _retry),
     ):
-        parser = actions.add_parser(action, parents=[common], help=help_text, description=help_text)
+        parser = actions.add_parser(action, parents=[parent], help=help_text, description=help_text)
         parser.add_argument("id", help="the task's id")
-        _store_option(parser)
+        add_store_options(parser)
         if action == "show":
             parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=_tasks_handler(run))
@@ -249,12 +83,12 @@ def add_tasks(commands: Any, common: argparse.ArgumentParser) -> None:
 _Action = Callable[[DurableWorkQueue, argparse.Namespace, TextIO], Awaitable[None]]
 
 
-def _tasks_handler(action: _Action) -> Callable[[argparse.Namespace], int]:
+def _tasks_handler(action: _Action) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         if getattr(args, "limit", 0) > 1000:
             raise CommandError("--limit must be at most 1000")
-        store = _store_for(args.store, must_exist=True)
-        with _user_errors(StoreError, TaskNotFound, TaskStateError, ValueError):
+        store = store_for(args.store, must_exist=True)
+        with user_errors(StoreError, TaskNotFound, TaskStateError, ValueError):
             trio.run(_with_queue, action, args, store)
         return EXIT_OK
 
@@ -264,7 +98,7 @@ def _tasks_handler(action: _Action) -> Callable[[argparse.Namespace], int]:
 async def _with_queue(action: _Action, args: argparse.Namespace, store: Store) -> None:
     # A queue without workers: only looks and acts, never runs tasks.
     async with open_durable_queue(
-        store=store, workers=0, serializer=_serializer(args.serializer)
+        store=store, workers=0, serializer=serializer_named(args.serializer)
     ) as queue:
         await action(queue, args, sys.stdout)
 
@@ -347,110 +181,7 @@ async def _retry(queue: DurableWorkQueue, args: argparse.Namespace, out: TextIO)
     print(f"task {args.id}: queued again", file=out)
 
 
-# ------------------------------------------------------------------ dashboard
-
-
-def add_dashboard(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``trio-workq dashboard --store URL``."""
-    dashboard = commands.add_parser(
-        "dashboard",
-        parents=[common],
-        help="serve the web dashboard for the tasks of a durable store",
-        description="Serve the web dashboard and REST API for every task of a durable store "
-        "(needs the 'web' extra). It runs no tasks: start workers with "
-        f"'{PROG} worker'. Ctrl-C stops it.",
-    )
-    dashboard.set_defaults(handler=run_dashboard)
-    _store_option(dashboard)
-    add_dashboard_options(dashboard)
-
-
-def run_dashboard(args: argparse.Namespace) -> int:
-    """Serve the dashboard of a store until Ctrl-C or SIGTERM."""
-    store = _store_for(args.store, must_exist=True)
-    try:
-        from ..web import check_dashboard_options, serve_dashboard
-    except ImportError as exc:
-        raise CommandError(
-            f"the dashboard needs the web extra (pip install 'trio_workq[web]'): {exc}"
-        ) from None
-    with _user_errors(StoreError, ValueError, OSError):
-        # Refuse a public host without a token before the store is touched.
-        check_dashboard_options(host=args.host, token=args.token, allow_public=args.allow_public)
-        trio.run(_serve_dashboard, args, store, serve_dashboard)
-    return EXIT_OK
-
-
-async def _serve_dashboard(args: argparse.Namespace, store: Store, serve_dashboard: Any) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_durable_queue(
-                store=store, workers=0, serializer=_serializer(args.serializer)
-            ) as queue,
-            trio.open_nursery() as nursery,
-        ):
-            url = await nursery.start(
-                functools.partial(
-                    serve_dashboard,
-                    queue,
-                    host=args.host,
-                    port=args.port,
-                    token=args.token,
-                    allow_public=args.allow_public,
-                )
-            )
-            _say(f"dashboard for {queue.store.url} at {url} (Ctrl-C to stop)")
-            async for _ in signals:
-                break
-            nursery.cancel_scope.cancel()
-    _say("dashboard stopped")
-
-
 # ------------------------------------------------------------------ helpers
-
-
-@contextlib.contextmanager
-def _user_errors(*types: type[Exception]) -> Generator[None, None, None]:
-    """Report *types* as command errors, also when a nursery wrapped them in a group."""
-    try:
-        yield
-    except types as exc:
-        raise CommandError(str(exc)) from None
-    except BaseExceptionGroup as group:
-        matched, rest = group.split(types)
-        if matched is None or rest is not None:
-            raise
-        error: BaseException = matched
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise CommandError(str(error)) from None
-
-
-def _store_for(url: str, *, must_exist: bool) -> Store:
-    """The unopened store at *url*; with *must_exist*, one that will not create itself.
-
-    Commands that only look (``tasks``, ``dashboard``) must not turn a typo
-    into a new, empty store: a missing SQLite file is refused here, a
-    PostgreSQL schema without a store when the store opens.
-    """
-    try:
-        store = store_from_url(url)
-    except (ValueError, StoreError) as exc:
-        raise CommandError(str(exc)) from None
-    if not must_exist:
-        return store
-    path = getattr(store, "path", None)
-    if isinstance(path, str) and not os.path.exists(path):
-        raise CommandError(f"no SQLite store at {path!r} (from {url})")
-    if url.startswith(("postgresql://", "postgres://")):
-        from .._stores.postgres import PostgresStore  # store_from_url has imported it
-
-        store = PostgresStore(url, create=False)
-    return store
-
-
-def _serializer(name: str) -> Serializer:
-    return PickleSerializer() if name == "pickle" else JSONSerializer()
 
 
 def _decode(queue: DurableWorkQueue, data: bytes | None) -> Any:
@@ -487,7 +218,3 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _time(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
