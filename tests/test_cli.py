@@ -540,3 +540,21 @@ def test_python_dash_m_is_the_cli() -> None:
     )
     assert result.returncode == 2
     assert "usage: trio-workq" in result.stderr
+
+
+def test_help_imports_no_extra() -> None:
+    """`trio-workq --help` imports neither the web extra, psycopg nor the demo's workload."""
+    code = (
+        "import sys\n"
+        "from trio_workq._cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "print(*sorted(sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "usage: trio-workq" in result.stdout
+    loaded = set(result.stderr.split())
+    assert "trio_workq._cli.worker" in loaded  # the list is complete
+    heavy = {"trio_workq.web", "trio_workq._cli.demo_workload", "psycopg", "starlette", "hypercorn"}
+    assert loaded & heavy == set()
