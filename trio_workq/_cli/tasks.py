@@ -16,6 +16,7 @@ from .._core.errors import TaskNotFound, TaskStateError
 from .._core.info import TaskInfo
 from .._core.status import TaskStatus
 from .._durable.queue import DurableWorkQueue, StoredError, open_durable_queue
+from .._durable.serialize import Serializer
 from .._stores.protocol import Store, StoreError
 from .common import (
     EXIT_OK,
@@ -133,10 +134,13 @@ async def _list(queue: DurableWorkQueue, args: argparse.Namespace, out: TextIO) 
 
 
 async def _show(queue: DurableWorkQueue, args: argparse.Namespace, out: TextIO) -> None:
-    info = await queue.get_info(args.id)
-    row = await queue._get(args.id)
-    arguments = _decode(queue, row.payload)
-    result = _decode(queue, row.result) if row.result is not None else None
+    info = await queue.get_info(args.id)  # TaskNotFound for an unknown id
+    row = await queue.store.get(args.id)  # the stored arguments and result
+    if row is None:  # purged since: as get_info says it
+        raise TaskNotFound(f"no task with id {args.id!r} in the store (unknown, or purged)")
+    serializer = serializer_named(args.serializer)  # the queue's
+    arguments = _decode(serializer, row.payload)
+    result = _decode(serializer, row.result) if row.result is not None else None
     if args.json:
         data = _info_json(info)
         data["errors"] = [error.text for error in info.errors if isinstance(error, StoredError)]
@@ -184,14 +188,14 @@ async def _retry(queue: DurableWorkQueue, args: argparse.Namespace, out: TextIO)
 # ------------------------------------------------------------------ helpers
 
 
-def _decode(queue: DurableWorkQueue, data: bytes | None) -> Any:
+def _decode(serializer: Serializer, data: bytes | None) -> Any:
     if data is None:
         return None
     try:
-        value = queue._serializer.loads(data)
+        value = serializer.loads(data)
         json.dumps(value)
     except Exception:
-        return f"<{len(data)} bytes that {queue._serializer!r} cannot show>"
+        return f"<{len(data)} bytes that {serializer!r} cannot show>"
     return value
 
 
