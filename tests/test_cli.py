@@ -28,8 +28,8 @@ from _demo_helpers import expected_rows, summary_rows
 from trio_workq import _cli as _cli
 from trio_workq._cli import common as cli_common
 from trio_workq._cli import demo as cli_demo
-from trio_workq._cli import demo_workload as _demo
-from trio_workq._cli.demo_workload import DemoConfig, DemoResult
+from trio_workq._cli import demo_run as _demo
+from trio_workq._cli.demo_run import DemoConfig, DemoResult
 
 #: A quick finite run: 200 tasks at twenty times the normal pace (about a second).
 FAST_200 = ["demo", "--tasks", "200", "--no-dashboard", "--speed", "20", "--seed", "11"]
@@ -556,5 +556,12 @@ def test_help_imports_no_extra() -> None:
     assert "usage: trio-workq" in result.stdout
     loaded = set(result.stderr.split())
     assert "trio_workq._cli.worker" in loaded  # the list is complete
-    heavy = {"trio_workq.web", "trio_workq._cli.demo_workload", "psycopg", "starlette", "hypercorn"}
+    heavy = {
+        "trio_workq.web",
+        "trio_workq._cli.demo_run",
+        "trio_workq._cli.demo_workload",
+        "psycopg",
+        "starlette",
+        "hypercorn",
+    }
     assert loaded & heavy == set()

@@ -8,7 +8,7 @@ arguments to an exit status, that raises `common.CommandError` for problems
 the user can fix. `common` holds what they share. Imports point one way:
 this module imports the commands, the commands import `common`, and no
 module of the package imports this one but ``__main__``. A command imports what only it needs
-(the web extra, the demo's workload) when it runs, so that ``--help`` stays
+(the web extra, the demo's run and workload) when it runs, so that ``--help`` stays
 quick and works without the extras.
 
 Exit statuses: 0 success (including a graceful stop by Ctrl-C or SIGTERM),

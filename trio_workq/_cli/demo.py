@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""``trio-workq demo``: its options, turned into a `DemoConfig` for `demo_workload.run_demo`.
+"""``trio-workq demo``: its options, turned into a `DemoConfig` for `demo_run.run_demo`.
 
-The workload itself, its live display and its summary are in `demo_workload`,
-imported only when the demo runs.
+The run (queue, dashboard, live display, summary) is in `demo_run`, the
+workload in `demo_workload`; both are imported only when the demo runs.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     import trio
 
     # Imported here: `trio-workq --help` and the other commands do without it.
-    from .demo_workload import ERASE_LINE, DemoConfig, DemoError, run_demo
+    from .demo_run import ERASE_LINE, DemoConfig, DemoError, run_demo
 
     seed: int = random.randrange(1_000_000) if args.seed is None else args.seed
     config = DemoConfig(
