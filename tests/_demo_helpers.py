@@ -8,7 +8,8 @@ import re
 from collections import Counter
 
 from trio_workq import TaskStatus
-from trio_workq._demo import FINAL_STATUSES, Workload
+from trio_workq._cli.demo_run import FINAL_STATUSES
+from trio_workq._cli.demo_workload import Workload
 
 SUMMARY_ROW = re.compile(r"^(\w+) +(\d+) +(\d+) +(\d+) +(\d+)$", re.MULTILINE)
 

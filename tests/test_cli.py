@@ -26,8 +26,10 @@ import trio
 from _demo_helpers import expected_rows, summary_rows
 
 from trio_workq import _cli as _cli
-from trio_workq import _demo as _demo
-from trio_workq._demo import DemoConfig, DemoResult
+from trio_workq._cli import common as cli_common
+from trio_workq._cli import demo as cli_demo
+from trio_workq._cli import demo_run as _demo
+from trio_workq._cli.demo_run import DemoConfig, DemoResult
 
 #: A quick finite run: 200 tasks at twenty times the normal pace (about a second).
 FAST_200 = ["demo", "--tasks", "200", "--no-dashboard", "--speed", "20", "--seed", "11"]
@@ -149,7 +151,7 @@ class TestArguments:
         """add_dashboard_options gives any parser the dashboard's four options, checked."""
         monkeypatch.delenv("TRIO_WORKQ_TOKEN", raising=False)
         parser = argparse.ArgumentParser(prog="x", exit_on_error=False)
-        _cli.add_dashboard_options(parser)
+        cli_common.add_dashboard_options(parser)
         args = parser.parse_args([])
         assert (args.host, args.port, args.allow_public, args.token) == (
             "127.0.0.1",
@@ -253,7 +255,7 @@ class TestDemoInProcess:
 
     def test_log_line_erases_a_live_progress_line(self) -> None:
         """In the demo's live mode, a warning line first erases the progress line it replaces."""
-        formatter = _cli._OneLineFormatter()
+        formatter = cli_common.OneLineFormatter()
         record = logging.LogRecord("trio_workq", logging.WARNING, __file__, 1, "lost", (), None)
         assert formatter.format(record) == "trio-workq: warning: lost"
         formatter.prefix = _demo.ERASE_LINE
@@ -280,7 +282,7 @@ class TestDemoInProcess:
         def interrupted(args: object) -> int:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(_cli, "_run_demo", interrupted)
+        monkeypatch.setattr(cli_demo, "run", interrupted)
         assert _cli.main(["demo"]) == 130
         assert capsys.readouterr().err == "trio-workq: interrupted\n"
 
@@ -538,3 +540,28 @@ def test_python_dash_m_is_the_cli() -> None:
     )
     assert result.returncode == 2
     assert "usage: trio-workq" in result.stderr
+
+
+def test_help_imports_no_extra() -> None:
+    """`trio-workq --help` imports neither the web extra, psycopg nor the demo's workload."""
+    code = (
+        "import sys\n"
+        "from trio_workq._cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "print(*sorted(sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "usage: trio-workq" in result.stdout
+    loaded = set(result.stderr.split())
+    assert "trio_workq._cli.worker" in loaded  # the list is complete
+    heavy = {
+        "trio_workq.web",
+        "trio_workq._cli.demo_run",
+        "trio_workq._cli.demo_workload",
+        "psycopg",
+        "starlette",
+        "hypercorn",
+    }
+    assert loaded & heavy == set()

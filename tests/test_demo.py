@@ -16,17 +16,8 @@ import trio.testing
 from _demo_helpers import expected_final, summary_rows
 
 from trio_workq import RetryPolicy, TaskStatus, fixed, open_work_queue
-from trio_workq._demo import (
-    DemoConfig,
-    DemoResult,
-    Job,
-    Planned,
-    Tally,
-    Workload,
-    perform,
-    run_demo,
-    summary_table,
-)
+from trio_workq._cli.demo_run import DemoConfig, DemoResult, Tally, run_demo, summary_table
+from trio_workq._cli.demo_workload import Job, Planned, Workload, perform
 
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
@@ -334,7 +325,7 @@ class TestRun:
         """Without the web extra the demo says how to get it, and runs nothing."""
         import sys
 
-        from trio_workq._demo import DemoError
+        from trio_workq._cli.demo_run import DemoError
 
         monkeypatch.setitem(sys.modules, "trio_workq.web", None)
         out = Output()

@@ -9,6 +9,7 @@ with plain ``sqlite3`` to check rows.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -275,6 +276,29 @@ class TestCommandLine:
         assert "unsupported store URL" in capsys.readouterr().err
         assert cli_main(["tasks", "list", "--store", url, "--limit", "5000"]) == 1
         assert "--limit must be at most 1000" in capsys.readouterr().err
+
+    def test_tasks_show_decodes_with_the_serializer_option(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """tasks show decodes arguments with --serializer; bytes it cannot decode show as a size."""
+        url = f"sqlite:///{tmp_path}/pickled.db"
+
+        async def prepare() -> str:
+            async with open_durable_queue(
+                store=url, workers=0, serializer=trio_workq.PickleSerializer()
+            ) as queue:
+                return (await queue.submit(helper.quick, 3)).id
+
+        task_id = trio.run(prepare)
+        capsys.readouterr()
+        argv = ["tasks", "show", task_id, "--store", url, "--json", "--serializer", "pickle"]
+        assert cli_main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["arguments"] == {"args": [3]}
+        assert cli_main(["tasks", "show", task_id, "--store", url]) == 0
+        out = capsys.readouterr().out
+        assert re.search(
+            r'^arguments: "<\d+ bytes that JSONSerializer\(\) cannot show>"$', out, re.M
+        )
 
 
 async def test_worker_on_a_read_only_store_reports_and_stops(tmp_path: Path) -> None:
