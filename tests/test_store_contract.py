@@ -1139,7 +1139,10 @@ class TestPurge:
         assert await store.purge_finished(backend.now()) == 0
         assert (await get(store, task_id)).status is QUEUED
 
-    @pytest.mark.parametrize(("older_than", "error"), [(math.nan, ValueError), ("x", TypeError)])
+    @pytest.mark.parametrize(
+        ("older_than", "error"),
+        [(math.nan, ValueError), (math.inf, ValueError), ("x", TypeError), (None, TypeError)],
+    )
     async def test_bad_input(self, store: Store, older_than: Any, error: type[Exception]) -> None:
         with pytest.raises(error):
             await store.purge_finished(older_than)
@@ -1190,7 +1193,40 @@ class TestWaitForWork:
         with trio.fail_after(5):
             await store.wait_for_work(30.0)
 
-    @pytest.mark.parametrize(("seconds", "error"), [(-1.0, ValueError), (math.nan, ValueError)])
+    async def test_a_wake_up_is_kept_until_taken(self, backend: Backend, store: Store) -> None:
+        """Work added before the wait is not missed; once taken, the next wait times out."""
+        await store.wait_for_work(0.05)
+        await store.add([new(backend)])
+        with trio.fail_after(5):
+            await store.wait_for_work(30.0)
+        start = trio.current_time()
+        await store.wait_for_work(0.05)
+        assert trio.current_time() - start >= 0.05
+
+    async def test_every_waiter_wakes(self, backend: Backend, store: Store) -> None:
+        await store.wait_for_work(0.05)
+        woke: list[int] = []
+
+        async def waiter(k: int) -> None:
+            await store.wait_for_work(30.0)
+            woke.append(k)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for k in range(3):
+                    nursery.start_soon(waiter, k)
+                await trio.testing.wait_all_tasks_blocked()
+                await store.add([new(backend)])
+        assert sorted(woke) == [0, 1, 2]
+
+    async def test_an_endless_wait_is_cancellable(self, store: Store) -> None:
+        with trio.move_on_after(0.1) as scope:
+            await store.wait_for_work(math.inf)
+        assert scope.cancelled_caught
+
+    @pytest.mark.parametrize(
+        ("seconds", "error"), [(-1.0, ValueError), (math.nan, ValueError), ("1", TypeError)]
+    )
     async def test_bad_timeout(self, store: Store, seconds: float, error: type[Exception]) -> None:
         with pytest.raises(error):
             await store.wait_for_work(seconds)
@@ -1241,6 +1277,12 @@ class TestLifecycle:
         for call in calls:
             with trio.testing.assert_checkpoints():
                 await call()
+        with trio.testing.assert_checkpoints():
+            assert await store.cancel("not-an-id") is None
+        closing = backend.make()
+        await closing.open()
+        with trio.testing.assert_checkpoints():
+            await closing.aclose()
 
     async def test_a_cancelled_call_did_nothing(self, backend: Backend, store: Store) -> None:
         """A call cancelled before it starts raises Cancelled and changes nothing."""
