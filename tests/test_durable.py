@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""The durable queue in one process, on a real SQLite store.
+"""The durable queue in one process, on a real SQLite store and on a `MemoryStore`.
 
-Every test opens its own database file under ``tmp_path``. Leases are short
-(1 s), so lease expiry and renewal happen within a test's time.
+Every test opens its own database file under ``tmp_path`` (or its own
+`MemoryStore`: the ``url`` fixture). Leases are short (1 s), so lease expiry
+and renewal happen within a test's time.
 """
 
 from __future__ import annotations
