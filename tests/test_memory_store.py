@@ -16,7 +16,7 @@ from trio_workq import RetryPolicy, fixed
 from trio_workq._core.status import TaskStatus
 from trio_workq._durable.registry import task
 from trio_workq._stores.memory import MemoryStore
-from trio_workq._stores.protocol import NewTask, StoreError
+from trio_workq._stores.protocol import Claimed, NewTask, StoreError
 
 QUEUED, SCHEDULED = TaskStatus.QUEUED, TaskStatus.SCHEDULED
 
@@ -140,6 +140,24 @@ async def test_a_stale_entry_that_fell_due_is_dropped() -> None:
     now[0] = 200.0
     assert (await store.claim("w", 10, 30.0)).tasks == ()
     assert store._delayed == []
+    await store.aclose()
+
+
+async def test_a_clock_that_goes_back() -> None:
+    """A wall clock set back makes a task that fell due wait again, as the SQL stores do."""
+    now = [100.0]
+    store = MemoryStore(clock=lambda: now[0])
+    await store.open()
+    (task_id,) = await store.add([new(110.0, status=SCHEDULED)])
+    now[0] = 120.0
+    await store.wait_for_work(0)
+    assert await store.counts() == {**dict.fromkeys(TaskStatus, 0), SCHEDULED: 1}
+    (first,) = (await store.claim("w", 1, 5.0)).tasks
+    assert await store.release("w", task_id, 1)  # queued, due at 120
+    now[0] = 115.0
+    assert await store.claim("w", 1, 5.0) == Claimed((), 120.0)
+    now[0] = 120.0
+    assert [t.id for t in (await store.claim("w", 1, 5.0)).tasks] == [first.id]
     await store.aclose()
 
 

@@ -299,6 +299,12 @@ class TestAdd:
         with pytest.raises(TypeError):
             await store.add(tasks)
 
+    async def test_text_a_store_cannot_hold(self, backend: Backend, store: Store) -> None:
+        """A name with a lone surrogate is a StoreDataError, and nothing is stored."""
+        with pytest.raises(StoreDataError):
+            await store.add([new(backend), attrs.evolve(new(backend), name="bad \ud800")])
+        assert sum((await store.counts()).values()) == 0
+
     async def test_name_that_is_not_text(self, backend: Backend, store: Store) -> None:
         """A name that is not a str is a TypeError."""
         with pytest.raises(TypeError):
@@ -478,6 +484,12 @@ class TestClaim:
             await store.claim(owner, limit, lease)
         assert (await store.counts())[QUEUED] == 1
 
+    async def test_an_owner_a_store_cannot_hold(self, backend: Backend, store: Store) -> None:
+        await store.add([new(backend)])
+        with pytest.raises(StoreDataError):
+            await store.claim("bad \ud800", 1, 30.0)
+        assert (await store.counts())[QUEUED] == 1
+
     async def test_concurrent_claimers_never_get_the_same_task(
         self, backend: Backend, store: Store, second_store: Store
     ) -> None:
@@ -600,6 +612,20 @@ class TestHeldWrites:
         assert (await get(store, a)).result == b"1"
         with trio.testing.assert_checkpoints():
             assert await store.complete_many(OWNER, []) == []
+
+    async def test_complete_many_completes_a_repeated_attempt_once(
+        self, backend: Backend, store: Store
+    ) -> None:
+        """An attempt completed twice in one call: the first is recorded, the repeat is not."""
+        (task_id,) = await store.add([new(backend)])
+        await claim_one(store)
+        assert await store.complete_many(
+            OWNER, [(task_id, 1, b"first"), (task_id, 1, b"again")]
+        ) == [
+            True,
+            False,
+        ]
+        assert (await get(store, task_id)).result == b"first"
 
     @pytest.mark.parametrize(
         ("owner", "items", "error"),

@@ -129,11 +129,12 @@ class _Row:
 
 def _after_fail(row: _Row, retry_at: float | None) -> tuple[TaskStatus, float, bool]:
     """`MemoryStore.fail`: ``retrying`` until *retry_at*, else ``failed``; a cancel wins."""
+    due_at = row.due_at if retry_at is None else float(retry_at)
     if row.cancel_requested:
-        return CANCELLED, row.due_at, True
+        return CANCELLED, due_at, True
     if retry_at is None:
-        return FAILED, row.due_at, True
-    return RETRYING, float(retry_at), False
+        return FAILED, due_at, True
+    return RETRYING, due_at, False
 
 
 def _after_release(row: _Row, now: float) -> tuple[TaskStatus, float, bool]:
@@ -314,6 +315,10 @@ class MemoryStore:
             row = rows.get(ready_entry[2])
             if row is None or row.entry is not ready_entry:
                 continue  # the task changed since: a stale entry
+            if row.due_at > now:  # the clock went back since it fell due
+                row.entry = (row.due_at, row.id)
+                heapq.heappush(delayed, row.entry)
+                continue
             row.entry = None
             self._set_status(row, RUNNING)
             row.attempts += 1

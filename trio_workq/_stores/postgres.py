@@ -1106,19 +1106,30 @@ class PostgresStore:
         return await self._run(self._complete_op(items), idempotent=False)
 
     def _complete_op(self, items: list[tuple[int, str, int, bytes]]) -> Operation[list[bool]]:
+        # An attempt completed twice in one statement would be updated once, with either
+        # result: only its first completion is sent (and can be True), as if run in order.
+        first: dict[tuple[int, str, int], bytes] = {}
+        for item in items:
+            first.setdefault(item[:3], item[3])
+
         def op(conn: Connection) -> list[bool]:
             rows = conn.execute(
                 self._queries.complete,
                 {
-                    "ids": [item[0] for item in items],
-                    "owners": [item[1] for item in items],
-                    "attempts": [item[2] for item in items],
-                    "results": [item[3] for item in items],
+                    "ids": [key[0] for key in first],
+                    "owners": [key[1] for key in first],
+                    "attempts": [key[2] for key in first],
+                    "results": list(first.values()),
                     "cnow": self._clock(),
                 },
             ).fetchall()
             done = {(row[0], row[1], row[2]) for row in rows}
-            return [item[:3] in done for item in items]
+            flags: list[bool] = []
+            for item in items:
+                key = item[:3]
+                flags.append(key in done)
+                done.discard(key)  # a repeat of it was not recorded
+            return flags
 
         return op
 
