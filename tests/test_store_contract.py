@@ -1262,8 +1262,12 @@ class TestWaitForWork:
 
 
 class TestLifecycle:
-    async def test_calls_after_close_raise_store_error(self, backend: Backend) -> None:
+    async def test_calls_before_open_and_after_close_raise_store_error(
+        self, backend: Backend
+    ) -> None:
         store = backend.make()
+        with pytest.raises(StoreError):
+            await store.counts()
         await store.open()
         (task_id,) = await store.add([new(backend)])
         await store.aclose()
