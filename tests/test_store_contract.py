@@ -1130,6 +1130,37 @@ class TestRecover:
         assert await store.complete("old", task_id, 2, b"fresh")
         assert (await get(store, task_id)).result == b"fresh"
 
+    async def test_a_run_out_lease_is_renewed_until_recovered(
+        self, backend: Backend, store: Store
+    ) -> None:
+        """A lease is held until recovery takes it: a late renewal still keeps the task."""
+        (task_id,) = await store.add([new(backend)])
+        await claim_one(store, lease=SHORT_LEASE)
+        await backend.advance(SHORT_LEASE)
+        assert await store.renew(OWNER, [task_id], 30.0) == Renewal(frozenset(), frozenset())
+        assert await store.recover_expired("lost") == 0
+        assert await store.complete(OWNER, task_id, 1, b"late")
+
+    async def test_concurrent_recoveries_recover_each_task_once(
+        self, backend: Backend, store: Store, second_store: Store
+    ) -> None:
+        """Two store objects recovering at once: every task is recovered exactly once."""
+        ids = await store.add([new(backend) for _ in range(6)])
+        assert len((await store.claim("dead", 6, SHORT_LEASE)).tasks) == 6
+        await backend.advance(SHORT_LEASE)
+        recovered: list[int] = []
+
+        async def recover(which: Store) -> None:
+            recovered.append(await which.recover_expired("lost"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(recover, store)
+            nursery.start_soon(recover, second_store)
+        assert sorted(recovered) == [0, 6]
+        for task_id in ids:
+            task = await get(store, task_id)
+            assert (task.status, task.errors) == (RETRYING, ("lost",))
+
     async def test_bad_input(self, store: Store) -> None:
         with pytest.raises(TypeError):
             await store.recover_expired(None)  # type: ignore[arg-type]
