@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""The durable queue in one process, on a real SQLite store.
+"""The durable queue in one process, on a real SQLite store and on a `MemoryStore`.
 
-Every test opens its own database file under ``tmp_path``. Leases are short
-(1 s), so lease expiry and renewal happen within a test's time.
+Every test opens its own database file under ``tmp_path`` (or its own
+`MemoryStore`: the ``url`` fixture). Leases are short (1 s), so lease expiry
+and renewal happen within a test's time.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from trio_workq._durable.queue import (
 )
 from trio_workq._durable.registry import definition_for, task
 from trio_workq._durable.serialize import JSONSerializer, PickleSerializer
-from trio_workq._stores.protocol import NewTask, StoreError
+from trio_workq._stores.memory import MemoryStore
+from trio_workq._stores.protocol import NewTask, Store, StoreError
 from trio_workq._stores.sqlite import SQLiteStore
 
 # ---------------------------------------------------------------- the tasks
@@ -182,9 +184,17 @@ async def unregistered() -> None:
 # -------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def url(tmp_path: Any) -> str:
+@pytest.fixture(params=["sqlite", "memory"])
+def url(request: pytest.FixtureRequest, tmp_path: Any) -> Store | str:
+    """The store every queue of a test opens: a SQLite file's URL, or one `MemoryStore`."""
+    if request.param == "memory":
+        return MemoryStore()  # reopened by each queue, it keeps its tasks as a file does
     return f"sqlite:///{tmp_path}/tasks.db"
+
+
+def store_at(url: Store | str) -> Store:
+    """A store object to open on the same tasks as the queues of the test."""
+    return SQLiteStore(url) if isinstance(url, str) else url
 
 
 @pytest.fixture(autouse=True)
@@ -222,8 +232,8 @@ async def wait_for_completed(queue: DurableWorkQueue, count: int, *, within: flo
             await trio.sleep(0.01)
 
 
-async def counts(url: str) -> dict[TaskStatus, int]:
-    store = SQLiteStore(url)
+async def counts(url: Store | str) -> dict[TaskStatus, int]:
+    store = store_at(url)
     await store.open()
     try:
         return await store.counts()
@@ -232,7 +242,7 @@ async def counts(url: str) -> dict[TaskStatus, int]:
 
 
 @pytest.fixture
-async def submit_only(url: str) -> AsyncIterator[DurableWorkQueue]:
+async def submit_only(url: Store | str) -> AsyncIterator[DurableWorkQueue]:
     """A queue with no workers: tasks it submits stay in the store."""
     async with open_durable_queue(store=url, workers=0) as queue:
         yield queue
@@ -242,7 +252,7 @@ async def submit_only(url: str) -> AsyncIterator[DurableWorkQueue]:
 
 
 class TestSubmitAndRun:
-    async def test_result_is_stored_and_returned(self, url: str) -> None:
+    async def test_result_is_stored_and_returned(self, url: Store | str) -> None:
         """A submitted task runs; its result comes back from the store."""
         async with open_durable_queue(store=url, workers=2, lease=1) as queue:
             handle = await queue.submit(add, 2, 3)
@@ -256,7 +266,7 @@ class TestSubmitAndRun:
             assert info.finished_at is not None
             assert info.last_error is None
 
-    async def test_open_work_queue_with_a_store(self, url: str) -> None:
+    async def test_open_work_queue_with_a_store(self, url: Store | str) -> None:
         """open_work_queue(store=...) opens a durable queue; in-memory options are refused."""
         async with trio_workq.open_work_queue(workers=1, store=url, lease=1) as queue:
             assert isinstance(queue, trio_workq.DurableWorkQueue)
@@ -266,7 +276,7 @@ class TestSubmitAndRun:
         with pytest.raises(TypeError, match="lease"):
             trio_workq.open_work_queue(lease=5)  # type: ignore[call-overload]
 
-    async def test_submit_many(self, url: str) -> None:
+    async def test_submit_many(self, url: Store | str) -> None:
         """submit_many stores every call in one go, or none if one is bad."""
         async with open_durable_queue(store=url, workers=2, lease=1) as queue:
             handles = await queue.submit_many(add, [(1, 2), (3, 4), (5, 6)], priority=3)
@@ -278,14 +288,14 @@ class TestSubmitAndRun:
             assert await queue.submit_many(add, []) == []
             assert len((await queue.list_tasks()).tasks) == 3
 
-    async def test_keyword_arguments_through_partial(self, url: str) -> None:
+    async def test_keyword_arguments_through_partial(self, url: Store | str) -> None:
         """functools.partial of a registered task stores its keyword arguments too."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(functools.partial(echo, 1, key="value"), (2, 3))
             # JSON has no tuples: they come back as lists.
             assert await handle.result() == {"args": [1, [2, 3]], "kwargs": {"key": "value"}}
 
-    async def test_failure_comes_back_as_stored_error(self, url: str) -> None:
+    async def test_failure_comes_back_as_stored_error(self, url: Store | str) -> None:
         """A failed task's exception is stored as text and re-raised as StoredError."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(boom, "it broke")
@@ -298,7 +308,7 @@ class TestSubmitAndRun:
             assert info.errors == (info.last_error,)
             assert isinstance(info.last_error, StoredError)
 
-    async def test_registration_policy_retries(self, url: str) -> None:
+    async def test_registration_policy_retries(self, url: Store | str) -> None:
         """The policy given to @task retries the task; each failure is kept."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(flaky, 3)
@@ -311,7 +321,7 @@ class TestSubmitAndRun:
                 "OSError: attempt 2 failed",
             ]
 
-    async def test_queue_default_policy(self, url: str) -> None:
+    async def test_queue_default_policy(self, url: Store | str) -> None:
         """A task registered without a policy gets the queue's default."""
         policy = RetryPolicy(max_attempts=2, backoff=fixed(0))
         async with open_durable_queue(store=url, workers=1, lease=1, retry=policy) as queue:
@@ -320,7 +330,7 @@ class TestSubmitAndRun:
             with pytest.raises(StoredError, match="attempt 2 failed"):
                 await failing.result()
 
-    async def test_registration_without_retries_beats_queue_default(self, url: str) -> None:
+    async def test_registration_without_retries_beats_queue_default(self, url: Store | str) -> None:
         """@task(retry=None) means no retries, whatever the queue's default."""
         policy = RetryPolicy(max_attempts=5, backoff=fixed(0))
         async with open_durable_queue(store=url, workers=1, lease=1, retry=policy) as queue:
@@ -329,7 +339,7 @@ class TestSubmitAndRun:
                 await handle.result()
             assert (await handle.info()).attempts == 1
 
-    async def test_retry_exception(self, url: str) -> None:
+    async def test_retry_exception(self, url: Store | str) -> None:
         """Raising Retry retries the task (its delay wins); without a policy it fails."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             with trio.fail_after(10):  # the policy's 30 s backoff would time out
@@ -338,7 +348,7 @@ class TestSubmitAndRun:
             with pytest.raises(StoredError, match=r"^trio_workq\.Retry"):
                 await handle.result()
 
-    async def test_timeout_fails_the_attempt(self, url: str) -> None:
+    async def test_timeout_fails_the_attempt(self, url: Store | str) -> None:
         """An attempt that overruns its timeout is cancelled and recorded as TaskTimeout."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(sleeper, 30, timeout=0.2)
@@ -346,7 +356,7 @@ class TestSubmitAndRun:
                 await handle.result()
             assert (await handle.info()).timeout == 0.2
 
-    async def test_unserializable_result_fails_without_retry(self, url: str) -> None:
+    async def test_unserializable_result_fails_without_retry(self, url: Store | str) -> None:
         """A result the serializer cannot store fails the task at once."""
         policy = RetryPolicy(max_attempts=3, backoff=fixed(0))
         async with open_durable_queue(store=url, workers=1, lease=1, retry=policy) as queue:
@@ -355,7 +365,7 @@ class TestSubmitAndRun:
                 await handle.result()
             assert (await handle.info()).attempts == 1
 
-    async def test_current_task_inside_a_durable_task(self, url: str) -> None:
+    async def test_current_task_inside_a_durable_task(self, url: Store | str) -> None:
         """current_task() inside a task describes the running attempt."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(whoami)
@@ -367,7 +377,7 @@ class TestSubmitAndRun:
                 "attempts": 1,
             }
 
-    async def test_priority_order(self, url: str) -> None:
+    async def test_priority_order(self, url: Store | str) -> None:
         """Tasks run highest priority first, then oldest first."""
         async with open_durable_queue(store=url, workers=0) as producer:
             for key, priority in (("low", -1), ("mid-1", 0), ("high", 5), ("mid-2", 0)):
@@ -376,7 +386,7 @@ class TestSubmitAndRun:
             await wait_for_completed(queue, 4)
         assert [key for _, key in runs] == ["high", "mid-1", "mid-2", "low"]
 
-    async def test_schedule_delay(self, url: str) -> None:
+    async def test_schedule_delay(self, url: Store | str) -> None:
         """A scheduled task waits in the store until it is due, then runs."""
         async with open_durable_queue(store=url, workers=1, lease=1, poll_interval=0.05) as queue:
             start = trio.current_time()
@@ -388,7 +398,7 @@ class TestSubmitAndRun:
             assert await handle.result() == "later"
             assert trio.current_time() - start >= 0.45
 
-    async def test_schedule_at(self, url: str) -> None:
+    async def test_schedule_at(self, url: Store | str) -> None:
         """schedule(at=...) takes an aware datetime; one in the past means now."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             past = datetime.now(timezone.utc) - timedelta(hours=1)
@@ -400,7 +410,7 @@ class TestSubmitAndRun:
             assert info.due_at is not None
             assert abs((info.due_at - future).total_seconds()) < 0.01
 
-    async def test_events_for_this_process(self, url: str) -> None:
+    async def test_events_for_this_process(self, url: Store | str) -> None:
         """Listeners see submitted/scheduled, started and the outcome of local runs."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             seen: list[tuple[str, str]] = []
@@ -422,7 +432,7 @@ class TestSubmitAndRun:
             (later.id, "scheduled"),
         ]
 
-    async def test_event_details(self, url: str) -> None:
+    async def test_event_details(self, url: Store | str) -> None:
         """Events carry the attempt, the error object, durations and a TaskInfo."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             events: list[trio_workq.TaskEvent] = []
@@ -438,7 +448,7 @@ class TestSubmitAndRun:
         assert started.queue_wait >= 0
         assert started.timestamp.tzinfo is timezone.utc
 
-    async def test_subscribe(self, url: str) -> None:
+    async def test_subscribe(self, url: Store | str) -> None:
         """subscribe() streams the same events; iteration ends when the queue stops."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             async with queue.subscribe() as stream:
@@ -447,7 +457,7 @@ class TestSubmitAndRun:
         assert kinds == ["submitted", "started", "completed"]
 
     async def test_a_failing_listener_is_ignored(
-        self, url: str, caplog: pytest.LogCaptureFixture
+        self, url: Store | str, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A listener that raises is logged; the task still completes."""
 
@@ -464,7 +474,7 @@ class TestSubmitAndRun:
                 queue.add_listener("nope")  # type: ignore[arg-type]
         assert "listener bug" in caplog.text
 
-    async def test_result_from_another_queue(self, url: str) -> None:
+    async def test_result_from_another_queue(self, url: Store | str) -> None:
         """A handle made from an id works from a queue that did not submit the task."""
         async with open_durable_queue(store=url, workers=0) as producer:
             handle = await producer.submit(add, 20, 22)
@@ -510,7 +520,7 @@ class TestCancelAndRetry:
         assert await handle.cancel() is False
         assert cancelled == [handle.id]
 
-    async def test_cancel_running_in_this_process(self, url: str) -> None:
+    async def test_cancel_running_in_this_process(self, url: Store | str) -> None:
         """A running task is cancelled through its cancel scope, promptly."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(sleeper, 30)
@@ -523,7 +533,7 @@ class TestCancelAndRetry:
                 outcome.unwrap()
             assert (await handle.info()).status is TaskStatus.CANCELLED
 
-    async def test_cancel_running_from_another_queue(self, url: str) -> None:
+    async def test_cancel_running_from_another_queue(self, url: Store | str) -> None:
         """A cancel written by another queue reaches the running task within about a second."""
         async with (
             open_durable_queue(store=url, workers=1, lease=30) as owner,
@@ -551,7 +561,7 @@ class TestCancelAndRetry:
         with pytest.raises(TypeError, match="task_id must be a str"):
             await submit_only.cancel(12345)  # type: ignore[arg-type]
 
-    async def test_retry_failed_task(self, url: str) -> None:
+    async def test_retry_failed_task(self, url: Store | str) -> None:
         """retry() runs a failed task again, as one more attempt."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(flaky_default_policy, 2)
@@ -564,7 +574,7 @@ class TestCancelAndRetry:
             assert info.attempts == 2
             assert info.status is TaskStatus.COMPLETED
 
-    async def test_retry_rejects_unfinished_and_unknown(self, url: str) -> None:
+    async def test_retry_rejects_unfinished_and_unknown(self, url: Store | str) -> None:
         """Only failed or cancelled tasks can be retried; unknown ids raise TaskNotFound."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(add, 1, 1)
@@ -634,7 +644,7 @@ class TestLookups:
         with pytest.raises(error, match=match):
             await submit_only.list_tasks(**kwargs)
 
-    async def test_statistics(self, url: str) -> None:
+    async def test_statistics(self, url: Store | str) -> None:
         """statistics() counts the store's statuses and this process's workers."""
         async with open_durable_queue(store=url, workers=2, lease=1) as queue:
             done = await queue.submit(add, 1, 1)
@@ -648,12 +658,13 @@ class TestLookups:
             assert stats.closed is False
             assert stats.owner == queue.owner
             assert queue.owner.count(":") == 2
-            assert repr(queue).startswith("<DurableWorkQueue store='sqlite:///")
+            store_url = url if isinstance(url, str) else url.url
+            assert repr(queue).startswith(f"<DurableWorkQueue store={store_url!r}")
             await running.cancel()
 
 
 class TestShutdownAndRestart:
-    async def test_shutdown_leaves_waiting_tasks_in_the_store(self, url: str) -> None:
+    async def test_shutdown_leaves_waiting_tasks_in_the_store(self, url: Store | str) -> None:
         """Queued and scheduled tasks stay in the store; the next queue runs them."""
         async with open_durable_queue(store=url, workers=0) as producer:
             queued = await producer.submit(record, "queued")
@@ -663,7 +674,7 @@ class TestShutdownAndRestart:
             assert await queue.get_handle(queued.id).result() == "queued"
             assert await queue.get_handle(scheduled.id).result() == "scheduled"
 
-    async def test_shutdown_deadline_gives_running_tasks_back(self, url: str) -> None:
+    async def test_shutdown_deadline_gives_running_tasks_back(self, url: Store | str) -> None:
         """At the shutdown deadline running tasks are cancelled and queued again, uncounted."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(sleeper, 30)
@@ -678,14 +689,14 @@ class TestShutdownAndRestart:
         assert info.status is TaskStatus.QUEUED
         assert info.attempts == 0
 
-    async def test_shutdown_waits_for_running_tasks(self, url: str) -> None:
+    async def test_shutdown_waits_for_running_tasks(self, url: Store | str) -> None:
         """Without a deadline, shutdown lets a running task finish."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             handle = await queue.submit(sleeper, 0.3)
             await wait_for_start()
         assert (await self._info(url, handle.id)).status is TaskStatus.COMPLETED
 
-    async def test_exception_in_block_gives_tasks_back(self, url: str) -> None:
+    async def test_exception_in_block_gives_tasks_back(self, url: Store | str) -> None:
         """An exception leaving the block interrupts running tasks and re-queues them."""
         handles: list[DurableTaskHandle[str]] = []
         with pytest.raises(KeyError, match="user error"):
@@ -696,7 +707,7 @@ class TestShutdownAndRestart:
         info = await self._info(url, handles[0].id)
         assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
 
-    async def test_cancelled_from_outside_gives_tasks_back(self, url: str) -> None:
+    async def test_cancelled_from_outside_gives_tasks_back(self, url: Store | str) -> None:
         """Cancelling the nursery around the queue re-queues its running tasks."""
         handles: list[DurableTaskHandle[str]] = []
         with trio.CancelScope() as scope:
@@ -710,7 +721,7 @@ class TestShutdownAndRestart:
         assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
 
     async def test_a_claim_that_returns_after_the_drain_gives_its_tasks_back(
-        self, url: str, monkeypatch: pytest.MonkeyPatch
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A claim the store ran while shutdown finished: its tasks go back, none stays running."""
         handles: list[DurableTaskHandle[str]] = []
@@ -736,7 +747,7 @@ class TestShutdownAndRestart:
         info = await self._info(url, handles[0].id)
         assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
 
-    async def test_restart_runs_everything_exactly_once(self, url: str) -> None:
+    async def test_restart_runs_everything_exactly_once(self, url: Store | str) -> None:
         """Interrupted tasks run again after a restart; every task completes exactly once."""
         async with open_durable_queue(store=url, workers=3, lease=1) as first:
             handles = [await first.submit(sleeper, 0.05 * (i % 4)) for i in range(30)]
@@ -747,7 +758,7 @@ class TestShutdownAndRestart:
                 assert await second.get_handle(handle.id).result() == "slept"
         assert (await counts(url))[TaskStatus.COMPLETED] == 30
 
-    async def test_delayed_tasks_and_retries_survive_a_restart(self, url: str) -> None:
+    async def test_delayed_tasks_and_retries_survive_a_restart(self, url: Store | str) -> None:
         """A scheduled task and a task waiting out a retry backoff run after a restart."""
         policy = RetryPolicy(max_attempts=2, backoff=fixed(0.5))
         async with open_durable_queue(store=url, workers=1, lease=1, retry=policy) as first:
@@ -762,7 +773,7 @@ class TestShutdownAndRestart:
             assert await second.get_handle(retried.id).result() == 2
 
     async def test_lost_lease_stops_the_attempt_and_records_nothing(
-        self, url: str, monkeypatch: pytest.MonkeyPatch
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A task whose lease was lost is stopped here, and its outcome is not written."""
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
@@ -788,9 +799,9 @@ class TestShutdownAndRestart:
             LEASE_EXPIRED_ERROR
         ]
 
-    async def test_expired_lease_of_a_dead_worker_is_recovered(self, url: str) -> None:
+    async def test_expired_lease_of_a_dead_worker_is_recovered(self, url: Store | str) -> None:
         """A task left running by a vanished owner runs again once its lease expires."""
-        store = SQLiteStore(url)
+        store = store_at(url)
         await store.open()
         try:
             payload = b'{"args":["orphan"]}'
@@ -808,9 +819,9 @@ class TestShutdownAndRestart:
         assert info.attempts == 2
         assert str(info.errors[0]) == LEASE_EXPIRED_ERROR.split("\n")[0]
 
-    async def test_stored_task_of_unknown_name_fails(self, url: str) -> None:
+    async def test_stored_task_of_unknown_name_fails(self, url: Store | str) -> None:
         """A stored task whose name no module in this process registered fails clearly."""
-        store = SQLiteStore(url)
+        store = store_at(url)
         await store.open()
         try:
             new = NewTask(
@@ -824,7 +835,7 @@ class TestShutdownAndRestart:
                 await queue.get_handle(task_id).result()
             assert (await queue.get_info(task_id)).attempts == 1  # not retried
 
-    async def test_malformed_stored_arguments_fail(self, url: str) -> None:
+    async def test_malformed_stored_arguments_fail(self, url: Store | str) -> None:
         """Stored arguments that are not in the queue's format fail the task."""
         name = definition_for(record, None).name
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
@@ -839,7 +850,7 @@ class TestShutdownAndRestart:
                     await queue.get_handle(task_id).result()
 
     @staticmethod
-    async def _info(url: str, task_id: str) -> trio_workq.TaskInfo:
+    async def _info(url: Store | str, task_id: str) -> trio_workq.TaskInfo:
         async with open_durable_queue(store=url, workers=0) as queue:
             return await queue.get_info(task_id)
 
@@ -848,7 +859,7 @@ class TestRecordingOutcomes:
     """Results are written by one recorder, many per store call, while workers go on."""
 
     async def test_workers_go_on_while_a_result_is_written(
-        self, url: str, monkeypatch: pytest.MonkeyPatch
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         async with open_durable_queue(store=url, workers=1, lease=5) as queue:
             store = queue.store
@@ -881,7 +892,7 @@ class TestRecordingOutcomes:
             assert sorted(completed) == sorted([first.id, second.id])
 
     async def test_results_waiting_when_cancelled_from_outside_are_written(
-        self, url: str, monkeypatch: pytest.MonkeyPatch
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         handles: list[DurableTaskHandle[str]] = []
         with trio.CancelScope() as scope:
@@ -910,7 +921,9 @@ class TestRecordingOutcomes:
             assert await queue.get_handle(handles[0].id).result() == "done"
 
     @pytest.mark.parametrize("fn", [shielded_work, thread_work])
-    async def test_result_returned_after_outside_cancel_is_written(self, url: str, fn: Any) -> None:
+    async def test_result_returned_after_outside_cancel_is_written(
+        self, url: Store | str, fn: Any
+    ) -> None:
         """A task that returns after the queue's nursery was cancelled still counts."""
         handles: list[DurableTaskHandle[str]] = []
         with trio.CancelScope() as scope:
@@ -924,7 +937,7 @@ class TestRecordingOutcomes:
         assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 1)
 
     async def test_shutdown_waits_for_the_recorder(
-        self, url: str, monkeypatch: pytest.MonkeyPatch
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A clean shutdown returns only once a waiting result is committed and reported."""
         kinds: list[str] = []
@@ -953,7 +966,7 @@ class TestRecordingOutcomes:
 
     @pytest.mark.parametrize("failures", [3, 10_000])
     async def test_failing_store(
-        self, url: str, monkeypatch: pytest.MonkeyPatch, failures: int
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch, failures: int
     ) -> None:
         """Failed writes are retried; after a lease's time they are given up (and not held)."""
         kinds: list[str] = []
@@ -984,7 +997,7 @@ class TestRecordingOutcomes:
         assert info.status is (TaskStatus.COMPLETED if failures == 3 else TaskStatus.RUNNING)
 
     async def test_a_write_whose_answer_was_lost_still_reports_completed(
-        self, url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
         """The first write commits but raises (a dropped connection); the retry is refused."""
         kinds: list[str] = []
@@ -1015,7 +1028,7 @@ class TestRecordingOutcomes:
         assert "lease lost" not in caplog.text
 
     async def test_a_reclaimed_attempt_stays_held(
-        self, url: str, monkeypatch: pytest.MonkeyPatch
+        self, url: Store | str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Attempt 1's result waits, its lease expires, this process claims attempt 2.
 
@@ -1071,7 +1084,7 @@ class TestBadInput:
         ],
     )
     async def test_unstorable_callables(
-        self, url: str, submit_only: DurableWorkQueue, fn: Any, match: str
+        self, url: Store | str, submit_only: DurableWorkQueue, fn: Any, match: str
     ) -> None:
         """Anything but a registered task is refused at submit; nothing is stored."""
         with pytest.raises(TypeError, match=match):
@@ -1182,7 +1195,7 @@ class TestBadInput:
         ],
     )
     async def test_bad_queue_options(
-        self, url: str, kwargs: dict[str, Any], error: type, match: str
+        self, url: Store | str, kwargs: dict[str, Any], error: type, match: str
     ) -> None:
         """Bad options of open_durable_queue raise before anything starts."""
         with pytest.raises(error, match=match):
@@ -1191,7 +1204,7 @@ class TestBadInput:
 
 
 class TestSerializers:
-    async def test_pickle_serializer_is_opt_in(self, url: str) -> None:
+    async def test_pickle_serializer_is_opt_in(self, url: Store | str) -> None:
         """With PickleSerializer, values JSON cannot hold go through the store."""
         serializer = PickleSerializer()
         async with open_durable_queue(
@@ -1200,7 +1213,7 @@ class TestSerializers:
             handle = await queue.submit(echo, {1, 2}, (3, 4))
             assert await handle.result() == {"args": [{1, 2}, (3, 4)], "kwargs": {}}
 
-    async def test_a_serializer_returning_text_fails_only_that_task(self, url: str) -> None:
+    async def test_a_serializer_returning_text_fails_only_that_task(self, url: Store | str) -> None:
         """A result `dumps` turns into something other than bytes fails its own task."""
 
         class TextForStrings(JSONSerializer):

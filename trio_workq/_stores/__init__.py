@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: MIT
-"""Stores: the `Store` protocol and its row types, store URLs, SQLite and PostgreSQL."""
+"""Stores: the `Store` protocol and its row types, store URLs, SQLite, PostgreSQL, and memory."""

@@ -42,6 +42,7 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
+from .._core.info import MAX_PAGE_SIZE
 from .._core.status import TaskStatus
 from .protocol import (
     Claimed,
@@ -454,7 +455,9 @@ def _check_bytes(what: str, value: object) -> bytes:
 def _check_new_task(task: object) -> NewTask:
     if not isinstance(task, NewTask):
         raise TypeError(f"expected NewTask, got {type(task).__name__}")
-    if not isinstance(task.name, str) or not task.name:
+    if not isinstance(task.name, str):
+        raise TypeError(f"task name must be a str, not {type(task.name).__name__}")
+    if not task.name:
         raise ValueError(f"task name must be a non-empty str, got {task.name!r}")
     _check_bytes("payload", task.payload)
     _check_int("priority", task.priority, minimum=-_INT64, maximum=_INT64 - 1)
@@ -1103,19 +1106,30 @@ class PostgresStore:
         return await self._run(self._complete_op(items), idempotent=False)
 
     def _complete_op(self, items: list[tuple[int, str, int, bytes]]) -> Operation[list[bool]]:
+        # An attempt completed twice in one statement would be updated once, with either
+        # result: only its first completion is sent (and can be True), as if run in order.
+        first: dict[tuple[int, str, int], bytes] = {}
+        for item in items:
+            first.setdefault(item[:3], item[3])
+
         def op(conn: Connection) -> list[bool]:
             rows = conn.execute(
                 self._queries.complete,
                 {
-                    "ids": [item[0] for item in items],
-                    "owners": [item[1] for item in items],
-                    "attempts": [item[2] for item in items],
-                    "results": [item[3] for item in items],
+                    "ids": [key[0] for key in first],
+                    "owners": [key[1] for key in first],
+                    "attempts": [key[2] for key in first],
+                    "results": list(first.values()),
                     "cnow": self._clock(),
                 },
             ).fetchall()
             done = {(row[0], row[1], row[2]) for row in rows}
-            return [item[:3] in done for item in items]
+            flags: list[bool] = []
+            for item in items:
+                key = item[:3]
+                flags.append(key in done)
+                done.discard(key)  # a repeat of it was not recorded
+            return flags
 
         return op
 
@@ -1238,13 +1252,14 @@ class PostgresStore:
         """Tasks newest first (by id), optionally of one status and/or name. Checkpoints.
 
         Raises:
-            ValueError: If *cursor* is not one this store returned.
+            ValueError: If *limit* is not in 1..1000, or *cursor* is not one
+                this store returned.
         """
         if status is not None and not isinstance(status, TaskStatus):
             raise TypeError(f"status must be a TaskStatus or None, not {type(status).__name__}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        _check_int("limit", limit, minimum=1, maximum=100_000)
+        _check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
         before = None
         if cursor is not None:
             before = _parse_id(cursor)

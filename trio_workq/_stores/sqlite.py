@@ -616,6 +616,8 @@ class SQLiteStore:
         owner are reported ``lost``.
         """
         _check_owner(owner)
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise TypeError(f"ids must be a sequence of str, not {type(ids).__name__}")
         _check_seconds("lease_seconds", lease_seconds)
         wanted = {task_id: _parse_id(task_id) for task_id in ids}
         numbers = [number for number in wanted.values() if number is not None]
