@@ -769,7 +769,7 @@ class TestThroughput:
             assert sum(body["completed"]) == 3
             assert sum(body["failed"]) == 1
             end = datetime.fromisoformat(body["end"])
-            assert end == queue._wall_time(start + 252)
+            assert end == queue.wall_time(start + 252)
 
             # Older than the window: the 10 s and 20 s buckets have rolled off.
             await trio.sleep_until(start + 320)

@@ -301,11 +301,25 @@ class _Attempt:
             self.timeout,
             self._created,
             state,
-            self._queue._wall_time,
+            self._queue.wall_time,
         )
 
     def info(self) -> TaskInfo:
         return self._info_from(self._state())
+
+    # What hooks read of a record, as on `TaskHandle` (see `EventSource.add_hook`).
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._last_error
+
+    @property
+    def queued_time(self) -> float:
+        return self._queued
+
+    @property
+    def started_time(self) -> float | None:
+        return self._started
 
 
 class _FinishWaiters:
@@ -493,6 +507,11 @@ class DurableWorkQueue(EventSource):
     def owner(self) -> str:
         """This process's owner id (``hostname:pid:random``), as the store records it."""
         return self._owner
+
+    @property
+    def serializer(self) -> Serializer:
+        """The `Serializer` of task arguments and results in the store."""
+        return self._serializer
 
     # ------------------------------------------------------------------ intake
 
@@ -882,9 +901,6 @@ class DurableWorkQueue(EventSource):
             record._errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])
             record._last_error = record._errors[-1]
         return record
-
-    def _wall_time(self, trio_time: float) -> datetime:
-        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
 
     # ---------------------------------------------------------------- events
 

@@ -104,6 +104,29 @@ class TaskHandle(Generic[T]):
         """Whether the task has reached a terminal status."""
         return self._finished is not None
 
+    # The record's fields that hooks read (see `WorkQueue.add_hook`): internal,
+    # but stable for trio_workq's integrations. The queue itself uses the slots.
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The positional arguments the task was submitted with."""
+        return self._args
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The exception of the latest failed attempt, or ``None``."""
+        return self._last_error
+
+    @property
+    def queued_time(self) -> float:
+        """When the task last became queued (submitted, or due), in trio time."""
+        return self._queued
+
+    @property
+    def started_time(self) -> float | None:
+        """When the latest attempt started, in trio time; ``None`` before the first."""
+        return self._started
+
     def info(self) -> TaskInfo:
         """A `TaskInfo` snapshot of this task. Not a checkpoint."""
         return self._info_from(self._state())
@@ -132,7 +155,7 @@ class TaskHandle(Generic[T]):
             options.timeout,
             self._created,
             state,
-            self._queue._wall_time,
+            self._queue.wall_time,
         )
 
     def cancel(self) -> bool:

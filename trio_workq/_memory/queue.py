@@ -1011,9 +1011,6 @@ class WorkQueue(EventSource):
         # listener called during one may still find it there: check the status.
         return [task for task in self._running if task is not None and task.status is RUNNING]
 
-    def _wall_time(self, trio_time: float) -> datetime:
-        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
-
     # ------------------------------------------------------------- shutdown
 
     async def shutdown(
