@@ -128,7 +128,8 @@ examples:
 
 
 def _add_demo(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    # argparse has no public name for these types (typeshed's are private).
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],  # pyright: ignore[reportPrivateUsage]
     common: argparse.ArgumentParser,
 ) -> None:
     demo = commands.add_parser(
@@ -142,30 +143,30 @@ def _add_demo(
     demo.set_defaults(handler=_run_demo)
     work = demo.add_argument_group("workload")
     work.add_argument(
-        "--workers", type=_integer(1), default=8, metavar="N", help="worker tasks (default: 8)"
+        "--workers", type=integer_arg(1), default=8, metavar="N", help="worker tasks (default: 8)"
     )
     work.add_argument(
         "--tasks",
-        type=_integer(1),
+        type=integer_arg(1),
         metavar="N",
         help="submit N tasks, then end once they are done (default: run until stopped)",
     )
     work.add_argument(
         "--duration",
-        type=_seconds(allow_zero=False),
+        type=seconds_arg(allow_zero=False),
         metavar="SECONDS",
         help="stop gracefully after this many seconds (default: no limit)",
     )
     work.add_argument(
         "--rate",
-        type=_positive_number,
+        type=positive_number_arg,
         default=10.0,
         metavar="PER_SECOND",
         help="average task arrivals per second, before --speed (default: 10)",
     )
     work.add_argument(
         "--speed",
-        type=_positive_number,
+        type=positive_number_arg,
         default=1.0,
         metavar="FACTOR",
         help="time scale: 10 makes every task, delay and backoff ten times shorter "
@@ -173,13 +174,13 @@ def _add_demo(
     )
     work.add_argument(
         "--seed",
-        type=_integer(0),
+        type=integer_arg(0),
         metavar="N",
         help="seed of the workload, for a reproducible run (default: random, printed)",
     )
     work.add_argument(
         "--grace",
-        type=_seconds(allow_zero=True),
+        type=seconds_arg(allow_zero=True),
         default=10.0,
         metavar="SECONDS",
         help="how long a graceful stop waits for unfinished tasks before cancelling "
@@ -232,7 +233,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ helpers
 
 
-def add_dashboard_options(parser: argparse._ActionsContainer) -> None:
+def add_dashboard_options(parser: argparse._ActionsContainer) -> None:  # pyright: ignore[reportPrivateUsage]
     """Add the dashboard's options to *parser* (a parser or an argument group).
 
     ``--host``, ``--port``, ``--allow-public`` and ``--token`` (default:
@@ -332,7 +333,9 @@ class _OneLineFormatter(logging.Formatter):
         return text
 
 
-def _integer(minimum: int) -> Callable[[str], int]:
+def integer_arg(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number, at least *minimum* (shared by the commands)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -355,14 +358,17 @@ def _number(text: str) -> float:
     return value
 
 
-def _positive_number(text: str) -> float:
+def positive_number_arg(text: str) -> float:
+    """An argparse ``type``: a finite number greater than 0."""
     value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
     return value
 
 
-def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
+def seconds_arg(*, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number of seconds, 0 only if *allow_zero*."""
+
     def parse(text: str) -> float:
         value = _number(text)
         if value < 0 or (value == 0 and not allow_zero):

@@ -28,10 +28,10 @@ from ._cli import (
     EXIT_OK,
     PROG,
     CommandError,
-    _integer,
-    _positive_number,
-    _seconds,
     add_dashboard_options,
+    integer_arg,
+    positive_number_arg,
+    seconds_arg,
 )
 from ._core.errors import TaskNotFound, TaskStateError
 from ._core.info import TaskInfo
@@ -107,14 +107,14 @@ def add_worker(commands: Any, common: argparse.ArgumentParser) -> None:
     _store_option(worker)
     worker.add_argument(
         "--workers",
-        type=_integer(1),
+        type=integer_arg(1),
         default=10,
         metavar="N",
         help="tasks run at once (default: 10)",
     )
     worker.add_argument(
         "--lease",
-        type=_positive_number,
+        type=positive_number_arg,
         default=30.0,
         metavar="SECONDS",
         help="how long a claimed task stays reserved without a renewal; after a crash "
@@ -122,21 +122,21 @@ def add_worker(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     worker.add_argument(
         "--poll-interval",
-        type=_positive_number,
+        type=positive_number_arg,
         default=1.0,
         metavar="SECONDS",
         help="how often to look for tasks added by other processes (default: 1)",
     )
     worker.add_argument(
         "--shutdown-timeout",
-        type=_seconds(allow_zero=True),
+        type=seconds_arg(allow_zero=True),
         default=30.0,
         metavar="SECONDS",
         help="how long a graceful stop waits for running tasks (default: 30)",
     )
     worker.add_argument(
         "--store-failure-grace",
-        type=_seconds(allow_zero=True),
+        type=seconds_arg(allow_zero=True),
         default=60.0,
         metavar="SECONDS",
         help="stop with exit status 1 once every store call has failed for this long, "
@@ -227,7 +227,11 @@ def add_tasks(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     listing.add_argument("--name", help="only tasks with this registered name")
     listing.add_argument(
-        "--limit", type=_integer(1), default=50, metavar="N", help="at most N tasks (default: 50)"
+        "--limit",
+        type=integer_arg(1),
+        default=50,
+        metavar="N",
+        help="at most N tasks (default: 50)",
     )
     listing.add_argument("--cursor", help="continue after the previous listing's last task")
     listing.add_argument("--json", action="store_true", help="print JSON lines")
@@ -300,7 +304,9 @@ async def _list(queue: DurableWorkQueue, args: argparse.Namespace, out: TextIO) 
 
 async def _show(queue: DurableWorkQueue, args: argparse.Namespace, out: TextIO) -> None:
     info = await queue.get_info(args.id)
-    row = await queue._get(args.id)
+    row = await queue.store.get(args.id)
+    if row is None:  # purged since get_info read it
+        raise TaskNotFound(f"no task with id {args.id!r} in the store (unknown, or purged)")
     arguments = _decode(queue, row.payload)
     result = _decode(queue, row.result) if row.result is not None else None
     if args.json:
@@ -457,10 +463,10 @@ def _decode(queue: DurableWorkQueue, data: bytes | None) -> Any:
     if data is None:
         return None
     try:
-        value = queue._serializer.loads(data)
+        value = queue.serializer.loads(data)
         json.dumps(value)
     except Exception:
-        return f"<{len(data)} bytes that {queue._serializer!r} cannot show>"
+        return f"<{len(data)} bytes that {queue.serializer!r} cannot show>"
     return value
 
 

@@ -10,7 +10,13 @@ import outcome
 import trio
 
 from .._core.errors import TaskCancelled
-from .._core.info import TaskInfo, TaskOptions, _State, info_from_state, task_name
+from .._core.info import (
+    TaskInfo,
+    TaskOptions,
+    _State,  # pyright: ignore[reportPrivateUsage] - the record's snapshot, shared with info
+    info_from_state,
+    task_name,
+)
 from .._core.status import COMPLETED, FAILED, QUEUED, TaskStatus
 
 if TYPE_CHECKING:
@@ -169,7 +175,8 @@ class TaskHandle(Generic[T]):
             ``True`` if the task had not finished, ``False`` if it had (and
             nothing changed).
         """
-        return self._queue._cancel_task(self)
+        # The handle is the queue's record: the queue's private method does it.
+        return self._queue._cancel_task(self)  # pyright: ignore[reportPrivateUsage]
 
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the task finishes and return the outcome of its final attempt.
