@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: drives PostgresStore's pool, listener, clock and maintenance lock.
+# pyright: reportPrivateUsage=false
 """`PostgresStore` against a real PostgreSQL server (no mocks).
 
 The server is ``$TRIO_WORKQ_TEST_PG_URL`` (default: the local test server,

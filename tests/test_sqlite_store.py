@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: drives SQLiteStore's writer, clock, migrations and counters.
+# pyright: reportPrivateUsage=false
 """`SQLiteStore` at the store level: every method, every bad input, bad files, group commit.
 
 Times the store writes come from a fake wall clock (``store._clock``), so

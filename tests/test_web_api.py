@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: checks that the dashboard adds and removes its queue hooks.
+# pyright: reportPrivateUsage=false
 """The dashboard's REST API, in-process: httpx over ASGI, under Trio (the ``web`` extra).
 
 httpx's AsyncClient runs on Trio through anyio, so the app's handlers run in

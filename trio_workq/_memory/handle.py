@@ -110,27 +110,27 @@ class TaskHandle(Generic[T]):
         """Whether the task has reached a terminal status."""
         return self._finished is not None
 
-    # The record's fields that hooks read (see `WorkQueue.add_hook`): internal,
-    # but stable for trio_workq's integrations. The queue itself uses the slots.
+    # The record's fields that hooks and the dashboard read (see `WorkQueue.add_hook`):
+    # internal, but stable for trio_workq's integrations. The queue uses the slots.
 
     @property
     def args(self) -> tuple[Any, ...]:
-        """The positional arguments the task was submitted with."""
+        """The positional arguments the task was submitted with (internal, stable)."""
         return self._args
 
     @property
     def last_error(self) -> BaseException | None:
-        """The exception of the latest failed attempt, or ``None``."""
+        """The exception of the latest failed attempt, or ``None`` (internal, stable)."""
         return self._last_error
 
     @property
     def queued_time(self) -> float:
-        """When the task last became queued (submitted, or due), in trio time."""
+        """When the task last became queued (submitted, or due), in trio time (internal, stable)."""
         return self._queued
 
     @property
     def started_time(self) -> float | None:
-        """When the latest attempt started, in trio time; ``None`` before the first."""
+        """When the latest attempt started, in trio time, or ``None`` (internal, stable)."""
         return self._started
 
     def info(self) -> TaskInfo:
