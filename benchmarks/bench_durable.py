@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: reads SQLiteStore's private operation and commit counters (ops per commit).
+# pyright: reportPrivateUsage=false
 """End-to-end throughput of the durable queue on SQLite: submit → complete.
 
 Usage: ``python benchmarks/bench_durable.py [--tasks N] [--workers W] [--sync NORMAL,FULL]

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: reads SQLiteStore's private operation and commit counters (ops per commit).
+# pyright: reportPrivateUsage=false
 """Store-level microbenchmark of `SQLiteStore`'s group commit.
 
 Usage: ``python benchmarks/bench_sqlite_store.py [--tasks N] [--sync NORMAL,FULL] [--dir DIR]``

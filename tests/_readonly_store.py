@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: wraps SQLiteStore's private connect to make the database read-only.
+# pyright: reportPrivateUsage=false
 """Makes every `SQLiteStore` opened in this process read-only, and registers a task.
 
 A worker process imports it as its task module (``trio-workq worker

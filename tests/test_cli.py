@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: tests the CLI's private one-line log formatter.
+# pyright: reportPrivateUsage=false
 """The ``trio-workq`` command line: in-process ``main(argv)`` calls and real subprocesses.
 
 Subprocess tests follow the I/O rules: 127.0.0.1, port 0 or a port we hold,

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: reads the tasks a queue holds and its stop event, mid-run.
+# pyright: reportPrivateUsage=false
 """The durable queue in one process, on a real SQLite store and on a `MemoryStore`.
 
 Every test opens its own database file under ``tmp_path`` (or its own

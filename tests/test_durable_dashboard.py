@@ -103,6 +103,29 @@ async def test_throughput_counts_finished_tasks_between_polls(tmp_path: Path) ->
             source.close()
 
 
+async def test_detail_of_a_task_purged_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task purged between the detail's two reads of the store is not found (a 404)."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    with trio.fail_after(20):
+        async with open_durable_queue(store=url, workers=0) as queue:
+            handle = await queue.submit(ok, 1)
+            store = queue.store
+            real_get = store.get
+            reads: list[str] = []
+
+            async def purged_after_first_read(task_id: str) -> Any:
+                reads.append(task_id)
+                row = await real_get(task_id)
+                return row if len(reads) == 1 else None
+
+            monkeypatch.setattr(store, "get", purged_after_first_read)
+            with pytest.raises(trio_workq.TaskNotFound, match="unknown, or purged"):
+                await DurableSource(queue).get(handle.id)
+            assert reads == [handle.id, handle.id]
+
+
 def test_dashboard_command(tmp_path: Path) -> None:
     """``trio-workq dashboard --store`` serves until SIGINT; bad stores exit 1."""
     db = tmp_path / "tasks.db"

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: drives SQLiteStore's private clock.
+# pyright: reportPrivateUsage=false
 """Poison tasks: a task whose failure, result or stored row is hostile ends that task only.
 
 Issue 14: a task whose cleanup raises while it is cancelled, a result or an

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: inspects and resets the private registry tables.
+# pyright: reportPrivateUsage=false
 """The ``@trio_workq.task`` decorator and the registry of named tasks."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: checks which due task the scheduler holds.
+# pyright: reportPrivateUsage=false
 """Listeners that act on the queue mid-transition, stale timers, shutdown rules, huge ids."""
 
 from __future__ import annotations

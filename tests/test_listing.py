@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: aborts a queue as a failing block would.
+# pyright: reportPrivateUsage=false
 """Listing tasks page by page (`WorkQueue.list_tasks`) and re-running finished ones (`retry`)."""
 
 from __future__ import annotations

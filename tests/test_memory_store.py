@@ -139,7 +139,7 @@ async def test_a_stale_entry_that_fell_due_is_dropped() -> None:
     assert await store.cancel(task_id) is SCHEDULED
     now[0] = 200.0
     assert (await store.claim("w", 10, 30.0)).tasks == ()
-    assert store._delayed == []
+    assert store._delayed == []  # pyright: ignore[reportPrivateUsage] - the stale entry is gone
     await store.aclose()
 
 

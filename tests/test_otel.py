@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: checks that tracing's hook leaves the queue.
+# pyright: reportPrivateUsage=false
 """OpenTelemetry spans per attempt (`trio_workq.otel`), read from the SDK's in-memory exporter."""
 
 from __future__ import annotations

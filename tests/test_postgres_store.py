@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: drives PostgresStore's pool, listener, clock and maintenance lock.
+# pyright: reportPrivateUsage=false
 """What is particular to `PostgresStore`, against a real PostgreSQL server (no mocks).
 
 URLs and schemas, group commit, NOTIFY wake-ups across connections, the

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: checks that the ready set and retained records stay bounded; clears the name cache.
+# pyright: reportPrivateUsage=false
 """Submitting, running, results, lookups, priorities and backpressure."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: checks that the timer heap is compacted.
+# pyright: reportPrivateUsage=false
 """Delayed tasks: schedule(), schedule_nowait(), the scheduler, max_scheduled and shutdown."""
 
 from __future__ import annotations

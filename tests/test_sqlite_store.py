@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: drives SQLiteStore's writer, clock, migrations and counters.
+# pyright: reportPrivateUsage=false
 """What is particular to `SQLiteStore`: paths and URLs, files, pragmas, migrations, group commit.
 
 The `Store` contract every store keeps (claims, guards, cancel-wins, paging,

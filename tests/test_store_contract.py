@@ -119,7 +119,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
         def make_sqlite() -> Store:
             store = SQLiteStore(path)
-            store._clock = clock
+            store._clock = clock  # pyright: ignore[reportPrivateUsage] - SQLite has no public clock
             return store
 
         yield Backend(kind, make_sqlite, clock, clock, 0.0)

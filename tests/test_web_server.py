@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: checks the dashboard's queue hooks and patches the server module.
+# pyright: reportPrivateUsage=false
 """serve_dashboard: a real Hypercorn server (Trio worker) on 127.0.0.1, port 0.
 
 Each test is bounded by ``trio.fail_after`` and uses real time (no

@@ -46,12 +46,12 @@ class TracingInstrumentation:
         self.queue_name = queue_name
         self._queue: WorkQueue | None = queue
         self._tracer = tracer
-        self._wall_offset = queue._wall_offset  # trio time -> Unix time
+        self._wall_offset = queue.wall_time(0.0).timestamp()  # trio time -> Unix time
         # Attempts in flight: their span and the context token to restore.
         self._open: dict[TaskHandle[Any], tuple[trace.Span, object]] = {}
         self._tracing = True
         self._hook: Hook = self._on_change
-        queue._add_hook(self._hook)
+        queue.add_hook(self._hook)
 
     def uninstrument(self) -> None:
         """Stop tracing new attempts. Not a checkpoint.
@@ -65,7 +65,7 @@ class TracingInstrumentation:
 
     def _leave_when_idle(self) -> None:
         if not self._tracing and not self._open and self._queue is not None:
-            self._queue._remove_hook(self._hook)
+            self._queue.remove_hook(self._hook)
             self._queue = None
 
     def __enter__(self) -> TracingInstrumentation:
@@ -117,7 +117,7 @@ class TracingInstrumentation:
         # its STARTED event, so the context token belongs to this context.
         otel_context.detach(token)  # type: ignore[arg-type]
         span.set_attribute("trio_workq.task.status", kind.value)
-        error = task._last_error if kind is not EventKind.COMPLETED else None
+        error = task.last_error if kind is not EventKind.COMPLETED else None
         if error is not None and kind is not EventKind.CANCELLED:
             span.record_exception(error)
             span.set_status(trace.Status(trace.StatusCode.ERROR, repr(error)))

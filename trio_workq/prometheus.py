@@ -177,6 +177,8 @@ class _QueueData:
     def __init__(self, queue_name: str) -> None:
         self.queue_name = queue_name
         self.series: dict[str, _TaskSeries] = {}
+        # The Trio run of the queue now feeding these counts (set with the owner).
+        self.token: trio.lowlevel.TrioToken | None = None
         # The instrumentation now feeding these counts, if any. Weak: the queue holds
         # it (as a listener), so a queue that is dropped without uninstrument() frees it.
         self._owner: weakref.ref[Instrumentation] | None = None
@@ -221,7 +223,9 @@ class _Collector:
 
     # -------------------------------------------------------- registration
 
-    def attach(self, instrumentation: Instrumentation) -> _QueueData:
+    def attach(
+        self, instrumentation: Instrumentation, token: trio.lowlevel.TrioToken
+    ) -> _QueueData:
         queue = instrumentation.queue
         name = instrumentation.queue_name
         with self._lock:
@@ -241,11 +245,13 @@ class _Collector:
             if data is None:
                 data = self._data[name] = _QueueData(name)
             data.owner = instrumentation
+            data.token = token
         return data
 
     def detach(self, data: _QueueData) -> None:
         with self._lock:
             data.owner = None
+            data.token = None
 
     # ------------------------------------------------------------ scraping
 
@@ -258,7 +264,7 @@ class _Collector:
             groups: dict[trio.lowlevel.TrioToken | None, list[_QueueData]] = {}
             for data in self._data.values():
                 owner = data.owner
-                token = None if owner is None else owner._token
+                token = None if owner is None else data.token
                 groups.setdefault(token, []).append(data)
         snapshots: list[_QueueSnapshot] = []
         for token, group in groups.items():
@@ -355,13 +361,11 @@ class Instrumentation:
         self.queue_name = queue_name
         self.namespace = namespace
         self.registry = registry
-        self._token = trio.lowlevel.current_trio_token()
         self._collector = _collector_for(registry, namespace)
-        self._data = self._collector.attach(self)
-        self._series = self._data.series
+        self._data = self._collector.attach(self, trio.lowlevel.current_trio_token())
         self._active = True
-        self._on_event = _make_hook(self)
-        queue._add_hook(self._on_event)
+        self._on_event = _make_hook(self, self._data.series)
+        queue.add_hook(self._on_event)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "detached"
@@ -384,7 +388,7 @@ class Instrumentation:
         if not self._active:
             return
         self._active = False
-        self.queue._remove_hook(self._on_event)
+        self.queue.remove_hook(self._on_event)
         self._collector.detach(self._data)
 
     def __enter__(self) -> Instrumentation:
@@ -399,14 +403,13 @@ class Instrumentation:
         self.uninstrument()
 
 
-def _make_hook(instrumentation: Instrumentation) -> Hook:
+def _make_hook(instrumentation: Instrumentation, series_by_name: dict[str, _TaskSeries]) -> Hook:
     """The queue hook: called synchronously for every status change, so kept lean
     (no event object, closure variables instead of globals and attributes, a few
     increments per change).
 
     It refers to *instrumentation*, so the queue keeps that alive while it listens.
     """
-    series_by_name = instrumentation._series
     get = series_by_name.get
     bisect = bisect_left
     run_bounds = RUN_DURATION_BUCKETS
@@ -428,7 +431,7 @@ def _make_hook(instrumentation: Instrumentation) -> Hook:
             if series is None:
                 series = series_by_name[name] = _TaskSeries()
             if kind is started:
-                wait = when - task._queued
+                wait = when - task.queued_time
                 series.wait_counts[bisect(wait_bounds, wait)] += 1
                 series.wait_sum += wait
                 return
@@ -439,15 +442,15 @@ def _make_hook(instrumentation: Instrumentation) -> Hook:
                 series.completed += 1
             elif kind is failed:
                 series.failed += 1
-                if isinstance(task._last_error, timeout_type):
+                if isinstance(task.last_error, timeout_type):
                     series.timed_out += 1
             elif kind is retrying:
                 series.retried += 1
-                if isinstance(task._last_error, timeout_type):
+                if isinstance(task.last_error, timeout_type):
                     series.timed_out += 1
             elif kind is cancelled:
                 series.cancelled += 1
-            started_at = task._started
+            started_at = task.started_time
             if was_running and started_at is not None:
                 duration = when - started_at
                 series.run_counts[bisect(run_bounds, duration)] += 1

@@ -44,7 +44,7 @@ class Retry(Exception):
 
     def __init__(self, delay: float | None = None) -> None:
         if delay is not None:
-            _check_seconds("delay", delay)
+            check_seconds("delay", delay)
         super().__init__(delay)
         self.delay = delay
 
@@ -52,7 +52,7 @@ class Retry(Exception):
         return f"Retry(delay={self.delay!r})"
 
 
-def _check_seconds(what: str, value: object, *, allow_zero: bool = True) -> float:
+def check_seconds(what: str, value: object, *, allow_zero: bool = True) -> float:
     """Validate a number of seconds: a finite, non-negative real number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")

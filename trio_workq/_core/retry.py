@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from .errors import Retry, _check_seconds
+from .errors import Retry, check_seconds
 
 #: A backoff: ``(attempt, exc) -> seconds`` to wait after failed attempt number
 #: *attempt* (1 for the first run) ended with *exc*.
@@ -68,7 +68,7 @@ def fixed(delay: float) -> FixedBackoff:
     Raises:
         ValueError, TypeError: If *delay* is not a finite number >= 0.
     """
-    return FixedBackoff(_check_seconds("delay", delay))
+    return FixedBackoff(check_seconds("delay", delay))
 
 
 def exponential(
@@ -91,8 +91,8 @@ def exponential(
         ValueError, TypeError: For negative or non-finite delays, or a
             multiplier below 1.
     """
-    initial_s = _check_seconds("initial", initial)
-    max_s = _check_seconds("max_delay", max_delay)
+    initial_s = check_seconds("initial", initial)
+    max_s = check_seconds("max_delay", max_delay)
     if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
         raise TypeError(f"multiplier must be a number, not {type(multiplier).__name__}")
     if not 1 <= multiplier < float("inf"):
@@ -175,4 +175,4 @@ class RetryPolicy:
         ):
             return None
         delay = self.backoff(attempt, exc)
-        return _check_seconds("the backoff's delay", delay)
+        return check_seconds("the backoff's delay", delay)

@@ -1,4 +1,9 @@
 # SPDX-License-Identifier: MIT
+# `_Attempt` is this process's record of a task, with the private fields `TaskHandle`
+# has (lifecycle events read them from either record); the queue, its handle and its
+# opener share them and the queue's private methods. Hence this module's waiver;
+# integrations use the records' read-only accessors and the queue's public API.
+# pyright: reportPrivateUsage=false
 """The durable queue: tasks live in a `Store`, workers claim them with leases.
 
 One *fetcher* task claims as many due tasks as there are idle workers per
@@ -37,7 +42,7 @@ from .._core.errors import (
     TaskNotFound,
     TaskStateError,
     TaskTimeout,
-    _check_seconds,
+    check_seconds,
 )
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskPage, info_from_state
 from .._core.outcomes import split_attempt_error
@@ -301,11 +306,25 @@ class _Attempt:
             self.timeout,
             self._created,
             state,
-            self._queue._wall_time,
+            self._queue.wall_time,
         )
 
     def info(self) -> TaskInfo:
         return self._info_from(self._state())
+
+    # What hooks read of a record, as on `TaskHandle` (see `EventSource.add_hook`).
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._last_error
+
+    @property
+    def queued_time(self) -> float:
+        return self._queued
+
+    @property
+    def started_time(self) -> float | None:
+        return self._started
 
 
 class _FinishWaiters:
@@ -430,8 +449,8 @@ class DurableWorkQueue(EventSource):
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._retry = retry
-        self._lease = _check_seconds("lease", lease, allow_zero=False)
-        self._poll_interval = _check_seconds("poll_interval", poll_interval, allow_zero=False)
+        self._lease = check_seconds("lease", lease, allow_zero=False)
+        self._poll_interval = check_seconds("poll_interval", poll_interval, allow_zero=False)
         if serializer is None:
             serializer = JSONSerializer()
         elif not isinstance(serializer, Serializer):
@@ -440,16 +459,16 @@ class DurableWorkQueue(EventSource):
         # Encoded once: most tasks take no arguments or return None.
         self._no_arguments = serializer.dumps({"args": []})
         self._none_result = serializer.dumps(None)
-        self._retention = None if retention is None else _check_seconds("retention", retention)
+        self._retention = None if retention is None else check_seconds("retention", retention)
         self._shutdown_timeout = (
             None
             if shutdown_timeout is None
-            else _check_seconds("shutdown_timeout", shutdown_timeout)
+            else check_seconds("shutdown_timeout", shutdown_timeout)
         )
         self._store_failure_grace = (
             math.inf
             if store_failure_grace is None
-            else _check_seconds("store_failure_grace", store_failure_grace)
+            else check_seconds("store_failure_grace", store_failure_grace)
         )
         # Trio time of the first failed store call since the last one that worked.
         self._store_failing_since: float | None = None
@@ -493,6 +512,11 @@ class DurableWorkQueue(EventSource):
     def owner(self) -> str:
         """This process's owner id (``hostname:pid:random``), as the store records it."""
         return self._owner
+
+    @property
+    def serializer(self) -> Serializer:
+        """The `Serializer` of task arguments and results in the store."""
+        return self._serializer
 
     # ------------------------------------------------------------------ intake
 
@@ -591,7 +615,7 @@ class DurableWorkQueue(EventSource):
         if at is None:
             if delay is None:
                 raise TypeError("schedule() takes exactly one of delay= and at=")
-            due = _wall_now() + _check_seconds("delay", delay)
+            due = _wall_now() + check_seconds("delay", delay)
         else:
             if delay is not None:
                 raise TypeError("schedule() takes exactly one of delay= and at=")
@@ -882,9 +906,6 @@ class DurableWorkQueue(EventSource):
             record._errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])
             record._last_error = record._errors[-1]
         return record
-
-    def _wall_time(self, trio_time: float) -> datetime:
-        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
 
     # ---------------------------------------------------------------- events
 
@@ -1492,7 +1513,7 @@ class DurableWorkQueue(EventSource):
         cannot stop before the calling task ends.
         """
         if timeout is not None:
-            timeout = _check_seconds("timeout", timeout)
+            timeout = check_seconds("timeout", timeout)
             self._shutdown_deadline = min(
                 self._shutdown_deadline, self._clock.current_time() + timeout
             )

@@ -10,7 +10,13 @@ import outcome
 import trio
 
 from .._core.errors import TaskCancelled
-from .._core.info import TaskInfo, TaskOptions, _State, info_from_state, task_name
+from .._core.info import (
+    TaskInfo,
+    TaskOptions,
+    _State,  # pyright: ignore[reportPrivateUsage] - the record's snapshot, shared with info
+    info_from_state,
+    task_name,
+)
 from .._core.status import COMPLETED, FAILED, QUEUED, TaskStatus
 
 if TYPE_CHECKING:
@@ -104,6 +110,29 @@ class TaskHandle(Generic[T]):
         """Whether the task has reached a terminal status."""
         return self._finished is not None
 
+    # The record's fields that hooks and the dashboard read (see `WorkQueue.add_hook`):
+    # internal, but stable for trio_workq's integrations. The queue uses the slots.
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The positional arguments the task was submitted with (internal, stable)."""
+        return self._args
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The exception of the latest failed attempt, or ``None`` (internal, stable)."""
+        return self._last_error
+
+    @property
+    def queued_time(self) -> float:
+        """When the task last became queued (submitted, or due), in trio time (internal, stable)."""
+        return self._queued
+
+    @property
+    def started_time(self) -> float | None:
+        """When the latest attempt started, in trio time, or ``None`` (internal, stable)."""
+        return self._started
+
     def info(self) -> TaskInfo:
         """A `TaskInfo` snapshot of this task. Not a checkpoint."""
         return self._info_from(self._state())
@@ -132,7 +161,7 @@ class TaskHandle(Generic[T]):
             options.timeout,
             self._created,
             state,
-            self._queue._wall_time,
+            self._queue.wall_time,
         )
 
     def cancel(self) -> bool:
@@ -146,7 +175,8 @@ class TaskHandle(Generic[T]):
             ``True`` if the task had not finished, ``False`` if it had (and
             nothing changed).
         """
-        return self._queue._cancel_task(self)
+        # The handle is the queue's record: the queue's private method does it.
+        return self._queue._cancel_task(self)  # pyright: ignore[reportPrivateUsage]
 
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the task finishes and return the outcome of its final attempt.

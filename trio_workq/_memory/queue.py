@@ -1,4 +1,9 @@
 # SPDX-License-Identifier: MIT
+# The queue owns its records: a `TaskHandle` is the queue's record of its task, and
+# the queue reads and writes its slots directly on the hot path (a property per field
+# would cost time per task). Hence this module's waiver; nothing outside ``_memory``
+# reads those slots (integrations use the record's read-only accessors).
+# pyright: reportPrivateUsage=false
 """The work queue: intake, the worker pool, the scheduler and shutdown."""
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 import trio
 
-from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, _check_seconds
+from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, check_seconds
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskOptions, TaskPage
 from .._core.outcomes import split_attempt_error
 from .._core.retry import RetryPolicy
@@ -154,11 +159,11 @@ class WorkQueue(EventSource):
         self._retry = retry
         self._default_options = TaskOptions(None, 0, None, retry)
         self._max_retained = check_count("max_retained", max_retained, minimum=0, allow_inf=True)
-        self._retention = None if retention is None else _check_seconds("retention", retention)
+        self._retention = None if retention is None else check_seconds("retention", retention)
         self._shutdown_timeout = (
             None
             if shutdown_timeout is None
-            else _check_seconds("shutdown_timeout", shutdown_timeout)
+            else check_seconds("shutdown_timeout", shutdown_timeout)
         )
 
         self._ready = ReadySet()
@@ -370,7 +375,7 @@ class WorkQueue(EventSource):
             if delay is None:
                 raise TypeError("schedule() takes exactly one of delay= and at=")
             if delay.__class__ is not float or not 0.0 <= delay < math.inf:
-                delay = _check_seconds("delay", delay)
+                delay = check_seconds("delay", delay)
             due = now + delay
         else:
             if delay is not None:
@@ -1011,9 +1016,6 @@ class WorkQueue(EventSource):
         # listener called during one may still find it there: check the status.
         return [task for task in self._running if task is not None and task.status is RUNNING]
 
-    def _wall_time(self, trio_time: float) -> datetime:
-        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
-
     # ------------------------------------------------------------- shutdown
 
     async def shutdown(
@@ -1043,7 +1045,7 @@ class WorkQueue(EventSource):
         at the deadline like any other, if it is still running.
         """
         if timeout is not None:
-            timeout = _check_seconds("timeout", timeout)
+            timeout = check_seconds("timeout", timeout)
         self._begin_shutdown(cancel_queued=cancel_queued)
         if timeout is not None:
             self._scope.deadline = min(self._scope.deadline, self._clock.current_time() + timeout)

@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""The ready set: queued tasks in dispatch order (priority, then FIFO)."""
+"""The ready set: queued tasks in dispatch order (priority, then FIFO).
+
+Its tasks are the queue's records (`TaskHandle`): it reads their private
+slots as the queue does, with a ``reportPrivateUsage`` waiver on each line.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +39,13 @@ class ReadySet:
         self.live = 0
 
     def push(self, task: TaskHandle[Any]) -> None:
-        level = self._levels.get(task._options.priority)
+        priority = task._options.priority  # pyright: ignore[reportPrivateUsage]
+        level = self._levels.get(priority)
         if level is None:
             if len(self._order) >= self.MAX_LEVELS:
                 self._drop_empty_levels()
-            level = self._levels[task._options.priority] = deque()
-            bisect.insort(self._order, -task._options.priority)
+            level = self._levels[priority] = deque()
+            bisect.insort(self._order, -priority)
         level.append(task)
         self.live += 1
 
@@ -71,7 +76,7 @@ class ReadySet:
         A linear scan, for `WorkQueue.retry`; without it the old entry would
         count as the task's place in line.
         """
-        level = self._levels.get(task._options.priority)
+        level = self._levels.get(task._options.priority)  # pyright: ignore[reportPrivateUsage]
         if level is not None and task in level:
             level.remove(task)
 
@@ -89,5 +94,5 @@ def _newest_first(
     level: deque[TaskHandle[Any]], below: int | None
 ) -> Iterator[tuple[int, TaskHandle[Any]]]:
     for task in reversed(level):
-        if task.status is QUEUED and (below is None or task._mark < below):
-            yield task._mark, task
+        if task.status is QUEUED and (below is None or task._mark < below):  # pyright: ignore[reportPrivateUsage]
+            yield task._mark, task  # pyright: ignore[reportPrivateUsage]

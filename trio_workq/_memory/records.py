@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Finished task records: kept for lookups, forgotten by count and age in batches."""
+"""Finished task records: kept for lookups, forgotten by count and age in batches.
+
+Its tasks are the queue's records (`TaskHandle`): it reads their private
+slots as the queue does, with a ``reportPrivateUsage`` waiver on each line.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ class RetainedRecords:
             registry = self._registry
             for task in order[:cut]:
                 counts[task.status] += 1
-                del registry[task._seq]
+                del registry[task._seq]  # pyright: ignore[reportPrivateUsage]
             del order[:cut]
             for status, count in counts.items():
                 if count:
@@ -110,4 +114,4 @@ class RetainedRecords:
         end = len(tasks) if below is None else bisect_left(tasks, below, key=_mark_of)
         for index in range(end - 1, -1, -1):
             task = tasks[index]
-            yield task._mark, task
+            yield task._mark, task  # pyright: ignore[reportPrivateUsage]

@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""The timer heap: scheduled and retrying tasks ordered by due time."""
+"""The timer heap: scheduled and retrying tasks ordered by due time.
+
+Its tasks are the queue's records (`TaskHandle`): it reads their private
+slots as the queue does, with a ``reportPrivateUsage`` waiver on each line.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class TimerHeap:
 
     def push(self, task: TaskHandle[Any], due: float) -> bool:
         """Add *task*, due at trio time *due*. Returns True if it is now the earliest."""
-        entry = (due, -task._options.priority, task._seq, task)
+        entry = (due, -task._options.priority, task._seq, task)  # pyright: ignore[reportPrivateUsage]
         heapq.heappush(self._heap, entry)
         self.live += 1
         return self._heap[0] is entry

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -47,16 +47,17 @@ class TaskEvent:
         self.kind = kind
         self.time = time
         self._task = task
-        # task._state(), inlined: this runs for every event.
+        # task._state(), inlined: this runs for every event. The record's
+        # slots are read directly (both queues' records have them).
         self._state = (
             task.status,
             task.attempts,
-            task._last_error,
-            task._errors,
-            task._due,
-            task._queued,
-            task._started,
-            task._finished,
+            task._last_error,  # pyright: ignore[reportPrivateUsage]
+            task._errors,  # pyright: ignore[reportPrivateUsage]
+            task._due,  # pyright: ignore[reportPrivateUsage]
+            task._queued,  # pyright: ignore[reportPrivateUsage]
+            task._started,  # pyright: ignore[reportPrivateUsage]
+            task._finished,  # pyright: ignore[reportPrivateUsage]
         )
         self._was_running = was_running
         self._info: TaskInfo | None = None
@@ -109,13 +110,13 @@ class TaskEvent:
     def info(self) -> TaskInfo:
         """The task's `TaskInfo` right after the change."""
         if self._info is None:
-            self._info = self._task._info_from(self._state)
+            self._info = self._task._info_from(self._state)  # pyright: ignore[reportPrivateUsage]
         return self._info
 
     @property
     def timestamp(self) -> datetime:
         """When it happened (aware UTC)."""
-        return self._task._queue._wall_time(self.time)
+        return self._task._queue.wall_time(self.time)  # pyright: ignore[reportPrivateUsage]
 
 
 # Workers set it right before running a task (each worker has its own context).
@@ -130,7 +131,9 @@ def set_current(task: TaskHandle[Any]) -> None:
 def running_in(queue: object) -> bool:
     """Whether the caller is a running task of *queue*, or a child of one. Not a checkpoint."""
     task = current_task_var.get(None)
-    return task is not None and task._queue is queue and task.status is TaskStatus.RUNNING
+    if task is None:
+        return False
+    return task._queue is queue and task.status is TaskStatus.RUNNING  # pyright: ignore[reportPrivateUsage]
 
 
 def current_task() -> TaskInfo:
@@ -201,13 +204,15 @@ class EventSource:
     and no event object. Public listeners get a `TaskEvent`, built by one
     hook while any listener exists. Both are tuples replaced on change, so
     emitting iterates them without copying. A queue calls `_init_events`
-    in its ``__init__`` and sets ``_stopped`` when it has stopped.
+    in its ``__init__``, sets ``_wall_offset`` there, and sets ``_stopped``
+    when it has stopped.
     """
 
     _hooks: tuple[Hook, ...]
     _listeners: tuple[Callable[[TaskEvent], None], ...]
     _streams: list[EventStream]
     _stopped: trio.Event
+    _wall_offset: float  # Unix time minus trio time, fixed when the queue opens
 
     def _init_events(self) -> None:
         self._hooks = ()
@@ -226,7 +231,7 @@ class EventSource:
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
         if not self._listeners:
-            self._add_hook(self._deliver_event)
+            self.add_hook(self._deliver_event)
         self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None:
@@ -241,7 +246,7 @@ class EventSource:
             raise ValueError(f"{listener!r} is not a listener of this queue") from None
         self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
         if not self._listeners:
-            self._remove_hook(self._deliver_event)
+            self.remove_hook(self._deliver_event)
 
     @asynccontextmanager
     async def subscribe(self, max_buffer_size: int = 1000) -> AsyncGenerator[EventStream, None]:
@@ -254,23 +259,55 @@ class EventSource:
         """
         size = int(check_count("max_buffer_size", max_buffer_size, minimum=1, allow_inf=False))
         await trio.lowlevel.checkpoint()
+        # The source feeds its streams through their private ends (same module).
         stream = EventStream(size)
-        self.add_listener(stream._deliver)
+        self.add_listener(stream._deliver)  # pyright: ignore[reportPrivateUsage]
         self._streams.append(stream)
         if self._stopped.is_set():
-            stream._close()
+            stream._close()  # pyright: ignore[reportPrivateUsage]
         try:
             yield stream
         finally:
-            self.remove_listener(stream._deliver)
+            self.remove_listener(stream._deliver)  # pyright: ignore[reportPrivateUsage]
             self._streams.remove(stream)
-            stream._close()
+            stream._close()  # pyright: ignore[reportPrivateUsage]
 
-    def _add_hook(self, hook: Hook) -> None:
+    def wall_time(self, trio_time: float) -> datetime:
+        """The wall-clock time (aware UTC) of a time on this queue's trio clock.
+
+        Converts `TaskEvent.time`, or any `trio.current_time` of the run
+        that owns the queue, with the offset fixed when the queue opened.
+        Not a checkpoint.
+        """
+        return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(kind, task, when, was_running)`` on every status change. Not a checkpoint.
+
+        Internal, but stable for trio_workq's own integrations
+        (`trio_workq.prometheus`, `trio_workq.otel`, the dashboard):
+        applications should use `add_listener`, which gets a `TaskEvent`.
+        A hook is called synchronously, during the transition, with the
+        event's kind, the task's record, the trio time of the change, and
+        whether the change ended a running attempt; no event object is
+        built for it. The record's fields are current: hooks read ``id``,
+        ``name``, ``status``, ``attempts``, ``last_error``, ``queued_time``
+        and ``started_time`` (trio times), which both queues' records
+        offer. A hook must be quick and must not block; one that raises is
+        logged and otherwise ignored.
+        """
         self._hooks = (*self._hooks, hook)
 
-    def _remove_hook(self, hook: Hook) -> None:
-        index = self._hooks.index(hook)
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop calling *hook*. Internal, like `add_hook`. Not a checkpoint.
+
+        Raises:
+            ValueError: If it was not added.
+        """
+        try:
+            index = self._hooks.index(hook)
+        except ValueError:
+            raise ValueError(f"{hook!r} is not a hook of this queue") from None
         self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
 
     def _call_hooks(
@@ -295,7 +332,8 @@ class EventSource:
 
     def _close_streams(self) -> None:
         for stream in self._streams:
-            stream._close()  # consumers' iteration ends once they have read the rest
+            # Consumers' iteration ends once they have read the rest.
+            stream._close()  # pyright: ignore[reportPrivateUsage]
 
 
 def log_listener_error(listener: object) -> None:

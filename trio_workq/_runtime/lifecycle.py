@@ -23,7 +23,11 @@ def only_cancelled(exc: BaseException) -> bool:
 
 
 class _RunningQueue(Protocol):
-    """What `run_queue` needs of a queue (in-memory or durable)."""
+    """What `run_queue` needs of a queue (in-memory or durable).
+
+    Private members of both queues, read only here: the queues' own side of
+    their lifecycle (hence the ``reportPrivateUsage`` waivers below).
+    """
 
     _crashed: bool
     _shutdown_timeout: float | None
@@ -59,7 +63,7 @@ async def run_queue(
         except BaseExceptionGroup:
             # The nursery is ours, not the caller's: when only the block raised,
             # its exception comes out as itself. Anything more stays a group.
-            if body_error is None or queue._crashed:
+            if body_error is None or queue._crashed:  # pyright: ignore[reportPrivateUsage]
                 raise
         else:
             return
@@ -76,6 +80,6 @@ async def _shut_down_on_exit(queue: _RunningQueue) -> AsyncGenerator[None, None]
     try:
         yield
     except BaseException:
-        queue._abort()
+        queue._abort()  # pyright: ignore[reportPrivateUsage]
         raise
-    await queue.shutdown(timeout=queue._shutdown_timeout)
+    await queue.shutdown(timeout=queue._shutdown_timeout)  # pyright: ignore[reportPrivateUsage]

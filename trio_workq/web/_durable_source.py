@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .._core.errors import TaskStateError
+from .._core.errors import TaskNotFound, TaskStateError
 from .._core.info import TaskInfo
 from .._core.status import TaskStatus
 from .._durable.queue import DurableWorkQueue, StoredError
@@ -29,7 +29,7 @@ from ._source import (
     TaskListPage,
     TaskSummary,
     Throughput,
-    _task_summary,
+    task_summary,
 )
 
 _args_repr = reprlib.Repr()
@@ -45,7 +45,7 @@ def _error_view(error: BaseException) -> ErrorView:
 
 
 def _summary(info: TaskInfo) -> TaskSummary:
-    return _task_summary(info, lambda error: _error_view(error).summary)
+    return task_summary(info, lambda error: _error_view(error).summary)
 
 
 class DurableSource:
@@ -92,9 +92,11 @@ class DurableSource:
 
     async def get(self, task_id: str) -> TaskDetail:
         info = await self._queue.get_info(task_id)
-        row = await self._queue._get(task_id)
+        row = await self._queue.store.get(task_id)
+        if row is None:  # purged since get_info read it
+            raise TaskNotFound(f"no task with id {task_id!r} in the store (unknown, or purged)")
         try:
-            call: Any = self._queue._serializer.loads(row.payload)
+            call: Any = self._queue.serializer.loads(row.payload)
             args = _args_repr.repr(call)
         except Exception:  # the page must render whatever the payload holds
             args = f"<{len(row.payload)} bytes the serializer cannot read>"

@@ -199,7 +199,7 @@ def _error_view(error: BaseException) -> ErrorView:
     return ErrorView(_summary_of(error), "".join(traceback.format_exception(error)).rstrip())
 
 
-def _task_summary(
+def task_summary(
     info: TaskInfo, summarize: Callable[[BaseException], str] | None = None
 ) -> TaskSummary:
     """The table row of a task; *summarize* turns its last error into one line."""
@@ -295,7 +295,7 @@ def _counter_for(queue: WorkQueue) -> ThroughputCounter:
     counter = _counters.get(queue)
     if counter is None:
         counter = _counters[queue] = ThroughputCounter()
-        queue._add_hook(counter)
+        queue.add_hook(counter)
     return counter
 
 
@@ -339,16 +339,16 @@ class QueueSource:
             page = self._queue.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
         except ValueError as exc:  # list_tasks checks the query's values
             raise InvalidQuery(str(exc)) from exc
-        return TaskListPage(tuple(_task_summary(info) for info in page.tasks), page.next_cursor)
+        return TaskListPage(tuple(task_summary(info) for info in page.tasks), page.next_cursor)
 
     async def get(self, task_id: str) -> TaskDetail:
         await trio.lowlevel.checkpoint()
         handle = self._queue.get_handle(task_id)
         info = handle.info()
         return TaskDetail(
-            task=_task_summary(info),
+            task=task_summary(info),
             errors=tuple(_error_view(error) for error in info.errors),
-            args=_show_args(handle._args),
+            args=_show_args(handle.args),
         )
 
     async def cancel(self, task_id: str) -> TaskSummary:
@@ -356,7 +356,7 @@ class QueueSource:
         handle = self._queue.get_handle(task_id)
         if not handle.cancel():
             raise TaskConflict(f"task {task_id} has already finished ({handle.status.value})")
-        return _task_summary(handle.info())
+        return task_summary(handle.info())
 
     async def retry(self, task_id: str) -> TaskSummary:
         await trio.lowlevel.checkpoint()
@@ -364,13 +364,13 @@ class QueueSource:
             handle = self._queue.retry(task_id)
         except TaskStateError as exc:
             raise TaskConflict(str(exc)) from exc
-        return _task_summary(handle.info())
+        return task_summary(handle.info())
 
     async def throughput(self) -> Throughput:
         await trio.lowlevel.checkpoint()
         end, completed, failed = self._throughput.snapshot(trio.current_time())
         return Throughput(
-            end=self._queue._wall_time(end), interval=1.0, completed=completed, failed=failed
+            end=self._queue.wall_time(end), interval=1.0, completed=completed, failed=failed
         )
 
     async def metrics(self) -> bytes | None:
