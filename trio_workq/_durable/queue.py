@@ -20,26 +20,22 @@ import secrets
 import socket
 import sys
 import time
-import traceback
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
 import outcome
 import trio
 
 from .._core.errors import (
-    QueueClosed,
-    TaskCancelled,
-    TaskNotFound,
     TaskStateError,
     TaskTimeout,
     _check_seconds,
 )
-from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskPage, info_from_state
+from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskPage
 from .._core.outcomes import split_attempt_error
 from .._core.retry import RetryPolicy
 from .._core.status import (
@@ -59,8 +55,17 @@ from .._memory.handle import T, TaskHandle
 from .._runtime.events import EventSource, logger, running_in, set_current
 from .._runtime.lifecycle import only_cancelled, run_queue
 from .._runtime.waiters import Waiters
-from .._stores.protocol import NewTask, Store, StoreDataError, StoredTask, StoreError, storable_text
+from .._stores.protocol import NewTask, Store, StoreDataError, StoredTask, StoreError
+from .attempt import _Attempt, record_of_row
+from .errors import LEASE_EXPIRED_ERROR as LEASE_EXPIRED_ERROR
+from .errors import StoredError as StoredError
+from .errors import StoreUnavailable as StoreUnavailable
+from .errors import closed_error, conversion_error, not_found
+from .errors import error_text as error_text
+from .handle import DurableTaskHandle as DurableTaskHandle
+from .handle import FinishWaiters
 from .registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
+from .rows import check_status, info_of_row, outcome_of_row
 from .serialize import JSONSerializer, Serializer
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
@@ -83,72 +88,6 @@ PURGE_INTERVAL: Final = 60.0
 #: Bound on each cleanup write (releasing a task) made while being cancelled.
 CLEANUP_TIMEOUT: Final = 5.0
 
-#: The error recorded for an attempt whose worker stopped renewing its lease.
-LEASE_EXPIRED_ERROR: Final = (
-    "trio_workq.LeaseExpired: the worker running this attempt stopped renewing its lease "
-    "(its process died, hung, or lost the store)"
-)
-
-
-class StoredError(Exception):
-    """A failed attempt's error as the store keeps it: text, not the exception object.
-
-    Durable tasks may run in another process, so their exceptions are stored
-    as text and come back as this type, from `DurableTaskHandle.result` and in
-    `TaskInfo.errors`.
-
-    Attributes:
-        text: The whole stored text: the ``Type: message`` line, then the
-            traceback when there is one.
-        summary: The ``Type: message`` line (also ``str()`` of the error).
-    """
-
-    text: str
-    summary: str
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-        self.summary = text.split("\n", 1)[0]
-
-    def __str__(self) -> str:
-        return self.summary
-
-    def __repr__(self) -> str:
-        return f"StoredError({self.summary!r})"
-
-
-def error_text(exc: BaseException) -> str:
-    """How an exception is stored: its ``Type: message`` line, a blank line, the traceback.
-
-    NUL characters and lone surrogates are escaped (see `storable_text`):
-    a message may hold anything, a store cannot.
-    """
-    kind = type(exc)
-    name = kind.__qualname__
-    if kind.__module__ not in ("builtins", "__main__"):
-        name = f"{kind.__module__}.{name}"
-    try:
-        message = str(exc)
-    except Exception:  # a broken __str__ must not lose the error
-        message = "<str() of the exception failed>"
-    summary = f"{name}: {message}" if message else name
-    summary = summary.split("\n", 1)[0]  # the full message is in the traceback
-    if exc.__traceback__ is None and exc.__cause__ is None and exc.__context__ is None:
-        return storable_text(summary)
-    return storable_text(f"{summary}\n\n{''.join(traceback.format_exception(exc)).rstrip()}")
-
-
-def _conversion_error(exc: TypeError | ValueError, message: str) -> TypeError | ValueError:
-    """A `TypeError` or `ValueError`, as *exc* is, saying *message* (caused by *exc*).
-
-    Not ``type(exc)(message)``: some subclasses take other arguments
-    (``UnicodeEncodeError`` takes five).
-    """
-    error = TypeError(message) if isinstance(exc, TypeError) else ValueError(message)
-    error.__cause__ = exc
-    return error
-
 
 def _wall_now() -> float:
     # The store is shared across processes and hosts: it needs wall-clock time.
@@ -158,17 +97,6 @@ def _wall_now() -> float:
 def default_owner() -> str:
     """A worker process's owner id: ``hostname:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-class StoreUnavailable(StoreError):
-    """Every store call of a queue's workers has failed for longer than its grace period.
-
-    Raised out of the queue (inside an exception group when the queue runs in
-    a nursery) by `open_durable_queue` with a ``store_failure_grace``: a
-    store that refuses every write (a read-only file, a lost server) stops
-    the workers instead of failing their claims forever. The store's last
-    error is its ``__cause__``.
-    """
 
 
 @attrs.frozen
@@ -208,197 +136,6 @@ class DurableQueueStatistics:
     cancelled: int
     closed: bool
     owner: str
-
-
-class _Attempt:
-    """This process's record of a task: for lifecycle events and `current_task`.
-
-    It offers what `TaskEvent` and `current_task` read from a `TaskHandle`
-    (``id``, ``name``, ``_state``, ``_info_from``, ``info``, ``_queue``), so
-    durable tasks produce the same events as in-memory ones. Times are trio
-    times.
-    """
-
-    __slots__ = (
-        "_created",
-        "_due",
-        "_errors",
-        "_finished",
-        "_last_error",
-        "_queue",
-        "_queued",
-        "_started",
-        "args",
-        "attempts",
-        "cancel_requested",
-        "definition",
-        "id",
-        "interrupted",
-        "kwargs",
-        "lost",
-        "max_attempts",
-        "name",
-        "payload",
-        "priority",
-        "scope",
-        "status",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        queue: DurableWorkQueue,
-        task_id: str,
-        name: str,
-        status: TaskStatus,
-        priority: int,
-        max_attempts: int,
-        timeout: float | None,
-        created: float,
-    ) -> None:
-        self._queue = queue
-        self.id = task_id
-        self.name = name
-        self.status = status
-        self.priority = priority
-        self.max_attempts = max_attempts
-        self.timeout = timeout
-        self._created = created
-        self._queued = created
-        self._due: float | None = None
-        self._started: float | None = None
-        self._finished: float | None = None
-        self._last_error: BaseException | None = None
-        self._errors: tuple[BaseException, ...] = ()
-        self.attempts = 0
-        self.payload = b""
-        self.definition: TaskDefinition | None = None
-        self.args: Sequence[Any] = ()
-        self.kwargs: dict[str, Any] = {}
-        self.scope: trio.CancelScope | None = None
-        self.cancel_requested = False
-        self.interrupted = False  # by shutdown: give the task back, record nothing
-        self.lost = False  # the lease is gone: record nothing
-
-    def _state(self) -> tuple[Any, ...]:
-        return (
-            self.status,
-            self.attempts,
-            self._last_error,
-            self._errors,
-            self._due,
-            self._queued,
-            self._started,
-            self._finished,
-        )
-
-    def _info_from(self, state: tuple[Any, ...]) -> TaskInfo:
-        return info_from_state(
-            self.id,
-            self.name,
-            self.priority,
-            self.max_attempts,
-            self.timeout,
-            self._created,
-            state,
-            self._queue._wall_time,
-        )
-
-    def info(self) -> TaskInfo:
-        return self._info_from(self._state())
-
-
-class _FinishWaiters:
-    """Per task id, an event set when this process finishes the task (wakes `wait` early)."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, tuple[trio.Event, list[int]]] = {}
-
-    def register(self, task_id: str) -> tuple[trio.Event, list[int]]:
-        entry = self._events.get(task_id)
-        if entry is None:
-            entry = self._events[task_id] = (trio.Event(), [0])
-        entry[1][0] += 1
-        return entry
-
-    def unregister(self, task_id: str, entry: tuple[trio.Event, list[int]]) -> None:
-        entry[1][0] -= 1
-        if entry[1][0] == 0 and self._events.get(task_id) is entry:
-            del self._events[task_id]
-
-    def finished(self, task_id: str) -> None:
-        entry = self._events.pop(task_id, None)
-        if entry is not None:
-            entry[0].set()
-
-
-class DurableTaskHandle(Generic[T]):
-    """The handle of a task in a durable store: an id and the queue to ask.
-
-    It holds no state of its own: every method reads or changes the store,
-    so a handle works in any process and after a restart (get one with
-    `DurableWorkQueue.get_handle`). Handles compare equal by queue and id.
-
-    Attributes:
-        id: The task's id in the store.
-    """
-
-    __slots__ = ("_queue", "id")
-
-    id: str
-
-    def __init__(self, queue: DurableWorkQueue, task_id: str) -> None:
-        self._queue = queue
-        self.id = task_id
-
-    def __repr__(self) -> str:
-        return f"<DurableTaskHandle id={self.id}>"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DurableTaskHandle):
-            return NotImplemented
-        return self._queue is other._queue and self.id == other.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    async def wait(self) -> outcome.Outcome[T]:
-        """Wait until the task has finished; return the outcome of its final attempt.
-
-        Always a checkpoint. Polls the store every ``poll_interval`` seconds,
-        and wakes at once when this process finishes the task. A failed
-        task's outcome holds a `StoredError`; a cancelled one's holds
-        `TaskCancelled`; a completed one's holds the deserialized value.
-
-        Raises:
-            TaskNotFound: If the store has no task with this id (never
-                existed, or purged after its retention time).
-        """
-        return cast("outcome.Outcome[T]", await self._queue._wait_finished(self.id))
-
-    async def result(self) -> T:
-        """Wait until the task has finished and return its (deserialized) value.
-
-        Always a checkpoint.
-
-        Raises:
-            StoredError: If the task failed (the stored text of its last error).
-            TaskCancelled: If the task was cancelled.
-            TaskNotFound: As for `wait`.
-        """
-        return (await self.wait()).unwrap()
-
-    async def cancel(self) -> bool:
-        """Cancel the task; see `DurableWorkQueue.cancel`. Always a checkpoint."""
-        return await self._queue.cancel(self.id)
-
-    async def info(self) -> TaskInfo:
-        """A `TaskInfo` snapshot read from the store. Always a checkpoint.
-
-        Raises:
-            TaskNotFound: As for `wait`.
-        """
-        return await self._queue.get_info(self.id)
 
 
 class DurableWorkQueue(EventSource):
@@ -464,7 +201,7 @@ class DurableWorkQueue(EventSource):
         self._busy = 0
         self._worker_idle = trio.Event()  # a worker parked: the fetcher may claim
         self._work_hint = trio.Event()  # new work may be due: the fetcher should claim
-        self._finish_waiters = _FinishWaiters()
+        self._finish_waiters = FinishWaiters()
         # Attempts that returned, with their serialized results, for the recorder.
         self._completed: list[tuple[_Attempt, bytes]] = []
         self._completed_added = trio.Event()
@@ -610,7 +347,7 @@ class DurableWorkQueue(EventSource):
     ) -> NewTask:
         """Validate and serialize a submit; raise before anything is stored."""
         if self._closing:
-            raise _closed_error()
+            raise closed_error()
         kwargs: dict[str, Any] = {}
         if isinstance(fn, functools.partial):
             partial = cast("functools.partial[Awaitable[Any]]", fn)
@@ -642,7 +379,7 @@ class DurableWorkQueue(EventSource):
         try:
             return self._serializer.dumps(call)
         except (TypeError, ValueError) as exc:
-            raise _conversion_error(
+            raise conversion_error(
                 exc,
                 f"the arguments of task {name!r} cannot be serialized by "
                 f"{self._serializer!r}: {exc}",
@@ -695,7 +432,7 @@ class DurableWorkQueue(EventSource):
         Raises:
             TaskNotFound: If the store has no task with this id.
         """
-        return self._info_of_row(await self._get(task_id))
+        return info_of_row(await self._get(task_id))
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel the task with this id, wherever it is. Always a checkpoint.
@@ -717,17 +454,17 @@ class DurableWorkQueue(EventSource):
             raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
         status = await self._store.cancel(task_id)
         if status is None:
-            raise _not_found(task_id)
+            raise not_found(task_id)
         if status is RUNNING:
             attempt = self._held.get(task_id)
             if attempt is not None:
-                self._request_cancel(attempt)
+                attempt.request_cancel()
         elif not status.is_terminal:
             self._finish_waiters.finished(task_id)
             if self._hooks:
                 row = await self._store.get(task_id)
                 if row is not None:
-                    record = self._record_of_row(row)
+                    record = record_of_row(self, row, self._wall_offset)
                     record._finished = self._clock.current_time()
                     self._emit(record, EventKind.CANCELLED, was_running=False)
         return not status.is_terminal
@@ -745,7 +482,7 @@ class DurableWorkQueue(EventSource):
             raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
         status = await self._store.requeue(task_id)
         if status is None:
-            raise _not_found(task_id)
+            raise not_found(task_id)
         if status is not FAILED and status is not CANCELLED:
             raise TaskStateError(
                 f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
@@ -777,12 +514,12 @@ class DurableWorkQueue(EventSource):
             raise TypeError(f"limit must be an int, not {type(limit).__name__}")
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
-        status = _check_status(status)
+        status = check_status(status)
         check_name(name)
         if cursor is not None and not isinstance(cursor, str):
             raise TypeError(f"cursor must be a str or None, not {type(cursor).__name__}")
         page = await self._store.page(status=status, name=name, limit=limit, cursor=cursor)
-        return TaskPage(tuple(self._info_of_row(row) for row in page.tasks), page.next_cursor)
+        return TaskPage(tuple(info_of_row(row) for row in page.tasks), page.next_cursor)
 
     async def statistics(self) -> DurableQueueStatistics:
         """Counts per status across the store, and this process's workers. Always a checkpoint."""
@@ -807,16 +544,17 @@ class DurableWorkQueue(EventSource):
             raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
         row = await self._store.get(task_id)
         if row is None:
-            raise _not_found(task_id)
+            raise not_found(task_id)
         return row
 
-    async def _wait_finished(self, task_id: str) -> outcome.Outcome[Any]:
+    async def wait_finished(self, task_id: str) -> outcome.Outcome[Any]:
+        """The outcome of the task once finished (`DurableTaskHandle.wait`). Always a checkpoint."""
         entry = self._finish_waiters.register(task_id)
         try:
             while True:
                 row = await self._get(task_id)
                 if row.status.is_terminal:
-                    return self._outcome_of_row(row)
+                    return outcome_of_row(row, self._serializer)
                 with trio.move_on_after(self._poll_interval):
                     await entry[0].wait()
                 if entry[0].is_set():
@@ -824,64 +562,6 @@ class DurableWorkQueue(EventSource):
                     entry = self._finish_waiters.register(task_id)
         finally:
             self._finish_waiters.unregister(task_id, entry)
-
-    def _outcome_of_row(self, row: StoredTask) -> outcome.Outcome[Any]:
-        if row.status is COMPLETED:
-            try:
-                value = None if row.result is None else self._serializer.loads(row.result)
-            except Exception as exc:  # a corrupt row: the caller's error, not a crash
-                text = f"the stored result of task {row.id} cannot be decoded: {exc!r}"
-                return outcome.Error(StoredError(storable_text(text)))
-            return outcome.Value(value)
-        if row.status is FAILED:
-            text = row.errors[-1] if row.errors else "the task failed (no error was recorded)"
-            return outcome.Error(StoredError(text))
-        return outcome.Error(TaskCancelled(f"task {row.id} ({row.name}) was cancelled"))
-
-    def _info_of_row(self, row: StoredTask) -> TaskInfo:
-        wall = _wall_datetime
-        errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])
-        status = row.status
-        waiting = status is SCHEDULED or status is RETRYING
-        queued_at = None
-        if status is not SCHEDULED:
-            queued_at = wall(row.due_at if row.due_at is not None else row.created_at)
-        return TaskInfo(
-            id=row.id,
-            name=row.name,
-            status=status,
-            priority=row.priority,
-            attempts=row.attempts,
-            max_attempts=row.max_attempts,
-            timeout=row.timeout,
-            last_error=errors[-1] if errors else None,
-            errors=errors,
-            created_at=wall(row.created_at),
-            due_at=wall(row.due_at) if waiting and row.due_at is not None else None,
-            queued_at=queued_at,
-            started_at=None if row.started_at is None else wall(row.started_at),
-            finished_at=None if row.finished_at is None else wall(row.finished_at),
-        )
-
-    def _record_of_row(self, row: StoredTask) -> _Attempt:
-        offset = self._wall_offset
-        record = _Attempt(
-            self,
-            row.id,
-            row.name,
-            row.status,
-            row.priority,
-            row.max_attempts,
-            row.timeout,
-            row.created_at - offset,
-        )
-        record.attempts = row.attempts
-        record.payload = row.payload
-        record._queued = (row.due_at if row.due_at is not None else row.created_at) - offset
-        if row.errors:
-            record._errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])
-            record._last_error = record._errors[-1]
-        return record
 
     def _wall_time(self, trio_time: float) -> datetime:
         return datetime.fromtimestamp(self._wall_offset + trio_time, timezone.utc)
@@ -945,7 +625,7 @@ class DurableWorkQueue(EventSource):
                     await self._work_hint.wait()
 
     def _hold(self, row: StoredTask) -> _Attempt:
-        attempt = self._record_of_row(row)
+        attempt = record_of_row(self, row, self._wall_offset)
         attempt.status = QUEUED  # claimed, not started: RUNNING is set (and announced) at start
         self._held[row.id] = attempt
         return attempt
@@ -1147,7 +827,7 @@ class DurableWorkQueue(EventSource):
             if not isinstance(result, bytes):  # one bad result must not fail a whole batch
                 raise TypeError(f"dumps() returned {type(result).__name__}, not bytes")
         except (TypeError, ValueError) as exc:
-            error = _conversion_error(
+            error = conversion_error(
                 exc,
                 f"the result of task {attempt.name!r} cannot be serialized by "
                 f"{self._serializer!r}: {exc}",
@@ -1408,11 +1088,6 @@ class DurableWorkQueue(EventSource):
             if self._closing and not self._held:
                 self._drained.set()
 
-    def _request_cancel(self, attempt: _Attempt) -> None:
-        attempt.cancel_requested = True
-        if attempt.scope is not None:
-            attempt.scope.cancel()
-
     # ------------------------------------------------------- leases & upkeep
 
     async def _heartbeat(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
@@ -1450,7 +1125,7 @@ class DurableWorkQueue(EventSource):
             for task_id in renewal.cancel_requested:
                 attempt = self._held.get(task_id)
                 if attempt is not None and not attempt.cancel_requested:
-                    self._request_cancel(attempt)
+                    attempt.request_cancel()
 
     async def _reaper(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
         """Re-queue tasks whose worker died, and purge finished tasks past their retention."""
@@ -1587,30 +1262,6 @@ def _log_lease_lost(attempt: _Attempt) -> None:
         attempt.id,
         attempt.name,
     )
-
-
-def _closed_error() -> QueueClosed:
-    return QueueClosed("the queue is shutting down and accepts no new tasks")
-
-
-def _not_found(task_id: str) -> TaskNotFound:
-    return TaskNotFound(f"no task with id {task_id!r} in the store (unknown, or purged)")
-
-
-def _wall_datetime(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-def _check_status(status: TaskStatus | str | None) -> TaskStatus | None:
-    if status is None:
-        return None
-    if not isinstance(status, str):
-        raise TypeError(f"status must be a TaskStatus or str, not {type(status).__name__}")
-    try:
-        return TaskStatus(status)
-    except ValueError:
-        known = ", ".join(s.value for s in TaskStatus)
-        raise ValueError(f"unknown status {status!r}; expected one of {known}") from None
 
 
 @asynccontextmanager
