@@ -44,7 +44,7 @@ from .._core.status import (
 from .._core.validate import check_count, check_name
 from .._memory.handle import T
 from .._runtime.events import EventSource, running_in
-from .._runtime.lifecycle import only_cancelled, run_queue
+from .._runtime.lifecycle import run_queue
 from .._stores.protocol import Store, StoredTask
 from .completer import Completer
 from .errors import LEASE_EXPIRED_ERROR as LEASE_EXPIRED_ERROR
@@ -61,6 +61,7 @@ from .rows import check_status, info_of_row, outcome_of_row
 from .runtime import CLEANUP_TIMEOUT as CLEANUP_TIMEOUT
 from .runtime import Runtime
 from .serialize import JSONSerializer, Serializer
+from .supervisor import Supervisor
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
@@ -163,20 +164,19 @@ class DurableWorkQueue(EventSource):
         )
         self._completer = Completer(rt, retry)
         self._intake = Intake(rt, retry)
-        self._fetcher = Fetcher(rt, self._completer)
-        self._executor = Executor(rt, self._completer)
-        self._maintenance = Maintenance(rt, retention)
         self._store = store
         self._owner = rt.owner
         self._serializer = serializer
         self._held = rt.held  # the same dict: tests look into it
-        # The task tree and shutdown (this facade's own state).
-        self._closing_event = trio.Event()
-        self._shutdown_deadline = math.inf
-        self._grace_scope: trio.CancelScope | None = None
-        self._started = False
-        self._stopped = trio.Event()
-        self._crashed = False
+        self._tree = Supervisor(
+            rt,
+            self._workers,
+            completer=self._completer,
+            executor=Executor(rt, self._completer),
+            fetcher=Fetcher(rt, self._completer),
+            maintenance=Maintenance(rt, retention),
+        )
+        self._stopped = self._tree.stopped  # the same event: tests wait on it
         self._init_events()
         self._wall_offset = rt.wall_offset
 
@@ -469,98 +469,26 @@ class DurableWorkQueue(EventSource):
         one), it starts the shutdown and returns without waiting: the queue
         cannot stop before the calling task ends.
         """
+        tree = self._tree
         if timeout is not None:
-            timeout = _check_seconds("timeout", timeout)
-            self._shutdown_deadline = min(
-                self._shutdown_deadline, self._rt.clock.current_time() + timeout
-            )
-            if self._grace_scope is not None:
-                self._grace_scope.deadline = self._shutdown_deadline
-        self._begin_shutdown()
+            tree.shorten_deadline(_check_seconds("timeout", timeout))
+        tree.begin_shutdown()
         if running_in(self):
             await trio.lowlevel.checkpoint()
             return
         try:
-            await self._stopped.wait()
+            await tree.stopped.wait()
         except BaseException:
-            self._abort()
+            tree.abort()
             raise
-
-    def _begin_shutdown(self) -> None:
-        rt = self._rt
-        if not rt.closing:
-            rt.closing = True
-            self._closing_event.set()
-            rt.hint()
-            rt.worker_idle.set()
-            if not rt.held:
-                rt.drained.set()
 
     def _abort(self) -> None:
         """Stop every running task now; each is given back to the store."""
-        self._shutdown_deadline = -math.inf
-        self._begin_shutdown()
-        if self._grace_scope is not None:
-            self._grace_scope.cancel()
-        for attempt in list(self._rt.held.values()):
-            attempt.interrupted = True
-            if attempt.scope is not None:
-                attempt.scope.cancel()
+        self._tree.abort()
 
-    async def _supervise(self) -> None:
-        await self._closing_event.wait()
-        # Claimed tasks no worker has started go back at once (workers take no more).
-        rt = self._rt
-        unstarted = [a for a in rt.ready if not a.lost]
-        rt.ready.clear()
-        await self._completer.release_all(unstarted)
-        with trio.CancelScope(deadline=self._shutdown_deadline) as self._grace_scope:
-            await rt.drained.wait()
-        self._grace_scope = None
-        if not rt.drained.is_set():
-            self._abort()
-            await rt.drained.wait()
-
-    async def _run_queue(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        self._started = True
-        try:
-            async with trio.open_nursery() as nursery:
-                if self._workers:
-                    for _ in range(self._workers):
-                        nursery.start_soon(self._executor.run)
-                    nursery.start_soon(self._fetcher.run)
-                    nursery.start_soon(self._completer.run)
-                    nursery.start_soon(self._fetcher.listen)
-                    nursery.start_soon(self._maintenance.heartbeat)
-                    nursery.start_soon(self._maintenance.reaper)
-                task_status.started()
-                await self._supervise()
-                # Nothing is held any more: stop the workers and the upkeep.
-                nursery.cancel_scope.cancel()
-        except BaseException as exc:
-            self._crashed = not only_cancelled(exc)
-            raise
-        finally:
-            rt = self._rt
-            rt.closing = True
-            # Cancelled from outside: claimed tasks no worker started go back now
-            # (running ones are given back by their workers as they unwind).
-            unstarted = [a for a in rt.held.values() if a._started is None]
-            completer = self._completer
-            completed, completer.completed = completer.completed, []
-            if unstarted or completed:
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
-                    try:
-                        # Results not written yet: write them rather than leave tasks
-                        # that ran to run again once their lease expires.
-                        if completed:
-                            await completer.record_completions(completed)
-                    finally:
-                        await completer.release_all(unstarted)
-            self._stopped.set()
-            self._close_streams()
+    @property
+    def _crashed(self) -> bool:
+        return self._tree.crashed
 
 
 @asynccontextmanager
@@ -645,12 +573,12 @@ async def open_durable_queue(
     )
     await resolved.open()
     try:
-        async with run_queue(nursery, queue._run_queue, queue):
+        async with run_queue(nursery, queue._tree.run, queue):
             yield queue
     finally:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
             # With the caller's nursery, the queue's tasks may still be giving
             # tasks back: let them finish before the store closes under them.
-            if queue._started:
-                await queue._stopped.wait()
+            if queue._tree.started:
+                await queue._tree.stopped.wait()
             await resolved.aclose()

@@ -25,8 +25,10 @@ def only_cancelled(exc: BaseException) -> bool:
 class _RunningQueue(Protocol):
     """What `run_queue` needs of a queue (in-memory or durable)."""
 
-    _crashed: bool
     _shutdown_timeout: float | None
+
+    @property
+    def _crashed(self) -> bool: ...  # read only: the durable queue's is its supervisor's
 
     def _abort(self) -> None: ...
 
