@@ -193,6 +193,35 @@ class DurableWorkQueue(EventSource):
         """This process's owner id (``hostname:pid:random``), as the store records it."""
         return self._owner
 
+    @property
+    def serializer(self) -> Serializer:
+        """How this queue stores arguments and results.
+
+        Internal, stable for trio_workq.web and the command line: not part
+        of the public API.
+        """
+        return self._serializer
+
+    @property
+    def wall_offset(self) -> float:
+        """Add it to a trio time (``trio.current_time()``) to get Unix seconds.
+
+        Fixed when the queue is made. Internal, stable for trio_workq.web
+        and the integrations: not part of the public API.
+        """
+        return self._wall_offset
+
+    async def get_row(self, task_id: str) -> StoredTask:
+        """The task's stored row, as the store returns it. Always a checkpoint.
+
+        Internal, stable for trio_workq.web and the command line: not part
+        of the public API.
+
+        Raises:
+            TaskNotFound: If the store has no task with this id.
+        """
+        return await self._get(task_id)
+
     # ------------------------------------------------------------------ intake
 
     async def submit(
@@ -428,7 +457,11 @@ class DurableWorkQueue(EventSource):
         return row
 
     async def wait_finished(self, task_id: str) -> outcome.Outcome[Any]:
-        """The outcome of the task once finished (`DurableTaskHandle.wait`). Always a checkpoint."""
+        """The outcome of the task once finished. Always a checkpoint.
+
+        Internal, for `DurableTaskHandle.wait` (use that): not part of the
+        public API.
+        """
         waiters = self._rt.finish_waiters
         entry = waiters.register(task_id)
         try:

@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: MIT
+"""The durable queue's internal-but-stable members, which trio_workq.web and the cli use.
+
+Not public API, but these must keep working for the layers above the queue:
+``serializer``, ``wall_offset`` and ``get_row``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_workq
+from trio_workq._durable.queue import open_durable_queue
+from trio_workq._durable.serialize import JSONSerializer
+
+
+@trio_workq.task(name="internal.echo")
+async def echo(value: int) -> int:
+    await trio.lowlevel.checkpoint()
+    return value
+
+
+async def test_internal_stable_members(tmp_path: Path) -> None:
+    """The serializer reads a stored payload; the offset maps trio time to Unix time."""
+    serializer = JSONSerializer()
+    with trio.fail_after(10):
+        async with open_durable_queue(
+            store=f"sqlite:///{tmp_path}/t.db", workers=0, serializer=serializer
+        ) as queue:
+            assert queue.serializer is serializer
+            assert abs(queue.wall_offset + trio.current_time() - time.time()) < 5
+            handle = await queue.submit(echo, 7)
+            row = await queue.get_row(handle.id)
+            assert row.id == handle.id
+            assert queue.serializer.loads(row.payload) == {"args": [7]}
+            with pytest.raises(trio_workq.TaskNotFound):
+                await queue.get_row("no-such-id")
