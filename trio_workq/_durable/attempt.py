@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -12,10 +12,8 @@ from .._core.info import MAX_ERROR_HISTORY, TaskInfo, info_from_state
 from .._core.status import TaskStatus
 from .._stores.protocol import StoredTask
 from .errors import StoredError
+from .handle import QueueRef
 from .registry import TaskDefinition
-
-if TYPE_CHECKING:
-    from .queue import DurableWorkQueue
 
 
 class _Attempt:
@@ -55,7 +53,7 @@ class _Attempt:
 
     def __init__(
         self,
-        queue: DurableWorkQueue,
+        queue: QueueRef,
         task_id: str,
         name: str,
         status: TaskStatus,
@@ -122,7 +120,7 @@ class _Attempt:
             self.scope.cancel()
 
 
-def record_of_row(queue: DurableWorkQueue, row: StoredTask, wall_offset: float) -> _Attempt:
+def record_of_row(queue: QueueRef, row: StoredTask, wall_offset: float) -> _Attempt:
     """A record of the stored task *row*, its wall-clock times made trio times."""
     offset = wall_offset
     record = _Attempt(

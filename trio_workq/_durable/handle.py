@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, cast
+from datetime import datetime
+from typing import Any, Generic, Protocol, cast
 
 import outcome
 import trio
@@ -11,8 +12,21 @@ import trio
 from .._core.info import TaskInfo
 from .._memory.handle import T
 
-if TYPE_CHECKING:
-    from .queue import DurableWorkQueue
+
+class QueueRef(Protocol):
+    """What handles and attempt records need of their queue (`DurableWorkQueue`).
+
+    A protocol, so that these modules need not import the queue's (which
+    imports them).
+    """
+
+    async def wait_finished(self, task_id: str) -> outcome.Outcome[Any]: ...
+
+    async def cancel(self, task_id: str) -> bool: ...
+
+    async def get_info(self, task_id: str) -> TaskInfo: ...
+
+    def _wall_time(self, trio_time: float) -> datetime: ...
 
 
 class FinishWaiters:
@@ -54,7 +68,7 @@ class DurableTaskHandle(Generic[T]):
 
     id: str
 
-    def __init__(self, queue: DurableWorkQueue, task_id: str) -> None:
+    def __init__(self, queue: QueueRef, task_id: str) -> None:
         self._queue = queue
         self.id = task_id
 

@@ -97,7 +97,7 @@ class Intake:
         rt = self._rt
         queue = rt.queue
         ids = await rt.store.add(tasks)
-        if queue._hooks:
+        if rt.events._hooks:
             now = rt.clock.current_time()
             for task_id, new in zip(ids, tasks, strict=True):
                 record = _Attempt(

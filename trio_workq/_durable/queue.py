@@ -156,6 +156,7 @@ class DurableWorkQueue(EventSource):
         # The services, wired to the state they share (see Runtime for who writes what).
         rt = self._rt = Runtime(
             queue=self,
+            events=self,
             store=store,
             lease=lease,
             poll_interval=poll_interval,

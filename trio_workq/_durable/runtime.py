@@ -15,21 +15,19 @@ import secrets
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 import trio
 
 from .._core.status import EVENT_FOR_STATUS, RUNNING, EventKind, TaskStatus
 from .._memory.handle import TaskHandle
+from .._runtime.events import EventSource
 from .._runtime.waiters import Waiters
 from .._stores.protocol import Store, StoredTask, StoreError
 from .attempt import _Attempt, record_of_row
 from .errors import StoreUnavailable
-from .handle import FinishWaiters
+from .handle import FinishWaiters, QueueRef
 from .serialize import Serializer
-
-if TYPE_CHECKING:
-    from .queue import DurableWorkQueue
 
 #: Bound on each cleanup write (releasing a task) made while being cancelled.
 CLEANUP_TIMEOUT: Final = 5.0
@@ -82,8 +80,9 @@ class StoreHealth:
 class Runtime:
     """What the services of one `DurableWorkQueue` share.
 
-    Set once by the queue and read-only after: ``queue`` (the facade: the
-    event source, and the queue attempts name), ``store``, ``owner``,
+    Set once by the queue and read-only after: ``queue`` (the facade, as
+    handles and attempts know it), ``events`` (the facade too, as the
+    source of lifecycle events), ``store``, ``owner``,
     ``lease``, ``poll_interval``, ``serializer``, ``no_arguments``, ``clock``,
     ``wall_offset``, ``health`` and ``finish_waiters`` (objects with their
     own methods).
@@ -110,7 +109,8 @@ class Runtime:
     def __init__(
         self,
         *,
-        queue: DurableWorkQueue,
+        queue: QueueRef,
+        events: EventSource,
         store: Store,
         lease: float,
         poll_interval: float,
@@ -118,6 +118,7 @@ class Runtime:
         store_failure_grace: float,
     ) -> None:
         self.queue = queue
+        self.events = events
         self.store = store
         self.owner = default_owner()
         self.lease = lease
@@ -160,13 +161,13 @@ class Runtime:
         """Call the queue's hooks (listeners, streams) with an event of *record*."""
         # The record offers what TaskEvent reads from a TaskHandle (see _Attempt).
         task = cast("TaskHandle[Any]", record)
-        self.queue._call_hooks(kind, task, self.clock.current_time(), was_running)
+        self.events._call_hooks(kind, task, self.clock.current_time(), was_running)
 
     def set_status(self, attempt: _Attempt, status: TaskStatus) -> None:
         """Change *attempt*'s status and announce it to the hooks. Not a checkpoint."""
         old = attempt.status
         attempt.status = status
-        if self.queue._hooks:
+        if self.events._hooks:
             kind = EVENT_FOR_STATUS.get(status)
             if kind is not None:
                 self.emit(attempt, kind, was_running=old is RUNNING)

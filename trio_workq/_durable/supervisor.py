@@ -127,4 +127,4 @@ class Supervisor:
                     finally:
                         await completer.release_all(unstarted)
             self.stopped.set()
-            rt.queue._close_streams()
+            rt.events._close_streams()
