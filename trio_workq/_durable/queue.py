@@ -605,14 +605,15 @@ async def open_durable_queue(
         shutdown_timeout=shutdown_timeout,
         store_failure_grace=store_failure_grace,
     )
+    tree = queue._tree
     await resolved.open()
     try:
-        async with run_queue(nursery, queue._tree.run, queue):
+        async with run_queue(nursery, tree.run, queue):
             yield queue
     finally:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
             # With the caller's nursery, the queue's tasks may still be giving
             # tasks back: let them finish before the store closes under them.
-            if queue._tree.started:
-                await queue._tree.stopped.wait()
+            if tree.started:
+                await tree.stopped.wait()
             await resolved.aclose()
