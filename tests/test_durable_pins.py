@@ -29,7 +29,7 @@ from psycopg import sql
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskCancelled, TaskNotFound, TaskStatus, fixed
-from trio_workq._durable import queue as _durable
+from trio_workq._durable import maintenance as _maintenance
 from trio_workq._durable.queue import StoredError, open_durable_queue
 from trio_workq._durable.registry import task
 from trio_workq._stores.protocol import Claimed
@@ -127,7 +127,7 @@ class TestRetention:
     @pytest.fixture(autouse=True)
     def _short_purge_interval(self, monkeypatch: pytest.MonkeyPatch) -> None:
         # Real time (see the module docstring), so the reaper must purge often.
-        monkeypatch.setattr(_durable, "PURGE_INTERVAL", 0.1)
+        monkeypatch.setattr(_maintenance, "PURGE_INTERVAL", 0.1)
 
     async def test_maintenance_purges_tasks_past_their_retention(self, url: str) -> None:
         """The queue's own maintenance purges finished tasks; unfinished ones stay.
@@ -296,7 +296,7 @@ class TestPromptness:
         path can end the task within 2 s. Break caught: `cancel` leaves a
         local running task to the heartbeat's relay.
         """
-        monkeypatch.setattr(_durable, "MAX_RENEW_INTERVAL", 30.0)
+        monkeypatch.setattr(_maintenance, "MAX_RENEW_INTERVAL", 30.0)
         async with open_durable_queue(store=url, workers=1, lease=30, poll_interval=5) as queue:
             handle = await queue.submit(gated, 1, "complete")
             await wait_until_started(1)
@@ -356,7 +356,7 @@ class TestCancelWins:
         left: the store's cancel wins over the retry. Break caught: the
         store's ``fail`` ignores ``cancel_requested``.
         """
-        monkeypatch.setattr(_durable, "MAX_RENEW_INTERVAL", 30.0)
+        monkeypatch.setattr(_maintenance, "MAX_RENEW_INTERVAL", 30.0)
         async with (
             open_durable_queue(store=url, workers=1, lease=30, poll_interval=0.05) as worker,
             open_durable_queue(store=url, workers=0) as other,
@@ -384,7 +384,7 @@ class TestCancelWins:
         ``cancelled`` instead of queueing it again. Break caught: the
         store's ``release`` ignores ``cancel_requested``.
         """
-        monkeypatch.setattr(_durable, "MAX_RENEW_INTERVAL", 30.0)
+        monkeypatch.setattr(_maintenance, "MAX_RENEW_INTERVAL", 30.0)
         async with open_durable_queue(store=url, workers=0) as other:
             async with open_durable_queue(store=url, workers=1, lease=30) as worker:
                 handle = await worker.submit(gated, 1, "complete")

@@ -29,8 +29,10 @@ class _RunningQueue(Protocol):
     their lifecycle (hence the ``reportPrivateUsage`` waivers below).
     """
 
-    _crashed: bool
     _shutdown_timeout: float | None
+
+    @property
+    def _crashed(self) -> bool: ...  # read only: the durable queue's is its supervisor's
 
     def _abort(self) -> None: ...
 

@@ -1,0 +1,309 @@
+# SPDX-License-Identifier: MIT
+# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
+# either record) and the runtime's services share it and the queue's event source; until
+# one task-record protocol replaces those fields, this module waives the rule.
+# pyright: reportPrivateUsage=false
+"""The completer: writes how attempts ended, results in batches, with retries.
+
+Workers hand the results of attempts that returned to the completer, which
+writes all those waiting in one store call while the workers go on;
+failures, cancellations and releases are written by the worker itself,
+through the same retrying, lease-conditional write.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .._core.info import MAX_ERROR_HISTORY
+from .._core.retry import RetryPolicy
+from .._core.status import CANCELLED, COMPLETED, FAILED, RETRYING
+from .._runtime.events import logger
+from .._stores.protocol import StoreDataError, StoreError
+from .attempt import _Attempt
+from .errors import conversion_error, error_text
+from .registry import QUEUE_DEFAULT
+from .runtime import Runtime, wall_now
+
+R = TypeVar("R")
+
+
+class Completer:
+    """Records outcomes: owns the results waiting to be written (``completed``)."""
+
+    def __init__(self, rt: Runtime, retry: RetryPolicy | None) -> None:
+        self._rt = rt
+        self._store = rt.store
+        self._retry = retry
+        self._none_result = rt.serializer.dumps(None)  # encoded once: most tasks return None
+        # Attempts that returned, with their serialized results, for `run` to write.
+        self.completed: list[tuple[_Attempt, bytes]] = []
+        self._completed_added = trio.Event()
+
+    async def record_success(self, attempt: _Attempt, value: object) -> None:  # noqa: ASYNC910
+        """Hand a returned value to the writer (or fail the task if it cannot be stored)."""
+        try:
+            result = self._none_result if value is None else self._rt.serializer.dumps(value)
+            if not isinstance(result, bytes):  # one bad result must not fail a whole batch
+                raise TypeError(f"dumps() returned {type(result).__name__}, not bytes")
+        except (TypeError, ValueError) as exc:
+            error = conversion_error(
+                exc,
+                f"the result of task {attempt.name!r} cannot be serialized by "
+                f"{self._rt.serializer!r}: {exc}",
+            )
+            await self.record_failure(attempt, error, False)
+            return
+        # The recorder writes it, batched with others, while this worker goes on.
+        self.completed.append((attempt, result))
+        self._completed_added.set()
+
+    async def record_failure(self, attempt: _Attempt, exc: Exception, retryable: bool) -> None:
+        """Write a failed attempt: ``retrying`` if its policy allows, else ``failed``."""
+        rt = self._rt
+        attempt._last_error = exc
+        attempt._errors = (*attempt._errors, exc)[-MAX_ERROR_HISTORY:]
+        retry_at = None
+        if retryable:
+            try:
+                delay = self._retry_delay(attempt, exc)
+            except Exception as policy_error:  # a broken backoff or retry_if fails the task
+                policy_error.__context__ = exc
+                attempt._last_error = policy_error
+                attempt._errors = (*attempt._errors[:-1], policy_error)
+                delay = None
+            if delay is not None:
+                retry_at = wall_now() + delay
+        if not await self.write(
+            self._store.fail, attempt, error_text(attempt._last_error), retry_at
+        ):
+            return
+        if retry_at is None:
+            logger.warning(
+                "task %s (%s) failed after %d attempt(s)",
+                attempt.id,
+                attempt.name,
+                attempt.attempts,
+                exc_info=attempt._last_error,
+            )
+            attempt._finished = rt.clock.current_time()
+            rt.set_status(attempt, FAILED)
+            rt.finish_waiters.finished(attempt.id)
+        else:
+            logger.info(
+                "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                attempt.id,
+                attempt.name,
+                attempt.attempts,
+                exc,
+                retry_at - wall_now(),
+            )
+            attempt._due = rt.clock.current_time() + max(retry_at - wall_now(), 0.0)
+            rt.set_status(attempt, RETRYING)
+
+    def _retry_delay(self, attempt: _Attempt, exc: Exception) -> float | None:
+        definition = attempt.definition
+        policy = self._retry
+        if definition is not None and definition.retry is not QUEUE_DEFAULT:
+            policy = definition.retry
+        if policy is None or attempt.attempts >= attempt.max_attempts:
+            return None
+        if policy.max_attempts != attempt.max_attempts:
+            # The stored bound wins: the policy may have changed since the submit.
+            policy = attrs.evolve(policy, max_attempts=attempt.max_attempts)
+        return policy.next_delay(attempt.attempts, exc)
+
+    async def record_cancelled(self, attempt: _Attempt) -> None:
+        """Write an attempt stopped by a cancel request: ``cancelled``."""
+        if await self.write(self._store.finish_cancelled, attempt):
+            attempt._finished = self._rt.clock.current_time()
+            self._rt.set_status(attempt, CANCELLED)
+            self._rt.finish_waiters.finished(attempt.id)
+
+    async def release(self, attempt: _Attempt) -> None:
+        """Give the task back to the store (``queued``, this attempt not counted)."""
+        await self.write(self._store.release, attempt)
+
+    async def release_all(self, attempts: Sequence[_Attempt]) -> None:  # noqa: ASYNC910
+        """Give back claimed tasks that will not run here (concurrently: the store batches)."""
+        if attempts:
+            async with trio.open_nursery() as nursery:
+                for attempt in attempts:
+                    attempt.interrupted = True
+                    nursery.start_soon(self.release, attempt)
+
+    async def run(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Write the outcomes of attempts that returned: all waiting ones in one store call."""
+        batch: list[tuple[_Attempt, bytes]] = []
+        try:
+            while True:
+                if not self.completed:
+                    self._completed_added = trio.Event()
+                    await self._completed_added.wait()
+                batch, self.completed = self.completed, []
+                await self.record_completions(batch)
+                batch = []
+        except BaseException:
+            # Cancelled from outside: the queue writes what is waiting once every
+            # worker has stopped (a shielded task may still return after this).
+            self.completed[:0] = batch
+            raise
+
+    async def record_completions(self, batch: list[tuple[_Attempt, bytes]]) -> None:
+        """Write the results of *batch* in one store call (one by one if one is refused)."""
+        rt = self._rt
+        items = [(attempt.id, attempt.attempts, result) for attempt, result in batch]
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(self._store.complete_many, rt.owner, items),
+                [attempt for attempt, _ in batch],
+            )
+        except StoreDataError as exc:
+            # Some result cannot be stored (too big, say): each alone, so that only its task fails.
+            if len(batch) > 1:
+                for one in batch:
+                    await self.record_completions([one])
+                return  # noqa: ASYNC910 - private; the write above checkpointed
+            attempt = batch[0][0]
+            error = StoreDataError(f"the result of task {attempt.name!r} cannot be stored: {exc}")
+            await self.record_failure(attempt, error, False)
+            return
+        for attempt, _ in batch:
+            rt.unhold(attempt)
+        if recorded is None:
+            return
+        now = rt.clock.current_time()
+        refused: list[_Attempt] = []
+        for (attempt, _), done in zip(batch, recorded, strict=True):
+            if done:
+                attempt._finished = now
+                rt.set_status(attempt, COMPLETED)
+                rt.finish_waiters.finished(attempt.id)
+            else:
+                refused.append(attempt)
+        for attempt in refused:
+            if await self._completed_by(attempt):
+                # An earlier try committed, but its answer was lost (a dropped connection).
+                attempt._finished = rt.clock.current_time()
+                rt.set_status(attempt, COMPLETED)
+                rt.finish_waiters.finished(attempt.id)
+            else:
+                _log_lease_lost(attempt)
+
+    async def _completed_by(self, attempt: _Attempt) -> bool:
+        """Whether the store holds *attempt*'s own completion (rare: after a refused write)."""
+        try:
+            row = await self._store.get(attempt.id)
+        except StoreError:
+            return False  # noqa: ASYNC910 - the failed call was the checkpoint
+        # Only this attempt can have completed the task at this attempt number: a later
+        # run needs a later claim, and a claim counts an attempt (a release, which gives
+        # an attempt number back, is written instead of this attempt's result, never with it).
+        return row is not None and row.status is COMPLETED and row.attempts == attempt.attempts
+
+    async def write(
+        self, method: Callable[..., Awaitable[bool]], attempt: _Attempt, *extra: Any
+    ) -> bool:
+        """Write an attempt's outcome; True if it was recorded (the lease was still ours).
+
+        Cancelled before the store ran the write, the attempt stays held: whoever
+        unwinds (the worker, or the queue's last cleanup) gives it back then.
+        """
+        try:
+            recorded = await self._retrying_write(
+                functools.partial(method, self._rt.owner, attempt.id, attempt.attempts, *extra),
+                [attempt],
+            )
+        except StoreDataError as exc:
+            recorded = await self._after_data_error(method, attempt, extra, exc)
+        self._rt.unhold(attempt)
+        if recorded is False:
+            _log_lease_lost(attempt)
+        return bool(recorded)
+
+    async def _after_data_error(
+        self,
+        method: Callable[..., Awaitable[bool]],
+        attempt: _Attempt,
+        extra: tuple[Any, ...],
+        exc: StoreDataError,
+    ) -> bool | None:
+        """After the store refused an outcome's data: fail the task with a text it holds.
+
+        Only an error text can be refused (the other writes carry no data);
+        None if even the replacement is refused (the lease then expires).
+        """
+        logger.error(
+            "task %s (%s): the store refused its outcome: %s", attempt.id, attempt.name, exc
+        )
+        if method != self._store.fail:
+            return None  # noqa: ASYNC910 - private; the write above checkpointed
+        text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"
+        write = functools.partial(
+            self._store.fail,
+            self._rt.owner,
+            attempt.id,
+            attempt.attempts,
+            ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
+            extra[1],
+        )
+        try:
+            return await self._retrying_write(write, [attempt])
+        except StoreDataError:
+            return None  # noqa: ASYNC910 - private; the write above checkpointed
+
+    async def _retrying_write(
+        self, write: Callable[[], Awaitable[R]], attempts: Sequence[_Attempt]
+    ) -> R | None:
+        """``await write()``, retried while the store fails; None once retrying is pointless.
+
+        A failing store is retried until the lease would have expired: past
+        that the reaper re-queues the *attempts* anyway. A `StoreDataError`
+        is raised at once: the same data fails the same way every time.
+        """
+        rt = self._rt
+        give_up = rt.clock.current_time() + rt.lease
+        delay = 0.05
+        while True:
+            try:
+                result = await write()
+            except StoreDataError:
+                rt.health.ok()  # the store answered: it works
+                raise
+            except StoreError as exc:
+                # Counted, but never raised from here: this runs in cleanup too, where
+                # StoreUnavailable would cut the cleanup short.
+                rt.health.failed(exc, stop=False)
+                if rt.clock.current_time() + delay >= give_up:
+                    for attempt in attempts:
+                        logger.error(
+                            "task %s (%s): could not record its outcome (%s); the store "
+                            "re-queues it when its lease expires",
+                            attempt.id,
+                            attempt.name,
+                            exc,
+                        )
+                    return None  # noqa: ASYNC910 - the failed call was the checkpoint
+                logger.warning(
+                    "store write for task(s) %s failed (%s); retrying",
+                    ", ".join(attempt.id for attempt in attempts),
+                    exc,
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            else:
+                rt.health.ok()
+                return result
+
+
+def _log_lease_lost(attempt: _Attempt) -> None:
+    logger.info(
+        "task %s (%s): lease lost before its outcome was recorded; another attempt owns it now",
+        attempt.id,
+        attempt.name,
+    )

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: MIT
+# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
+# either record) and the runtime's services share it and the queue's event source; until
+# one task-record protocol replaces those fields, this module waives the rule.
+# pyright: reportPrivateUsage=false
+"""Upkeep of the held tasks and the store: lease renewal, lease recovery, purge."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import trio
+
+from .._runtime.events import logger
+from .._stores.protocol import StoreError
+from .errors import LEASE_EXPIRED_ERROR
+from .runtime import Runtime, wall_now
+
+#: Longest gap between two lease renewals, which is also how soon a running
+#: task sees a cancellation requested from another process.
+MAX_RENEW_INTERVAL: Final = 1.0
+
+#: Seconds between two purges of finished tasks past their retention.
+PURGE_INTERVAL: Final = 60.0
+
+
+class Maintenance:
+    """The heartbeat (renews this process's leases) and the reaper (recovers, purges)."""
+
+    def __init__(self, rt: Runtime, retention: float | None) -> None:
+        self._rt = rt
+        self._retention = retention
+
+    async def heartbeat(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Renew the leases of held tasks; stop those lost or asked to cancel."""
+        rt = self._rt
+        interval = min(rt.lease / 3, MAX_RENEW_INTERVAL)
+        while True:
+            await trio.sleep(interval)
+            if not rt.held:
+                continue
+            ids = list(rt.held)
+            try:
+                renewal = await rt.store.renew(rt.owner, ids, rt.lease)
+            except StoreError as exc:
+                rt.health.failed(exc)
+                logger.warning("renewing leases failed (%s); retrying", exc)
+                continue
+            rt.health.ok()
+            for task_id in renewal.lost:
+                attempt = rt.held.get(task_id)
+                # An attempt whose outcome is being written is not stopped: the
+                # write is conditional anyway (and may have just committed).
+                if attempt is None or (attempt.scope is None and attempt._started is not None):
+                    continue
+                logger.warning(
+                    "task %s (%s): this process lost its lease (the store re-queued it); "
+                    "stopping it here",
+                    task_id,
+                    attempt.name,
+                )
+                attempt.lost = True
+                if attempt.scope is not None:
+                    attempt.scope.cancel()
+                else:
+                    rt.unhold(attempt)  # never started: a worker will skip it
+            for task_id in renewal.cancel_requested:
+                attempt = rt.held.get(task_id)
+                if attempt is not None and not attempt.cancel_requested:
+                    attempt.request_cancel()
+
+    async def reaper(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
+        """Re-queue tasks whose worker died, and purge finished tasks past their retention."""
+        rt = self._rt
+        next_purge = rt.clock.current_time()
+        while True:
+            try:
+                if await rt.store.recover_expired(LEASE_EXPIRED_ERROR):
+                    rt.hint()
+                if self._retention is not None and rt.clock.current_time() >= next_purge:
+                    next_purge = rt.clock.current_time() + PURGE_INTERVAL
+                    await rt.store.purge_finished(wall_now() - self._retention)
+            except StoreError as exc:
+                rt.health.failed(exc)
+                logger.warning("store maintenance failed (%s); retrying", exc)
+            else:
+                rt.health.ok()
+            await trio.sleep(rt.lease / 2)
