@@ -28,11 +28,12 @@ import pytest
 import trio
 import trio.testing
 from _pg import PG_URL, require_postgres
+from _recovery import recover_expired
 from psycopg import sql
 
 from trio_workq._core.status import TaskStatus
 from trio_workq._stores.postgres import _MAINTENANCE_LOCK, SCHEMA_VERSION, PostgresStore
-from trio_workq._stores.protocol import NewTask, StoreError
+from trio_workq._stores.protocol import NewTask, Recovery, StoreError
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
@@ -623,7 +624,7 @@ async def test_a_requested_cancel_wins_over_retry_release_and_recovery(
     assert await store.fail("w1", failed, 1, "boom", time.time())
     assert await store.release("w1", released, 1)
     await trio.sleep(0.4)
-    assert await store.recover_expired("lost") == 1
+    assert await recover_expired(store, "lost") == 1
     for task_id in (failed, released, expired):
         task = await store.get(task_id)
         assert task is not None
@@ -740,7 +741,11 @@ async def test_result_error_and_retry_at_types_are_checked(store: PostgresStore)
     with pytest.raises(ValueError):
         await store.fail("w", "1", 1, "e", math.nan)
     with pytest.raises(TypeError):
-        await store.recover_expired(None)  # type: ignore[arg-type]
+        await store.recover([Recovery("1", "w", 1, FAILED, None, None)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await store.recover([Recovery("1", "w", 1, RETRYING, "e", None)])
+    with pytest.raises(ValueError):
+        await store.recover([Recovery("1", "w", 1, QUEUED, "e", None)])
     with pytest.raises(ValueError):
         await store.purge_finished(math.inf)
 
@@ -889,7 +894,7 @@ async def test_recover_expired_requeues_or_fails_and_spares_live_leases(
     await trio.sleep(0.1)
     assert (await store.renew("dead", [renewed], 30.0)).lost == frozenset()
     await trio.sleep(0.3)
-    assert await store.recover_expired("worker lost") == 2
+    assert await recover_expired(store, "worker lost") == 2
     task = await store.get(retry)
     assert task is not None
     assert (task.status, task.errors, task.owner, task.lease_until) == (
@@ -906,7 +911,7 @@ async def test_recover_expired_requeues_or_fails_and_spares_live_leases(
         task = await store.get(task_id)
         assert task is not None
         assert task.status is status
-    assert await store.recover_expired("worker lost") == 0
+    assert await recover_expired(store, "worker lost") == 0
     claimed = await store.claim("alive", 5, 30.0)
     assert [(t.id, t.attempts) for t in claimed.tasks] == [(retry, 2)]
 
@@ -931,7 +936,7 @@ async def test_maintenance_runs_on_one_process_at_a_time(
 
     holder = await trio.to_thread.run_sync(hold_lock)
     try:
-        assert await store.recover_expired("lost") == 0
+        assert await recover_expired(store, "lost") == 0
         assert await other.purge_finished(time.time() + 60) == 0
     finally:
         # Unlock explicitly: a closing session releases its locks only once its backend exits.
@@ -943,7 +948,7 @@ async def test_maintenance_runs_on_one_process_at_a_time(
     results: list[int] = []
 
     async def recover(which: PostgresStore) -> None:
-        results.append(await which.recover_expired("lost"))
+        results.append(await recover_expired(which, "lost"))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recover, store)

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _recovery import recover_expired
 
 import trio_workq._stores.sqlite as sqlite_module
 from trio_workq._core.status import TaskStatus
-from trio_workq._stores.protocol import Claimed, NewTask, Renewal, StoredTask, StoreError
+from trio_workq._stores.protocol import Claimed, NewTask, Recovery, Renewal, StoredTask, StoreError
 from trio_workq._stores.sqlite import MAX_ERRORS, SCHEMA_VERSION, SQLiteStore
 
 QUEUED = TaskStatus.QUEUED
@@ -734,7 +735,7 @@ class TestHeldWrites:
             "release": lambda: store.release(owner, target, attempt),
         }
         with trio.testing.assert_checkpoints():
-            assert await calls[method]() is False
+            assert not await calls[method]()  # False, or None for fail and release
         assert await store.get(held) == before
 
     @pytest.mark.parametrize("method", ["complete", "fail", "finish_cancelled", "release"])
@@ -750,7 +751,7 @@ class TestHeldWrites:
             "finish_cancelled": lambda: store.finish_cancelled(OWNER, task_id, 1),
             "release": lambda: store.release(OWNER, task_id, 1),
         }
-        assert await calls[method]() is False
+        assert not await calls[method]()  # False, or None for fail and release
         assert await store.get(task_id) == before
 
     async def test_bad_input(self, store: SQLiteStore) -> None:
@@ -976,7 +977,7 @@ class TestRecover:
         fresh_before = await get(store, fresh_id)
         done_before = await get(store, done_id)
 
-        assert await store.recover_expired("lease expired") == 2
+        assert await recover_expired(store, "lease expired", now=clock.now) == 2
 
         retried = await get(store, retry_id)
         assert (retried.status, retried.due_at, retried.attempts) == (RETRYING, clock.now, 1)
@@ -989,7 +990,7 @@ class TestRecover:
         assert await store.get(done_id) == done_before
         # The retried attempt counted: the next claim runs attempt 2.
         assert (await claim_one(store)).attempts == 2
-        assert await store.recover_expired("again") == 0
+        assert await recover_expired(store, "again", now=clock.now) == 0
 
     async def test_cancel_requested_ends_cancelled(
         self, store: SQLiteStore, clock: FakeClock
@@ -998,7 +999,7 @@ class TestRecover:
         await claim_one(store, lease=1.0)
         await store.cancel(task_id)
         clock.now += 2
-        assert await store.recover_expired("lease expired") == 1
+        assert await recover_expired(store, "lease expired", now=clock.now) == 1
         task = await get(store, task_id)
         assert (task.status, task.finished_at) == (CANCELLED, clock.now)
 
@@ -1007,7 +1008,7 @@ class TestRecover:
         (task_id,) = await store.add([new()])
         await claim_one(store, owner="old", lease=1.0)
         clock.now += 2
-        assert await store.recover_expired("lease expired") == 1
+        assert await recover_expired(store, "lease expired", now=clock.now) == 1
         new_attempt = await claim_one(store, owner="old")
         assert new_attempt.attempts == 2
         assert not await store.complete("old", task_id, 1, b"stale")
@@ -1015,8 +1016,13 @@ class TestRecover:
         assert (await get(store, task_id)).result == b"fresh"
 
     async def test_bad_error(self, store: SQLiteStore) -> None:
+        bad_error = Recovery("1", OWNER, 1, TaskStatus.FAILED, None, None)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="error must be a str"):
-            await store.recover_expired(None)  # type: ignore[arg-type]
+            await store.recover([bad_error])
+        with pytest.raises(ValueError, match="needs a due_at"):
+            await store.recover([Recovery("1", OWNER, 1, TaskStatus.RETRYING, "e", None)])
+        with pytest.raises(ValueError, match="a recovered task becomes"):
+            await store.recover([Recovery("1", OWNER, 1, TaskStatus.QUEUED, "e", None)])
 
 
 class TestPurge:
@@ -1086,7 +1092,7 @@ class TestWaitForWork:
             assert await store.requeue(task_id) is FAILED
         elif call == "recover":
             clock.now += 5
-            assert await store.recover_expired("gone") == 1
+            assert await recover_expired(store, "gone", now=clock.now) == 1
         else:
             assert await store.fail(OWNER, task_id, 1, "e", T0 + 1)
         with trio.fail_after(5):
@@ -1301,7 +1307,8 @@ class TestWriterThread:
             lambda: store.get(task_id),
             lambda: store.page(status=None, name=None, limit=5, cursor=None),
             lambda: store.counts(),
-            lambda: store.recover_expired("e"),
+            lambda: store.expired(10),
+            lambda: store.recover([]),
             lambda: store.purge_finished(T0),
             lambda: store.wait_for_work(0),
         ]

@@ -28,6 +28,10 @@ class Ending(enum.Enum):
     #: The task raised an exception while it was being cancelled (its ``cancel()``,
     #: or an enclosing scope: a forced shutdown). Cancellation is never retried.
     RAISED_WHILE_CANCELLED = "raised while cancelled"
+    #: The attempt failed in a way no retry can help (durable: nothing to run
+    #: under that name, arguments that cannot be decoded, a result the store
+    #: cannot hold).
+    UNRETRYABLE = "unretryable"
     #: The task was cancelled on request and the cancellation reached its top.
     CANCELLED = "cancelled"
     #: Its worker died: the lease ran out (durable). The attempt counts; it is
@@ -95,7 +99,11 @@ def decide(
     if ending is Ending.INTERRUPTED:
         return _RELEASED
     assert error is not None
-    if ending is Ending.RAISED_WHILE_CANCELLED or attempts >= max_attempts:
+    if (
+        ending is Ending.RAISED_WHILE_CANCELLED
+        or ending is Ending.UNRETRYABLE
+        or attempts >= max_attempts
+    ):
         return Transition(FAILED, error, None)
     if policy is None:
         if ending is not Ending.LOST:

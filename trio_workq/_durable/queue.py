@@ -54,13 +54,22 @@ from .._core.status import (
     EventKind,
     TaskStatus,
 )
+from .._core.transitions import Ending, decide
 from .._core.validate import check_aware, check_count, check_name, check_priority, check_timeout
 from .._memory.handle import T, TaskHandle
 from .._runtime.events import EventSource, logger, running_in, set_current
 from .._runtime.lifecycle import only_cancelled, run_queue
 from .._runtime.waiters import Waiters
-from .._stores.protocol import NewTask, Store, StoreDataError, StoredTask, StoreError, storable_text
-from .registry import QUEUE_DEFAULT, TaskDefinition, definition_for, lookup
+from .._stores.protocol import (
+    NewTask,
+    Recovery,
+    Store,
+    StoreDataError,
+    StoredTask,
+    StoreError,
+    storable_text,
+)
+from .registry import TaskDefinition, definition_for, lookup, policy_for
 from .serialize import JSONSerializer, Serializer
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
@@ -72,6 +81,7 @@ if TYPE_CHECKING:
     Ts = TypeVarTuple("Ts")
 
 R = TypeVar("R")
+W = TypeVar("W")
 
 #: Longest gap between two lease renewals, which is also how soon a running
 #: task sees a cancellation requested from another process.
@@ -82,6 +92,9 @@ PURGE_INTERVAL: Final = 60.0
 
 #: Bound on each cleanup write (releasing a task) made while being cancelled.
 CLEANUP_TIMEOUT: Final = 5.0
+
+#: How many expired leases one store call reads (the reaper repeats while full).
+RECOVER_BATCH: Final = 500
 
 #: The error recorded for an attempt whose worker stopped renewing its lease.
 LEASE_EXPIRED_ERROR: Final = (
@@ -622,7 +635,7 @@ class DurableWorkQueue(EventSource):
         check_priority(priority)
         timeout = check_timeout(timeout)
         payload = self._dump_arguments(definition.name, args, kwargs)
-        policy = self._retry if definition.retry is QUEUE_DEFAULT else definition.retry
+        policy = policy_for(definition, self._retry)
         return NewTask(
             name=definition.name,
             payload=payload,
@@ -1082,7 +1095,8 @@ class DurableWorkQueue(EventSource):
             # Nothing to run (unknown name, bad arguments): retrying cannot help.
             assert attempt._last_error is not None
             self._set_status(attempt, RUNNING)
-            await self._record_failure(attempt, cast("Exception", attempt._last_error), False)
+            error = cast("Exception", attempt._last_error)
+            await self._record_failure(attempt, error, Ending.UNRETRYABLE)
 
     async def _finish(  # noqa: ASYNC910 - private; a lost attempt records nothing
         self, attempt: _Attempt, value: Any, error: Exception | None
@@ -1094,8 +1108,12 @@ class DurableWorkQueue(EventSource):
             if attempt.interrupted and not attempt.cancel_requested:
                 await self._release(attempt)  # it failed because shutdown interrupted it
             else:
-                # A task that fails while being cancelled is not retried.
-                await self._record_failure(attempt, error, not attempt.cancel_requested)
+                # A task that fails while being cancelled is not retried: it ends
+                # failed with its error, as in the in-memory queue.
+                ending = (
+                    Ending.RAISED_WHILE_CANCELLED if attempt.cancel_requested else Ending.RAISED
+                )
+                await self._record_failure(attempt, error, ending)
         else:
             await self._record_success(attempt, value)
 
@@ -1116,7 +1134,7 @@ class DurableWorkQueue(EventSource):
         else:
             timeout = TaskTimeout(f"task timed out after {attempt.timeout}s")
             timeout.__context__ = cleanup_errors
-            await self._record_failure(attempt, timeout, True)
+            await self._record_failure(attempt, timeout, Ending.RAISED)
 
     def _load_call(
         self, definition: TaskDefinition, payload: bytes
@@ -1152,31 +1170,53 @@ class DurableWorkQueue(EventSource):
                 f"the result of task {attempt.name!r} cannot be serialized by "
                 f"{self._serializer!r}: {exc}",
             )
-            await self._record_failure(attempt, error, False)
+            await self._record_failure(attempt, error, Ending.UNRETRYABLE)
             return
         # The recorder writes it, batched with others, while this worker goes on.
         self._completed.append((attempt, result))
         self._completed_added.set()
 
-    async def _record_failure(self, attempt: _Attempt, exc: Exception, retryable: bool) -> None:
+    async def _record_failure(self, attempt: _Attempt, exc: Exception, ending: Ending) -> None:
+        """Record a failed attempt as `decide` says; the store applies it (cancel wins).
+
+        *ending* is `Ending.RAISED`, `Ending.RAISED_WHILE_CANCELLED` or
+        `Ending.UNRETRYABLE`.
+        """
         attempt._last_error = exc
         attempt._errors = (*attempt._errors, exc)[-MAX_ERROR_HISTORY:]
-        retry_at = None
-        if retryable:
-            try:
-                delay = self._retry_delay(attempt, exc)
-            except Exception as policy_error:  # a broken backoff or retry_if fails the task
-                policy_error.__context__ = exc
-                attempt._last_error = policy_error
-                attempt._errors = (*attempt._errors[:-1], policy_error)
-                delay = None
-            if delay is not None:
-                retry_at = _wall_now() + delay
-        if not await self._write(
+        now = _wall_now()
+        status, error, retry_at = decide(
+            ending,
+            exc,
+            attempts=attempt.attempts,
+            max_attempts=attempt.max_attempts,  # the stored bound wins
+            policy=policy_for(attempt.definition, self._retry),
+            now=now,
+        )
+        if error is not exc:  # a broken backoff or retry_if failed the task
+            assert error is not None
+            attempt._last_error = error
+            attempt._errors = (*attempt._errors[:-1], error)
+        assert status is FAILED or status is RETRYING
+        written = await self._write(
             self._store.fail, attempt, error_text(attempt._last_error), retry_at
-        ):
+        )
+        if written is None:
             return
-        if retry_at is None:
+        if written is RETRYING:
+            assert retry_at is not None
+            logger.info(
+                "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                attempt.id,
+                attempt.name,
+                attempt.attempts,
+                exc,
+                retry_at - now,
+            )
+            attempt._due = self._clock.current_time() + max(retry_at - _wall_now(), 0.0)
+            self._set_status(attempt, RETRYING)
+            return
+        if written is FAILED:
             logger.warning(
                 "task %s (%s) failed after %d attempt(s)",
                 attempt.id,
@@ -1184,32 +1224,10 @@ class DurableWorkQueue(EventSource):
                 attempt.attempts,
                 exc_info=attempt._last_error,
             )
-            attempt._finished = self._clock.current_time()
-            self._set_status(attempt, FAILED)
-            self._finish_waiters.finished(attempt.id)
-        else:
-            logger.info(
-                "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
-                attempt.id,
-                attempt.name,
-                attempt.attempts,
-                exc,
-                retry_at - _wall_now(),
-            )
-            attempt._due = self._clock.current_time() + max(retry_at - _wall_now(), 0.0)
-            self._set_status(attempt, RETRYING)
-
-    def _retry_delay(self, attempt: _Attempt, exc: Exception) -> float | None:
-        definition = attempt.definition
-        policy = self._retry
-        if definition is not None and definition.retry is not QUEUE_DEFAULT:
-            policy = definition.retry
-        if policy is None or attempt.attempts >= attempt.max_attempts:
-            return None
-        if policy.max_attempts != attempt.max_attempts:
-            # The stored bound wins: the policy may have changed since the submit.
-            policy = attrs.evolve(policy, max_attempts=attempt.max_attempts)
-        return policy.next_delay(attempt.attempts, exc)
+        # (CANCELLED: its cancellation, requested elsewhere, won over the retry.)
+        attempt._finished = self._clock.current_time()
+        self._set_status(attempt, written)
+        self._finish_waiters.finished(attempt.id)
 
     async def _record_cancelled(self, attempt: _Attempt) -> None:
         if await self._write(self._store.finish_cancelled, attempt):
@@ -1218,7 +1236,12 @@ class DurableWorkQueue(EventSource):
             self._finish_waiters.finished(attempt.id)
 
     async def _release(self, attempt: _Attempt) -> None:
-        await self._write(self._store.release, attempt)
+        """Give back an attempt shutdown interrupted (`Ending.INTERRUPTED`)."""
+        if await self._write(self._store.release, attempt) is CANCELLED:
+            # Its cancellation, requested elsewhere, won: the store ended it cancelled.
+            attempt._finished = self._clock.current_time()
+            self._set_status(attempt, CANCELLED)
+            self._finish_waiters.finished(attempt.id)
 
     async def _recorder(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled
         """Write the outcomes of attempts that returned: all waiting ones in one store call."""
@@ -1252,7 +1275,7 @@ class DurableWorkQueue(EventSource):
                 return  # noqa: ASYNC910 - private; the write above checkpointed
             attempt = batch[0][0]
             error = StoreDataError(f"the result of task {attempt.name!r} cannot be stored: {exc}")
-            await self._record_failure(attempt, error, False)
+            await self._record_failure(attempt, error, Ending.UNRETRYABLE)
             return
         for attempt, _ in batch:
             self._unhold(attempt)
@@ -1288,32 +1311,39 @@ class DurableWorkQueue(EventSource):
         return row is not None and row.status is COMPLETED and row.attempts == attempt.attempts
 
     async def _write(
-        self, method: Callable[..., Awaitable[bool]], attempt: _Attempt, *extra: Any
-    ) -> bool:
-        """Write an attempt's outcome; True if it was recorded (the lease was still ours).
+        self, method: Callable[..., Awaitable[W]], attempt: _Attempt, *extra: Any
+    ) -> W | None:
+        """Write an attempt's outcome; what the store returned, or None if it failed.
 
+        A falsy answer means the lease was no longer ours (nothing recorded).
         Cancelled before the store ran the write, the attempt stays held: whoever
         unwinds (the worker, or the queue's last cleanup) gives it back then.
         """
+        owner, task_id, number = self._owner, attempt.id, attempt.attempts
+
+        async def write() -> tuple[W]:
+            # Boxed: a store's None ("not held") is not _retrying_write's ("gave up").
+            return (await method(owner, task_id, number, *extra),)
+
         try:
-            recorded = await self._retrying_write(
-                functools.partial(method, self._owner, attempt.id, attempt.attempts, *extra),
-                [attempt],
-            )
+            boxed = await self._retrying_write(write, [attempt])
         except StoreDataError as exc:
-            recorded = await self._after_data_error(method, attempt, extra, exc)
+            boxed = await self._after_data_error(method, attempt, extra, exc)
         self._unhold(attempt)
-        if recorded is False:
+        if boxed is None:
+            return None  # the store kept failing (logged): its lease expires
+        if not boxed[0]:
             _log_lease_lost(attempt)
-        return bool(recorded)
+            return None
+        return boxed[0]
 
     async def _after_data_error(
         self,
-        method: Callable[..., Awaitable[bool]],
+        method: Callable[..., Awaitable[W]],
         attempt: _Attempt,
         extra: tuple[Any, ...],
         exc: StoreDataError,
-    ) -> bool | None:
+    ) -> tuple[W] | None:
         """After the store refused an outcome's data: fail the task with a text it holds.
 
         Only an error text can be refused (the other writes carry no data);
@@ -1325,14 +1355,18 @@ class DurableWorkQueue(EventSource):
         if method != self._store.fail:
             return None  # noqa: ASYNC910 - private; the write above checkpointed
         text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"
-        write = functools.partial(
-            self._store.fail,
-            self._owner,
-            attempt.id,
-            attempt.attempts,
-            ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
-            extra[1],
-        )
+        owner, task_id, number = self._owner, attempt.id, attempt.attempts
+
+        async def write() -> tuple[W]:
+            replaced = await self._store.fail(
+                owner,
+                task_id,
+                number,
+                ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
+                extra[1],
+            )
+            return (cast("W", replaced),)
+
         try:
             return await self._retrying_write(write, [attempt])
         except StoreDataError:
@@ -1457,7 +1491,7 @@ class DurableWorkQueue(EventSource):
         next_purge = self._clock.current_time()
         while True:
             try:
-                if await self._store.recover_expired(LEASE_EXPIRED_ERROR):
+                if await self._recover_expired():
                     self._work_hint.set()
                 if self._retention is not None and self._clock.current_time() >= next_purge:
                     next_purge = self._clock.current_time() + PURGE_INTERVAL
@@ -1468,6 +1502,38 @@ class DurableWorkQueue(EventSource):
             else:
                 self._store_failing_since = None
             await trio.sleep(self._lease / 2)
+
+    async def _recover_expired(self) -> int:
+        """Recover tasks whose worker died: each as `decide` says, applied by the store.
+
+        A lost attempt counts and goes through its task's retry policy,
+        backoff included (the registry's definition for its name, else this
+        queue's default; the stored ``max_attempts`` wins). Returns how many
+        rows the store changed.
+        """
+        recovered = 0
+        while True:
+            rows = await self._store.expired(RECOVER_BATCH)
+            if not rows:
+                return recovered
+            now = _wall_now()
+            lost = StoredError(LEASE_EXPIRED_ERROR)
+            recoveries: list[Recovery] = []
+            for row in rows:
+                status, error, due = decide(
+                    Ending.CANCELLED if row.cancel_requested else Ending.LOST,
+                    lost,
+                    attempts=row.attempts,
+                    max_attempts=row.max_attempts,
+                    policy=policy_for(lookup(row.name), self._retry),
+                    now=now,
+                )
+                text = LEASE_EXPIRED_ERROR if error is lost or error is None else error_text(error)
+                recoveries.append(Recovery(row.id, row.owner, row.attempts, status, text, due))
+            changed = await self._store.recover(recoveries)
+            recovered += changed
+            if len(rows) < RECOVER_BATCH or not changed:
+                return recovered
 
     # ------------------------------------------------------------- shutdown
 
