@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Lease recovery goes through the task's retry policy, backoff included, on every store.
+"""Durable transitions decided by the runtime (`decide`) and applied by each store.
 
-Each test leaves a task ``running`` under a dead owner with a short lease, then
-opens a queue whose reaper recovers it. Real time and real stores (no
+Lease recovery goes through the task's retry policy, backoff included: each
+such test leaves a task ``running`` under a dead owner with a short lease,
+then opens a queue whose reaper recovers it. A task failing while being
+cancelled ends ``failed``, as in memory. Real time and real stores (no
 autojump clock: the stores' I/O runs in threads), bounded by `trio.fail_after`.
 """
 
@@ -20,7 +22,7 @@ from _pg import require_postgres
 from psycopg import sql
 
 from trio_workq import RetryPolicy, TaskStatus, fixed
-from trio_workq._durable.queue import LEASE_EXPIRED_ERROR, open_durable_queue
+from trio_workq._durable.queue import LEASE_EXPIRED_ERROR, StoredError, open_durable_queue
 from trio_workq._durable.registry import task
 from trio_workq._stores.protocol import NewTask, StoredTask
 from trio_workq._stores.urls import store_from_url
@@ -31,6 +33,18 @@ BACKOFF = 600.0  # far longer than any test runs: a recovered task must wait for
 @task(name="tests.recovery.slow_backoff", retry=RetryPolicy(max_attempts=3, backoff=fixed(BACKOFF)))
 async def slow_backoff() -> str:
     return "ran"
+
+
+swallowed = trio.Event()
+
+
+@task(name="tests.transitions.raises_when_cancelled", retry=RetryPolicy(max_attempts=3))
+async def raises_when_cancelled() -> None:
+    try:
+        swallowed.set()
+        await trio.sleep_forever()
+    except trio.Cancelled:
+        raise RuntimeError("cleanup failed") from None
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -113,3 +127,26 @@ async def test_broken_backoff_fails_the_recovered_task(url: str) -> None:
     assert row.status is TaskStatus.FAILED
     assert len(row.errors) == 1
     assert row.errors[0].startswith("ZeroDivisionError: broken backoff")
+
+
+async def test_task_that_swallows_cancel_and_raises_ends_failed(url: str) -> None:
+    """Raising another exception while being cancelled: ``failed`` with it, as in memory.
+
+    The store and this process's events agree (before: the store recorded
+    ``cancelled`` while the process announced ``failed``).
+    """
+    global swallowed
+    swallowed = trio.Event()
+    kinds: list[str] = []
+    with trio.fail_after(10):
+        async with open_durable_queue(store=url, workers=1, poll_interval=0.05) as queue:
+            queue.add_listener(lambda event: kinds.append(event.kind.value))
+            handle = await queue.submit(raises_when_cancelled)
+            await swallowed.wait()
+            assert await handle.cancel() is True
+            with pytest.raises(StoredError, match="RuntimeError: cleanup failed"):
+                await handle.result()
+            info = await handle.info()
+    assert info.status is TaskStatus.FAILED
+    assert info.attempts == 1  # not retried
+    assert kinds == ["submitted", "started", "failed"]
