@@ -20,7 +20,7 @@ async def recover_expired(store: Store, error: str, *, now: float | None = None)
     rows = await store.expired(1000)
     if now is None:
         now = time.time()
-    recoveries = []
+    recoveries: list[Recovery] = []
     for row in rows:
         status, _, due = decide(
             Ending.CANCELLED if row.cancel_requested else Ending.LOST,
