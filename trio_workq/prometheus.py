@@ -18,7 +18,7 @@ import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import trio
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -460,7 +460,9 @@ def _make_hook(instrumentation: Instrumentation) -> Hook:
                 instrumentation.queue_name,
             )
 
-    return on_change
+    # instrument() takes a WorkQueue, whose hooks get TaskHandles: the hook reads
+    # their fields directly (no snapshot per event; this runs for every change).
+    return cast("Hook", on_change)
 
 
 def instrument(

@@ -39,7 +39,15 @@ from .._core.errors import (
     TaskTimeout,
     _check_seconds,
 )
-from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskPage, info_from_state
+from .._core.info import (
+    MAX_ERROR_HISTORY,
+    MAX_PAGE_SIZE,
+    TaskInfo,
+    TaskPage,
+    TaskSnapshot,
+    info_from_state,
+    new_snapshot,
+)
 from .._core.outcomes import split_attempt_error
 from .._core.retry import RetryPolicy
 from .._core.status import (
@@ -56,7 +64,6 @@ from .._core.status import (
 )
 from .._core.transitions import Ending, decide
 from .._core.validate import check_aware, check_count, check_name, check_priority, check_timeout
-from .._memory.handle import T, TaskHandle
 from .._runtime.events import EventSource, logger, running_in, set_current
 from .._runtime.lifecycle import only_cancelled, run_queue
 from .._runtime.waiters import Waiters
@@ -80,6 +87,7 @@ if TYPE_CHECKING:
 
     Ts = TypeVarTuple("Ts")
 
+T = TypeVar("T")
 R = TypeVar("R")
 W = TypeVar("W")
 
@@ -226,10 +234,8 @@ class DurableQueueStatistics:
 class _Attempt:
     """This process's record of a task: for lifecycle events and `current_task`.
 
-    It offers what `TaskEvent` and `current_task` read from a `TaskHandle`
-    (``id``, ``name``, ``_state``, ``_info_from``, ``info``, ``_queue``), so
-    durable tasks produce the same events as in-memory ones. Times are trio
-    times.
+    It is a `TaskRecord`, as a `TaskHandle` is, so durable tasks produce the
+    same events as in-memory ones. Times are trio times.
     """
 
     __slots__ = (
@@ -293,19 +299,28 @@ class _Attempt:
         self.interrupted = False  # by shutdown: give the task back, record nothing
         self.lost = False  # the lease is gone: record nothing
 
-    def _state(self) -> tuple[Any, ...]:
-        return (
-            self.status,
-            self.attempts,
-            self._last_error,
-            self._errors,
-            self._due,
-            self._queued,
-            self._started,
-            self._finished,
+    # The `TaskRecord` interface, read by events, hooks and current_task.
+
+    @property
+    def queue(self) -> DurableWorkQueue:
+        return self._queue
+
+    def snapshot(self) -> TaskSnapshot:
+        return new_snapshot(
+            TaskSnapshot,
+            (
+                self.status,
+                self.attempts,
+                self._last_error,
+                self._errors,
+                self._due,
+                self._queued,
+                self._started,
+                self._finished,
+            ),
         )
 
-    def _info_from(self, state: tuple[Any, ...]) -> TaskInfo:
+    def info_from(self, snapshot: TaskSnapshot) -> TaskInfo:
         return info_from_state(
             self.id,
             self.name,
@@ -313,12 +328,15 @@ class _Attempt:
             self.max_attempts,
             self.timeout,
             self._created,
-            state,
+            snapshot,
             self._queue._wall_time,
         )
 
     def info(self) -> TaskInfo:
-        return self._info_from(self._state())
+        return self.info_from(self.snapshot())
+
+    def wall_time(self, trio_time: float) -> datetime:
+        return self._queue._wall_time(trio_time)
 
 
 class _FinishWaiters:
@@ -902,9 +920,7 @@ class DurableWorkQueue(EventSource):
     # ---------------------------------------------------------------- events
 
     def _emit(self, record: _Attempt, kind: EventKind, *, was_running: bool) -> None:
-        # The record offers what TaskEvent reads from a TaskHandle (see _Attempt).
-        task = cast("TaskHandle[Any]", record)
-        self._call_hooks(kind, task, self._clock.current_time(), was_running)
+        self._call_hooks(kind, record, self._clock.current_time(), was_running)
 
     def _set_status(self, attempt: _Attempt, status: TaskStatus) -> None:
         old = attempt.status
@@ -1023,7 +1039,7 @@ class DurableWorkQueue(EventSource):
                         if timeout is not None:
                             scope.deadline = started + timeout
                         attempt.scope = scope
-                        set_current(cast("TaskHandle[Any]", attempt))
+                        set_current(attempt)
                         self._set_status(attempt, RUNNING)
                         value: Any = None
                         error: Exception | None = None

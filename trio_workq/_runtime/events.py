@@ -8,16 +8,12 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._core.info import TaskInfo
+from .._core.info import TaskInfo, TaskRecord, TaskSnapshot
 from .._core.status import EventKind, TaskStatus
 from .._core.validate import check_count
-
-if TYPE_CHECKING:
-    from .._memory.handle import TaskHandle
 
 #: The library's logger: failures at WARNING, retries at INFO, lifecycle at DEBUG.
 logger = logging.getLogger("trio_workq")
@@ -41,23 +37,11 @@ class TaskEvent:
     kind: EventKind
     time: float
 
-    def __init__(
-        self, kind: EventKind, task: TaskHandle[Any], time: float, was_running: bool
-    ) -> None:
+    def __init__(self, kind: EventKind, task: TaskRecord, time: float, was_running: bool) -> None:
         self.kind = kind
         self.time = time
         self._task = task
-        # task._state(), inlined: this runs for every event.
-        self._state = (
-            task.status,
-            task.attempts,
-            task._last_error,
-            task._errors,
-            task._due,
-            task._queued,
-            task._started,
-            task._finished,
-        )
+        self._state: TaskSnapshot = task.snapshot()
         self._was_running = was_running
         self._info: TaskInfo | None = None
 
@@ -74,13 +58,13 @@ class TaskEvent:
     @property
     def attempt(self) -> int:
         """The task's attempt count (the current attempt while running)."""
-        return self._state[1]
+        return self._state.attempts
 
     @property
     def queue_wait(self) -> float | None:
         """For ``started`` events, seconds from becoming queued to starting; else ``None``."""
         if self.kind is EventKind.STARTED:
-            return self.time - self._state[5]
+            return self.time - self._state.queued
         return None
 
     @property
@@ -90,7 +74,7 @@ class TaskEvent:
         Those are ``completed``, ``failed``, ``retrying``, and ``cancelled``
         of a running task.
         """
-        started = self._state[6]
+        started = self._state.started
         if self._was_running and started is not None:
             return self.time - started
         return None
@@ -99,7 +83,7 @@ class TaskEvent:
     def error(self) -> BaseException | None:
         """For ``failed`` and ``retrying`` events, the attempt's exception; else ``None``."""
         if self.kind is EventKind.FAILED or self.kind is EventKind.RETRYING:
-            return self._state[2]
+            return self._state.last_error
         return None
 
     def __repr__(self) -> str:
@@ -109,20 +93,20 @@ class TaskEvent:
     def info(self) -> TaskInfo:
         """The task's `TaskInfo` right after the change."""
         if self._info is None:
-            self._info = self._task._info_from(self._state)
+            self._info = self._task.info_from(self._state)
         return self._info
 
     @property
     def timestamp(self) -> datetime:
         """When it happened (aware UTC)."""
-        return self._task._queue._wall_time(self.time)
+        return self._task.wall_time(self.time)
 
 
 # Workers set it right before running a task (each worker has its own context).
-current_task_var: ContextVar[TaskHandle[Any]] = ContextVar("trio_workq_current_task")
+current_task_var: ContextVar[TaskRecord] = ContextVar("trio_workq_current_task")
 
 
-def set_current(task: TaskHandle[Any]) -> None:
+def set_current(task: TaskRecord) -> None:
     """Record the task a worker is about to run."""
     current_task_var.set(task)
 
@@ -130,7 +114,7 @@ def set_current(task: TaskHandle[Any]) -> None:
 def running_in(queue: object) -> bool:
     """Whether the caller is a running task of *queue*, or a child of one. Not a checkpoint."""
     task = current_task_var.get(None)
-    return task is not None and task._queue is queue and task.status is TaskStatus.RUNNING
+    return task is not None and task.queue is queue and task.status is TaskStatus.RUNNING
 
 
 def current_task() -> TaskInfo:
@@ -191,7 +175,7 @@ class EventStream:
 
 
 #: An internal observer of status changes: ``hook(kind, task, when, was_running)``.
-Hook = Callable[[EventKind, "TaskHandle[Any]", float, bool], None]
+Hook = Callable[[EventKind, TaskRecord, float, bool], None]
 
 
 class EventSource:
@@ -274,7 +258,7 @@ class EventSource:
         self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
 
     def _call_hooks(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+        self, kind: EventKind, task: TaskRecord, when: float, was_running: bool
     ) -> None:
         for hook in self._hooks:
             try:
@@ -283,7 +267,7 @@ class EventSource:
                 log_listener_error(hook)
 
     def _deliver_event(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+        self, kind: EventKind, task: TaskRecord, when: float, was_running: bool
     ) -> None:
         """The hook of the public listeners: one `TaskEvent` for all of them."""
         event = TaskEvent(kind, task, when, was_running)
