@@ -264,7 +264,7 @@ async def test_refused_error_text_is_replaced(backend: Backend) -> None:
 
     async def refusing(
         owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
-    ) -> bool:
+    ) -> TaskStatus | None:
         if "refused" not in error:
             await trio.lowlevel.checkpoint()
             raise StoreDataError("refused for the test")

@@ -722,7 +722,7 @@ async def test_worker_updates_reject_bad_arguments(
     attempt: Any,
     error: type[Exception],
 ) -> None:
-    calls: dict[str, Callable[[], Awaitable[bool]]] = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "complete": lambda: store.complete(owner, task_id, attempt, b"r"),
         "fail": lambda: store.fail(owner, task_id, attempt, "e", None),
         "finish_cancelled": lambda: store.finish_cancelled(owner, task_id, attempt),
