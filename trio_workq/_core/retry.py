@@ -171,7 +171,7 @@ class RetryPolicy:
 
 
 def retry_delay(
-    policy: RetryPolicy, attempt: int, exc: BaseException, *, lost: bool = False
+    policy: RetryPolicy, attempt: int, exc: BaseException, lost: bool = False
 ) -> float | None:
     """`RetryPolicy.next_delay` without the attempts bound (the caller checks its own).
 

@@ -125,7 +125,7 @@ def decide(
         delay: float | None = 0.0
     else:
         try:
-            delay = retry_delay(policy, attempts, error, lost=lost)
+            delay = retry_delay(policy, attempts, error, lost)
         except Exception as policy_error:  # a broken backoff or retry_if fails the task
             policy_error.__context__ = error
             return Transition(FAILED, policy_error, None)
