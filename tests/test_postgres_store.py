@@ -621,8 +621,8 @@ async def test_a_requested_cancel_wins_over_retry_release_and_recovery(
     assert len((await store.claim("w1", 3, 0.3)).tasks) == 3
     for task_id in (failed, released, expired):
         assert await store.cancel(task_id) is RUNNING
-    assert await store.fail("w1", failed, 1, "boom", time.time())
-    assert await store.release("w1", released, 1)
+    assert await store.fail("w1", failed, 1, "boom", time.time()) is CANCELLED
+    assert await store.release("w1", released, 1) is CANCELLED
     await trio.sleep(0.4)
     assert await recover_expired(store, "lost") == 1
     for task_id in (failed, released, expired):
@@ -679,6 +679,47 @@ async def test_fail_in_the_future_is_not_claimable_yet(store: PostgresStore) -> 
     claimed = await store.claim("w1", 5, 30.0)
     assert claimed.tasks == ()
     assert claimed.next_due == pytest.approx(retry_at, abs=0.05)
+
+
+@bounded(10)
+async def test_cancel_wins_only_over_requeueing(store: PostgresStore) -> None:
+    """A failed target stays failed under a cancel request (as in memory); a retry does not."""
+    [task_id] = await store.add([new()])
+    await claim_one(store)
+    assert await store.cancel(task_id) is RUNNING
+    assert await store.fail("w1", task_id, 1, "cleanup failed", None) is FAILED
+    task = await store.get(task_id)
+    assert task is not None
+    assert (task.status, task.errors) == (FAILED, ("cleanup failed",))
+
+
+@bounded(10)
+async def test_recovery_target_applied_only_while_the_expired_holder_holds(
+    store: PostgresStore,
+) -> None:
+    """A row renewed or finished between `expired` and `recover` is left alone."""
+    renewed, finished, wrong = await store.add([new("r"), new("f"), new("w")])
+    assert len((await store.claim("dead", 3, 0.2)).tasks) == 3
+    await trio.sleep(0.3)
+    assert {row.id for row in await store.expired(10)} == {renewed, finished, wrong}
+    assert (await store.renew("dead", [renewed], 30.0)).lost == frozenset()
+    assert await store.complete("dead", finished, 1, b"r")
+    due = time.time()
+    targets = [
+        Recovery(renewed, "dead", 1, RETRYING, "lost", due),
+        Recovery(finished, "dead", 1, RETRYING, "lost", due),
+        Recovery(wrong, "someone-else", 1, FAILED, "lost", None),
+        Recovery(wrong, "dead", 2, FAILED, "lost", None),
+    ]
+    assert await store.recover(targets) == 0
+    for task_id, status in ((renewed, RUNNING), (finished, COMPLETED), (wrong, RUNNING)):
+        task = await store.get(task_id)
+        assert task is not None
+        assert task.status is status
+    assert await store.recover([Recovery(wrong, "dead", 1, FAILED, "lost", None)]) == 1
+    task = await store.get(wrong)
+    assert task is not None
+    assert (task.status, task.errors) == (FAILED, ("lost",))
 
 
 @bounded(10)

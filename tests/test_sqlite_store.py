@@ -676,6 +676,15 @@ class TestHeldWrites:
         errors = (await get(store, task_id)).errors
         assert errors == tuple(f"error {n}" for n in range(3, MAX_ERRORS + 3))
 
+    async def test_cancel_wins_only_over_requeueing(self, store: SQLiteStore) -> None:
+        """A failed target stays failed under a cancel request (as in memory); a retry does not."""
+        (task_id,) = await store.add([new()])
+        await claim_one(store)
+        assert await store.cancel(task_id) is RUNNING
+        assert await store.fail(OWNER, task_id, 1, "cleanup failed", None) is FAILED
+        task = await get(store, task_id)
+        assert (task.status, task.errors) == (FAILED, ("cleanup failed",))
+
     async def test_finish_cancelled(self, store: SQLiteStore, clock: FakeClock) -> None:
         (task_id,) = await store.add([new()])
         await claim_one(store)
@@ -701,8 +710,8 @@ class TestHeldWrites:
         await store.claim(OWNER, 2, 30.0)
         assert await store.cancel(released) is RUNNING
         assert await store.cancel(retried) is RUNNING
-        assert await store.release(OWNER, released, 1)
-        assert await store.fail(OWNER, retried, 1, "boom", T0)
+        assert await store.release(OWNER, released, 1) is CANCELLED
+        assert await store.fail(OWNER, retried, 1, "boom", T0) is CANCELLED
         assert (await get(store, released)).status is CANCELLED
         task = await get(store, retried)
         assert (task.status, task.errors) == (CANCELLED, ("boom",))
@@ -991,6 +1000,30 @@ class TestRecover:
         # The retried attempt counted: the next claim runs attempt 2.
         assert (await claim_one(store)).attempts == 2
         assert await recover_expired(store, "again", now=clock.now) == 0
+
+    async def test_target_applied_only_while_the_expired_holder_holds(
+        self, store: SQLiteStore, clock: FakeClock
+    ) -> None:
+        """A row renewed or finished between `expired` and `recover` is left alone."""
+        renewed, finished, wrong = await store.add([new(), new(), new()])
+        await store.claim(OWNER, 3, 1.0)
+        clock.now += 2
+        rows = {row.id: row for row in await store.expired(10)}
+        assert set(rows) == {renewed, finished, wrong}
+        assert await store.renew(OWNER, [renewed], 30.0) == Renewal(frozenset(), frozenset())
+        assert await store.complete(OWNER, finished, 1, b"")
+        targets = [
+            Recovery(renewed, OWNER, 1, RETRYING, "lost", clock.now),
+            Recovery(finished, OWNER, 1, RETRYING, "lost", clock.now),
+            Recovery(wrong, "someone-else", 1, FAILED, "lost", None),
+            Recovery(wrong, OWNER, 2, FAILED, "lost", None),
+        ]
+        assert await store.recover(targets) == 0
+        assert (await get(store, renewed)).status is RUNNING
+        assert (await get(store, finished)).status is COMPLETED
+        assert (await get(store, wrong)).status is RUNNING
+        assert await store.recover([Recovery(wrong, OWNER, 1, FAILED, "lost", None)]) == 1
+        assert (await get(store, wrong)).status is FAILED
 
     async def test_cancel_requested_ends_cancelled(
         self, store: SQLiteStore, clock: FakeClock
