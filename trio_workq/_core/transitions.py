@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Final, NamedTuple, cast
+from typing import Final, NamedTuple, TypeAlias, cast
 
 from .retry import RetryPolicy, retry_delay
 from .status import CANCELLED, COMPLETED, FAILED, QUEUED, RETRYING, TaskStatus
@@ -74,8 +74,9 @@ _RETURNED: Final = Ending.RETURNED
 _CANCELLED: Final = Ending.CANCELLED
 _INTERRUPTED: Final = Ending.INTERRUPTED
 # A Transition built without NamedTuple's keyword handling (half the cost).
+_Fields: TypeAlias = "tuple[TaskStatus, BaseException | None, float | None]"
 _new: Final = cast(
-    "Callable[[type[Transition], tuple[TaskStatus, BaseException, float]], Transition]",
+    "Callable[[type[Transition], _Fields], Transition]",
     tuple.__new__,  # pyright: ignore[reportUnknownMemberType] - typed by the cast
 )
 
@@ -110,27 +111,27 @@ def decide(
         if ending is _RETURNED:
             return _COMPLETED
         if ending is _CANCELLED:
-            return Transition(CANCELLED, error, None)
+            return _new(Transition, (CANCELLED, error, None))
         if ending is _INTERRUPTED:
             return _RELEASED
         # RAISED_WHILE_CANCELLED, UNRETRYABLE: never retried.
-        return Transition(FAILED, error, None)
+        return _new(Transition, (FAILED, error, None))
     assert error is not None
     if attempts >= max_attempts:
-        return Transition(FAILED, error, None)
+        return _new(Transition, (FAILED, error, None))
     lost = ending is _LOST
     if policy is None:
         if not lost:
-            return Transition(FAILED, error, None)
+            return _new(Transition, (FAILED, error, None))
         delay: float | None = 0.0
     else:
         try:
             delay = retry_delay(policy, attempts, error, lost)
         except Exception as policy_error:  # a broken backoff or retry_if fails the task
             policy_error.__context__ = error
-            return Transition(FAILED, policy_error, None)
+            return _new(Transition, (FAILED, policy_error, None))
     if delay is None:
-        return Transition(FAILED, error, None)
+        return _new(Transition, (FAILED, error, None))
     if cancel_retries:
-        return Transition(CANCELLED, error, None)
+        return _new(Transition, (CANCELLED, error, None))
     return _new(Transition, (RETRYING, error, now + delay))
