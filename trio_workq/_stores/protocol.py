@@ -196,7 +196,7 @@ class Store(Protocol):
     attempt).
 
     Who decides what: the runtime decides every transition (River's driver
-    model), with `trio_workq._core.transitions.decide`: "attempt *k* of task
+    model), with ``trio_workq._core.transitions.decide``: "attempt *k* of task
     *X* becomes ``retrying`` due at *T* with this error" (or ``failed``,
     ``cancelled``, ``completed``, given back). The store only *applies* the
     target, atomically, under two guards: the row is still held by that
@@ -205,8 +205,8 @@ class Store(Protocol):
     claimable again, so a ``retrying`` or given-back target becomes
     ``cancelled`` (terminal targets are applied as decided). Calls that can
     meet that guard return the status they wrote. Lease recovery is split
-    the same way: `expired` reads the rows whose lease ran out, the runtime
-    decides each one (its task's retry policy and backoff), and `recover`
+    the same way: ``expired`` reads the rows whose lease ran out, the runtime
+    decides each one (its task's retry policy and backoff), and ``recover``
     applies the targets, each guarded by the expired holder (owner and
     attempt) still holding it with its lease still expired: a row renewed,
     finished or recovered by another process meanwhile is left alone, so
