@@ -261,7 +261,8 @@ class SuiteQueue:
 
 
 async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Poll *condition* until it holds; fail after *within* seconds."""
+    """Poll *condition* until it holds; fail after *within* seconds. Always a checkpoint."""
+    await trio.lowlevel.checkpoint()
     with trio.fail_after(within):
         while True:
             if condition():
