@@ -77,6 +77,13 @@ def _postgres(tmp_path: Path) -> Generator[StoreTarget]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def memory_store(tmp_path: Path) -> Generator[StoreTarget]:
+    # MemoryStore arrives with h-i15-stores (then add its line to BACKENDS).
+    from trio_workq._stores.memory import MemoryStore  # type: ignore[import-not-found, unused-ignore]
+
+    yield MemoryStore()
+
+
 @attrs.frozen
 class BackendKind:
     """One entry of `BACKENDS`.
@@ -105,7 +112,11 @@ BACKENDS: dict[str, BackendKind] = {
         BackendKind("memory", _no_store, virtual_time=True),
         BackendKind("sqlite", _sqlite, virtual_time=False),
         BackendKind("postgres", _postgres, virtual_time=False),
-        # BackendKind("memorystore", _memory_store, virtual_time=True),  # once MemoryStore lands
+        # Once MemoryStore lands (h-i15-stores); tried on that branch: the 23 tests
+        # pass in 3 s. Real time for now: the durable queue computes due times
+        # and backoffs from time.time(), so under autojump a retry with no
+        # backoff spins without ever blocking (issue 16 makes it virtual_time=True).
+        # BackendKind("memorystore", memory_store, virtual_time=False),
     ]
 }
 
