@@ -355,6 +355,27 @@ async def test_retry_failed_and_cancelled(backend: Backend, clock: Clock) -> Non
     assert (tasks.starts("failed"), tasks.runs.count(("run", "cancelled"))) == (2, 1)
 
 
+async def test_retry_after_the_attempts_ran_out(backend: Backend, clock: Clock) -> None:
+    """`retry` of a task that used all its policy's attempts gives it exactly one more run."""
+    async with backend.open() as q:
+        handle = await q.submit(tasks.fails_with, "out", "OSError")
+        with trio.fail_after(5):
+            await handle.wait()
+        assert (await handle.info()).attempts == 3
+        await q.retry(handle.id)
+        with trio.fail_after(5):
+            await handle.wait()
+        info = await handle.info()
+        assert (info.status, info.attempts, len(info.errors)) == (TaskStatus.FAILED, 4, 4)
+    assert tasks.starts("out") == 4
+    if backend.durable:
+        # DIFFERENCE: the store raises max_attempts to allow the extra run.
+        assert info.max_attempts == 4
+    else:
+        # The in-memory queue keeps its policy's figure: 4 attempts "of 3".
+        assert info.max_attempts == 3
+
+
 async def test_retry_refuses_unfinished_and_completed(backend: Backend, clock: Clock) -> None:
     """`retry` of a task that is not ``failed`` or ``cancelled`` raises `TaskStateError`."""
     opened = gate("gate")
