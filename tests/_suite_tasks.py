@@ -170,3 +170,11 @@ async def retries_later(key: Any) -> None:
     runs.append(("start", key))
     await trio.lowlevel.checkpoint()
     raise OSError(key)
+
+
+@trio_workq.task(name="suite.retries_in_5s", retry=RetryPolicy(max_attempts=2, backoff=fixed(5)))
+async def retries_in_5s(key: Any) -> None:
+    """Fail with ``OSError``; the retry is due 5 s later (beyond a real-time test)."""
+    runs.append(("start", key))
+    await trio.lowlevel.checkpoint()
+    raise OSError(key)

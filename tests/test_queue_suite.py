@@ -441,27 +441,31 @@ async def test_schedule_delay_and_at(backend: Backend, clock: Clock) -> None:
 async def test_graceful_shutdown(backend: Backend, clock: Clock) -> None:
     """`shutdown()` lets the running task finish; afterwards submits raise `QueueClosed`."""
     async with backend.open(workers=1) as q:
+        retrying = await q.submit(tasks.retries_in_5s, "retrying")
+        await q.wait_for_status(retrying.id, TaskStatus.RETRYING)
         running = await q.submit(tasks.sleep, "running", 0.2)
         await wait_until(lambda: tasks.starts("running") == 1)
         queued = await q.submit(tasks.record, "queued")
         scheduled = await q.schedule(tasks.record, "scheduled", delay=60)
-        with trio.fail_after(5):
+        with trio.fail_after(5 if backend.durable else 10):
             await q.shutdown()
         assert (await running.info()).status is TaskStatus.COMPLETED
-        queued_status = (await queued.info()).status
-        scheduled_status = (await scheduled.info()).status
+        left = [(await h.info()).status for h in (queued, scheduled, retrying)]
         with pytest.raises(QueueClosed):
             await q.submit(tasks.echo, 1)
     if backend.durable:
-        # DIFFERENCE: a durable queue stops claiming and leaves queued and
-        # scheduled tasks in the store for the next process.
-        assert (queued_status, scheduled_status) == (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+        # DIFFERENCE: a durable queue stops claiming and leaves queued,
+        # scheduled and retrying tasks in the store for the next process.
+        assert left == [TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RETRYING]
         assert ("run", "queued") not in tasks.runs
+        assert tasks.starts("retrying") == 1
     else:
-        # The in-memory queue runs what is queued; scheduled tasks not yet due
-        # end cancelled (it has nowhere to keep them).
-        assert (queued_status, scheduled_status) == (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
+        # The in-memory queue runs what is queued and gives retrying tasks
+        # their remaining attempts (after the backoff); scheduled tasks not yet
+        # due end cancelled (it has nowhere to keep them).
+        assert left == [TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.FAILED]
         assert ("run", "queued") in tasks.runs
+        assert tasks.starts("retrying") == 2
 
 
 async def test_shutdown_timeout_interrupts_running(backend: Backend, clock: Clock) -> None:
