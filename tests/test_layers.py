@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _ci import unavailable
 
 import trio_workq
 
@@ -99,7 +100,12 @@ def module_names() -> list[str]:
     for info in pkgutil.walk_packages(trio_workq.__path__, PACKAGE + ".", onerror=fail):
         names.append(info.name)
     for name in names:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] == PACKAGE:
+                raise
+            unavailable(f"{name} needs {exc.name} (an optional dependency)")
     return sorted(names)
 
 
