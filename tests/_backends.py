@@ -31,9 +31,11 @@ import trio
 import trio.testing
 
 from trio_workq import (
+    DurableQueueStatistics,
     DurableTaskHandle,
     DurableWorkQueue,
     EventKind,
+    QueueStatistics,
     RetryPolicy,
     Store,
     TaskEvent,
@@ -241,16 +243,16 @@ class SuiteQueue:
             return self.raw.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
         return await self.raw.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
 
-    async def counts(self) -> dict[TaskStatus, int]:
-        """Tasks per status, from ``statistics()`` (`QueueStatistics` or `DurableQueueStatistics`).
-
-        Both classes have a field per status; the other fields differ.
-        """
+    async def statistics(self) -> QueueStatistics | DurableQueueStatistics:
+        """``statistics()``: sync on `WorkQueue`, async on `DurableWorkQueue`; two classes."""
         if isinstance(self.raw, WorkQueue):
             await trio.lowlevel.checkpoint()
-            stats: Any = self.raw.statistics()
-        else:
-            stats = await self.raw.statistics()
+            return self.raw.statistics()
+        return await self.raw.statistics()
+
+    async def counts(self) -> dict[TaskStatus, int]:
+        """Tasks per status, from `statistics` (both classes have a field per status)."""
+        stats = await self.statistics()
         return {status: getattr(stats, status.value) for status in TaskStatus}
 
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - passed on

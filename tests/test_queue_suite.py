@@ -657,6 +657,11 @@ async def test_listing_and_counts_by_status(backend: Backend, clock: Clock) -> N
             assert [info.id for info in page.tasks] == ids, status
             assert all(info.status is status for info in page.tasks)
         assert await q.counts() == {status: len(ids) for status, ids in expected.items()}
+        # The fields both statistics classes share (DIFFERENCE: the rest differ:
+        # QueueStatistics has submitted, retained, buffer_capacity,
+        # producers_waiting, schedulers_waiting; DurableQueueStatistics held, owner).
+        stats = await q.statistics()
+        assert (stats.workers, stats.busy_workers, stats.closed) == (1, 1, False)
 
         everything = [cancelled, scheduled, *reversed(queued), running, failed, completed]
         listed: list[str] = []
