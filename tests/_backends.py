@@ -47,6 +47,7 @@ from trio_workq import (
     open_work_queue,
 )
 from trio_workq._durable.registry import QUEUE_DEFAULT, definition_for
+from trio_workq._stores.urls import store_from_url
 
 T = TypeVar("T")
 
@@ -300,15 +301,27 @@ class Backend:
 
     @asynccontextmanager
     async def open(
-        self, *, workers: int = 4, retry: RetryPolicy | None = None
+        self,
+        *,
+        workers: int = 4,
+        retry: RetryPolicy | None = None,
+        wrap_store: Callable[[Store], Store] | None = None,
     ) -> AsyncGenerator[SuiteQueue]:
-        """``open_work_queue`` on this backend (both halves block, as there)."""
+        """``open_work_queue`` on this backend (both halves block, as there).
+
+        *wrap_store*, for a durable backend, wraps its store (e.g. in a fake
+        that delays some calls); it does not apply to the in-memory queue.
+        """
         if self.target is None:
             async with open_work_queue(workers=workers, retry=retry) as queue:
                 yield SuiteQueue(queue)
         else:
+            store = self.target
+            if wrap_store is not None:
+                wrap = store_from_url(store) if isinstance(store, str) else store
+                store = wrap_store(wrap)
             async with open_work_queue(
-                store=self.target, workers=workers, retry=retry, poll_interval=DURABLE_POLL
+                store=store, workers=workers, retry=retry, poll_interval=DURABLE_POLL
             ) as durable:
                 yield SuiteQueue(durable)
 

@@ -17,9 +17,9 @@ of the test itself.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import _suite_tasks as tasks
 import outcome
@@ -44,6 +44,7 @@ from _backends import clock as clock
 from trio_workq import (
     QueueClosed,
     Retry,
+    Store,
     StoredError,
     TaskCancelled,
     TaskEvent,
@@ -55,6 +56,7 @@ from trio_workq import (
 )
 
 Clock = trio.abc.Clock | None
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -89,6 +91,28 @@ def assert_error(
     else:
         assert isinstance(error, kind)
         assert str(error) == message
+
+
+def submitted_first(backend: Backend, events: list[T], kind_of: Callable[[T], Any]) -> list[T]:
+    """One task's *events*, with its ``submitted`` event first on a durable backend.
+
+    KNOWN BUG (durable; pinned by `test_submitted_is_seen_before_started`): a
+    listener may see ``started`` before ``submitted``. This puts it back, so
+    that the other event tests stay reliable and check everything else; it
+    goes with the fix. The in-memory queue's order is checked as it is.
+    """
+    if not backend.durable:
+        return events
+    submitted = [event for event in events if kind_of(event) is SUBMITTED]
+    return submitted + [event for event in events if kind_of(event) is not SUBMITTED]
+
+
+def same(value: T) -> T:
+    return value
+
+
+def first(pair: tuple[T, Any]) -> T:
+    return pair[0]
 
 
 def gate(key: str) -> trio.Event:
@@ -486,7 +510,7 @@ async def test_shutdown_timeout_interrupts_running(backend: Backend, clock: Cloc
         # store (``queued``, the attempt not counted) for the next process,
         # and no event says so: listeners saw it start and never end.
         assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
-        assert seen == [SUBMITTED, STARTED]
+        assert submitted_first(backend, seen, same) == [SUBMITTED, STARTED]
     else:
         assert (info.status, info.attempts) == (TaskStatus.CANCELLED, 1)
         assert seen == [SUBMITTED, STARTED, CANCELLED]
@@ -528,7 +552,8 @@ async def test_events_of_a_task_that_fails_once(backend: Backend, clock: Clock) 
         await scheduled.cancel()
         with trio.fail_after(5):
             assert await handle.result() == 2
-    assert [(kind, attempt) for task_id, kind, attempt in seen if task_id == handle.id] == [
+    mine = [(kind, attempt) for task_id, kind, attempt in seen if task_id == handle.id]
+    assert submitted_first(backend, mine, first) == [
         (SUBMITTED, 0),
         (STARTED, 1),
         (RETRYING, 1),
@@ -536,6 +561,47 @@ async def test_events_of_a_task_that_fails_once(backend: Backend, clock: Clock) 
         (COMPLETED, 2),
     ]
     assert [kind for task_id, kind, _ in seen if task_id == scheduled.id] == [SCHEDULED, CANCELLED]
+
+
+class SlowToConfirm:
+    """A store whose `add` returns a while after it committed (a slow network, a busy loop)."""
+
+    def __init__(self, inner: Store, delay: float) -> None:
+        self._inner = inner
+        self._delay = delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def add(self, tasks: Any) -> Any:
+        ids = await self._inner.add(tasks)
+        await trio.sleep(self._delay)
+        return ids
+
+
+async def test_submitted_is_seen_before_started(
+    backend: Backend, clock: Clock, request: pytest.FixtureRequest
+) -> None:
+    """Listeners see a task's ``submitted`` before its ``started``, however slow the store.
+
+    KNOWN BUG (durable): `DurableWorkQueue` emits ``submitted`` once the
+    store's `add` has returned, but a worker may claim and start the task as
+    soon as it is committed, so a listener can see ``started`` first. It
+    happened on PostgreSQL now and then in this suite (the commit's NOTIFY
+    wakes the fetcher); a store slow to confirm makes it certain. Strict
+    xfail: the fix must remove the marker.
+    """
+    if backend.durable:
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="durable: started can precede submitted")
+        )
+    seen: list[Any] = []
+    async with backend.open(wrap_store=lambda store: cast("Store", SlowToConfirm(store, 0.3))) as q:
+        q.add_listener(lambda event: seen.append(event.kind))
+        handle = await q.submit(tasks.echo, 1)
+        with trio.fail_after(5):
+            await handle.wait()
+    assert seen == [SUBMITTED, STARTED, COMPLETED]
 
 
 async def test_events_of_cancel_and_retry(backend: Backend, clock: Clock) -> None:
@@ -564,7 +630,8 @@ async def test_events_of_cancel_and_retry(backend: Backend, clock: Clock) -> Non
         assert not opened.is_set()
 
     def kinds(task_id: str) -> list[Any]:
-        return [kind for seen_id, kind in seen if seen_id == task_id]
+        mine = [kind for seen_id, kind in seen if seen_id == task_id]
+        return submitted_first(backend, mine, same)
 
     assert kinds(queued.id) == [SUBMITTED, CANCELLED]
     assert kinds(running.id) == [SUBMITTED, STARTED, CANCELLED]
