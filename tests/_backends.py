@@ -115,11 +115,10 @@ BACKENDS: dict[str, BackendKind] = {
         BackendKind("memory", _no_store, virtual_time=True),
         BackendKind("sqlite", _sqlite, virtual_time=False),
         BackendKind("postgres", _postgres, virtual_time=False),
-        # Once MemoryStore lands (h-i15-stores); tried on that branch: the 23 tests
-        # pass in 3 s. Real time for now: the durable queue computes due times
-        # and backoffs from time.time(), so under autojump a retry with no
-        # backoff spins without ever blocking (issue 16 makes it virtual_time=True).
-        # BackendKind("memorystore", memory_store, virtual_time=False),
+        # Real time for now: the durable queue computes due times and backoffs
+        # from time.time(), so under autojump a retry with no backoff spins
+        # without ever blocking (issue 16 makes it virtual_time=True).
+        BackendKind("memorystore", memory_store, virtual_time=False),
     ]
 }
 

@@ -85,8 +85,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # _durable reuses TaskHandle's type variable and casts its attempt records
     # to TaskHandle. Goes with the same change (a record protocol in _core).
     ("_durable", "_memory"): "h-i15-core",
-    # The _cli <-> _durable_cli cycle. Goes when the cli becomes one package.
-    ("_durable_cli", "_cli"): "h-i15-cli",
 }
 
 
