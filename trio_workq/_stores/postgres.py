@@ -528,6 +528,9 @@ class _Pool:
         if self.closed:
             await trio.lowlevel.checkpoint()
             return outcome.Error(StoreError(f"{self._describe} is closed"))
+        # to_thread.run_sync raises Cancelled before starting the thread if the
+        # caller is cancelled: check first, or the connection taken below is lost.
+        await trio.lowlevel.checkpoint_if_cancelled()
         conn = self._idle.pop() if self._idle else None
         conn, result = await trio.to_thread.run_sync(self._execute, conn, op, idempotent)
         if conn is not None:

@@ -1,0 +1,362 @@
+# SPDX-License-Identifier: MIT
+"""The backends of the queue-behaviour suite, and one async API over both queues.
+
+`BACKENDS` names every queue the suite runs against; a test takes the
+`backend` fixture (and `clock`, which pytest-trio hands to ``trio.run``)
+and runs once per entry. A new backend is one line in `BACKENDS`: a store
+factory (what to pass as ``open_work_queue(store=...)``) and whether the
+backend may run under a virtual clock.
+
+`SuiteQueue` and `SuiteHandle` give both queues one async API (the shape
+issue 16 plans for `trio_workq.TaskQueue`): today `WorkQueue.cancel`,
+`get_info`, `retry`, `list_tasks`, `statistics` and ``TaskHandle.cancel`` /
+``info`` are sync, their durable counterparts async. The adapter only
+bridges calling conventions; every behavioural difference stays visible to
+the tests, which assert it per backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import attrs
+import outcome
+import pytest
+import trio
+import trio.testing
+
+from trio_workq import (
+    DurableQueueStatistics,
+    DurableTaskHandle,
+    DurableWorkQueue,
+    EventKind,
+    QueueStatistics,
+    RetryPolicy,
+    Store,
+    TaskEvent,
+    TaskHandle,
+    TaskInfo,
+    TaskPage,
+    TaskStatus,
+    WorkQueue,
+    open_work_queue,
+)
+from trio_workq._durable.registry import QUEUE_DEFAULT, definition_for
+from trio_workq._stores.urls import store_from_url
+
+T = TypeVar("T")
+
+#: What ``open_work_queue(store=...)`` takes: nothing (in memory), a URL, or a `Store`.
+StoreTarget = Store | str | None
+
+#: Seconds between a durable queue's polls of the store: short, so that the
+#: suite runs in real time without waiting on polls.
+DURABLE_POLL = 0.05
+
+
+def _no_store(tmp_path: Path) -> Generator[StoreTarget]:
+    yield None
+
+
+def _sqlite(tmp_path: Path) -> Generator[StoreTarget]:
+    yield f"sqlite:///{tmp_path}/suite.db"
+
+
+def _postgres(tmp_path: Path) -> Generator[StoreTarget]:
+    # Imported here: psycopg is an optional dependency.
+    import psycopg
+    from _pg import PG_URL, require_postgres
+    from psycopg import sql
+
+    require_postgres()
+    schema = f"twq_suite_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def memory_store(tmp_path: Path) -> Generator[StoreTarget]:
+    # MemoryStore arrives with h-i15-stores (then add its line to BACKENDS).
+    from trio_workq._stores.memory import MemoryStore  # type: ignore[import-not-found, unused-ignore]
+
+    yield MemoryStore()
+
+
+@attrs.frozen
+class BackendKind:
+    """One entry of `BACKENDS`.
+
+    Attributes:
+        name: The test id.
+        store: Yields the store target for one test (a fresh database), and
+            cleans it up after; every queue the test opens uses that target.
+        virtual_time: Whether the tests run under an autojumping
+            `trio.testing.MockClock`. The SQLite and PostgreSQL stores work in
+            threads, which race a virtual clock: they run in real time.
+    """
+
+    name: str
+    store: Callable[[Path], Generator[StoreTarget]]
+    virtual_time: bool
+
+    @property
+    def durable(self) -> bool:
+        return self.store is not _no_store
+
+
+BACKENDS: dict[str, BackendKind] = {
+    kind.name: kind
+    for kind in [
+        BackendKind("memory", _no_store, virtual_time=True),
+        BackendKind("sqlite", _sqlite, virtual_time=False),
+        BackendKind("postgres", _postgres, virtual_time=False),
+        # Real time for now: the durable queue computes due times and backoffs
+        # from time.time(), so under autojump a retry with no backoff spins
+        # without ever blocking (issue 16 makes it virtual_time=True).
+        BackendKind("memorystore", memory_store, virtual_time=False),
+    ]
+}
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class SuiteHandle(Generic[T]):
+    """A task handle with one async API: `TaskHandle` or `DurableTaskHandle`."""
+
+    def __init__(self, handle: TaskHandle[T] | DurableTaskHandle[T]) -> None:
+        self.raw = handle
+
+    @property
+    def id(self) -> str:
+        return self.raw.id
+
+    async def cancel(self) -> bool:
+        """``handle.cancel()``: sync on `TaskHandle`, a coroutine on `DurableTaskHandle`."""
+        if isinstance(self.raw, TaskHandle):
+            await trio.lowlevel.checkpoint()
+            return self.raw.cancel()
+        return await self.raw.cancel()
+
+    async def wait(self) -> outcome.Outcome[T]:
+        return await self.raw.wait()
+
+    async def result(self) -> T:
+        return await self.raw.result()
+
+    async def info(self) -> TaskInfo:
+        """``handle.info()``: sync on `TaskHandle`, a coroutine on `DurableTaskHandle`."""
+        if isinstance(self.raw, TaskHandle):
+            await trio.lowlevel.checkpoint()
+            return self.raw.info()
+        return await self.raw.info()
+
+
+class SuiteQueue:
+    """A `WorkQueue` or a `DurableWorkQueue`, with async lookups and actions on both."""
+
+    def __init__(self, queue: WorkQueue | DurableWorkQueue) -> None:
+        self.raw = queue
+
+    @property
+    def durable(self) -> bool:
+        return isinstance(self.raw, DurableWorkQueue)
+
+    def _memory_options(self, fn: Any, name: str | None) -> dict[str, Any]:
+        # The in-memory queue ignores `trio_workq.task` registrations: its tasks
+        # are named module:qualname and use the queue's policy unless given
+        # retry=. The suite's tasks are registered; pass their registration's
+        # name and policy, as a durable queue uses them.
+        definition = definition_for(fn, name)
+        options: dict[str, Any] = {"name": definition.name}
+        if definition.retry is not QUEUE_DEFAULT:
+            options["retry"] = definition.retry
+        return options
+
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - the queue's per-task option
+    ) -> SuiteHandle[Any]:
+        if isinstance(self.raw, WorkQueue):
+            options = self._memory_options(fn, name)
+            return SuiteHandle(
+                await self.raw.submit(fn, *args, priority=priority, timeout=timeout, **options)
+            )
+        return SuiteHandle(
+            await self.raw.submit(fn, *args, name=name, priority=priority, timeout=timeout)
+        )
+
+    async def schedule(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+    ) -> SuiteHandle[Any]:
+        if isinstance(self.raw, WorkQueue):
+            options = self._memory_options(fn, None)
+            return SuiteHandle(
+                await self.raw.schedule(fn, *args, delay=delay, at=at, priority=priority, **options)
+            )
+        return SuiteHandle(
+            await self.raw.schedule(fn, *args, delay=delay, at=at, priority=priority)
+        )
+
+    async def get_info(self, task_id: str) -> TaskInfo:
+        if isinstance(self.raw, WorkQueue):
+            await trio.lowlevel.checkpoint()
+            return self.raw.get_info(task_id)
+        return await self.raw.get_info(task_id)
+
+    async def cancel(self, task_id: str) -> bool:
+        if isinstance(self.raw, WorkQueue):
+            await trio.lowlevel.checkpoint()
+            return self.raw.cancel(task_id)
+        return await self.raw.cancel(task_id)
+
+    async def retry(self, task_id: str) -> SuiteHandle[Any]:
+        if isinstance(self.raw, WorkQueue):
+            await trio.lowlevel.checkpoint()
+            return SuiteHandle(self.raw.retry(task_id))
+        return SuiteHandle(await self.raw.retry(task_id))
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        if isinstance(self.raw, WorkQueue):
+            await trio.lowlevel.checkpoint()
+            return self.raw.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
+        return await self.raw.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
+
+    async def statistics(self) -> QueueStatistics | DurableQueueStatistics:
+        """``statistics()``: sync on `WorkQueue`, async on `DurableWorkQueue`; two classes."""
+        if isinstance(self.raw, WorkQueue):
+            await trio.lowlevel.checkpoint()
+            return self.raw.statistics()
+        return await self.raw.statistics()
+
+    async def counts(self) -> dict[TaskStatus, int]:
+        """Tasks per status, from `statistics` (both classes have a field per status)."""
+        stats = await self.statistics()
+        return {status: getattr(stats, status.value) for status in TaskStatus}
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - passed on
+        await self.raw.shutdown(timeout)
+
+    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
+        self.raw.add_listener(listener)
+
+    async def wait_for_status(
+        self, task_id: str, status: TaskStatus, *, within: float = 5.0
+    ) -> TaskInfo:
+        """Poll until the task has *status*; fail after *within* seconds."""
+        with trio.fail_after(within):
+            while True:
+                info = await self.get_info(task_id)
+                if info.status is status:
+                    return info
+                await trio.sleep(0.01)
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    """Poll *condition* until it holds; fail after *within* seconds. Always a checkpoint."""
+    await trio.lowlevel.checkpoint()
+    with trio.fail_after(within):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.005)
+
+
+class Backend:
+    """One backend, for one test: opens queues on a fresh store target."""
+
+    def __init__(self, kind: BackendKind, target: StoreTarget) -> None:
+        self.kind = kind
+        self.target = target
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    @property
+    def durable(self) -> bool:
+        return self.kind.durable
+
+    @asynccontextmanager
+    async def open(
+        self,
+        *,
+        workers: int = 4,
+        retry: RetryPolicy | None = None,
+        wrap_store: Callable[[Store], Store] | None = None,
+    ) -> AsyncGenerator[SuiteQueue]:
+        """``open_work_queue`` on this backend (both halves block, as there).
+
+        *wrap_store*, for a durable backend, wraps its store (e.g. in a fake
+        that delays some calls); it does not apply to the in-memory queue.
+        """
+        if self.target is None:
+            async with open_work_queue(workers=workers, retry=retry) as queue:
+                yield SuiteQueue(queue)
+        else:
+            store = self.target
+            if wrap_store is not None:
+                wrap = store_from_url(store) if isinstance(store, str) else store
+                store = wrap_store(wrap)
+            async with open_work_queue(
+                store=store, workers=workers, retry=retry, poll_interval=DURABLE_POLL
+            ) as durable:
+                yield SuiteQueue(durable)
+
+
+# ---------------------------------------------------------------- fixtures
+# A test module imports them (``from _backends import backend as backend``).
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend_kind(request: pytest.FixtureRequest) -> BackendKind:
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def clock(backend_kind: BackendKind) -> trio.abc.Clock | None:
+    """The test's clock: autojumping for the backends that allow it, else trio's real clock.
+
+    pytest-trio runs a test under a `trio.abc.Clock` among its arguments: a
+    test takes this fixture next to `backend`.
+    """
+    return trio.testing.MockClock(autojump_threshold=0) if backend_kind.virtual_time else None
+
+
+@pytest.fixture
+def backend(backend_kind: BackendKind, tmp_path: Path) -> Iterator[Backend]:
+    with contextmanager(backend_kind.store)(tmp_path) as target:
+        yield Backend(backend_kind, target)
+
+
+#: Event kinds, for short assertions.
+SUBMITTED, SCHEDULED, STARTED, RETRYING, COMPLETED, FAILED, CANCELLED = (
+    EventKind.SUBMITTED,
+    EventKind.SCHEDULED,
+    EventKind.STARTED,
+    EventKind.RETRYING,
+    EventKind.COMPLETED,
+    EventKind.FAILED,
+    EventKind.CANCELLED,
+)
