@@ -46,7 +46,6 @@ from .._core.status import (
     TaskStatus,
 )
 from .._core.validate import check_count, check_name
-from .._memory.handle import T
 from .._runtime.events import EventSource, running_in
 from .._runtime.lifecycle import run_queue
 from .._stores.protocol import Store, StoredTask
@@ -59,6 +58,7 @@ from .errors import not_found
 from .executor import Executor
 from .fetcher import Fetcher
 from .handle import DurableTaskHandle as DurableTaskHandle
+from .handle import T
 from .intake import Intake
 from .maintenance import Maintenance
 from .rows import check_status, info_of_row, outcome_of_row
