@@ -4,8 +4,9 @@
 Lease recovery goes through the task's retry policy, backoff included: each
 such test leaves a task ``running`` under a dead owner with a short lease,
 then opens a queue whose reaper recovers it. A task failing while being
-cancelled ends ``failed``, as in memory. Real time and real stores (no
-autojump clock: the stores' I/O runs in threads), bounded by `trio.fail_after`.
+cancelled ends ``failed``, as in memory. On `MemoryStore`, SQLite and
+PostgreSQL, in real time (no autojump clock: the stores' I/O runs in
+threads), bounded by `trio.fail_after`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from psycopg import sql
 from trio_workq import RetryPolicy, TaskStatus, fixed
 from trio_workq._durable.queue import LEASE_EXPIRED_ERROR, StoredError, open_durable_queue
 from trio_workq._durable.registry import task
-from trio_workq._stores.protocol import NewTask, StoredTask
+from trio_workq._stores.memory import MemoryStore
+from trio_workq._stores.protocol import NewTask, Store, StoredTask
 from trio_workq._stores.urls import store_from_url
 
 BACKOFF = 600.0  # far longer than any test runs: a recovered task must wait for it
@@ -47,8 +49,12 @@ async def raises_when_cancelled() -> None:
         raise RuntimeError("cleanup failed") from None
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store | str]:
+    """The store of a test: one `MemoryStore` (each queue reopens it), or a URL."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tasks.db'}"
         return
@@ -59,9 +65,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-async def _left_running(url: str, name: str, max_attempts: int) -> str:
+async def _left_running(url: Store | str, name: str, max_attempts: int) -> str:
     """Add a task and claim it for an owner that dies at once (its lease: 0.2 s)."""
-    store = store_from_url(url)
+    store = store_from_url(url) if isinstance(url, str) else url
     await store.open()
     try:
         payload = b'{"args":[]}'
@@ -74,7 +80,9 @@ async def _left_running(url: str, name: str, max_attempts: int) -> str:
     return task_id
 
 
-async def _recovered(url: str, task_id: str, *, retry: RetryPolicy | None = None) -> StoredTask:
+async def _recovered(
+    url: Store | str, task_id: str, *, retry: RetryPolicy | None = None
+) -> StoredTask:
     """Open a queue until its reaper has recovered *task_id*; the row right after."""
     with trio.fail_after(15):
         async with open_durable_queue(
@@ -88,7 +96,7 @@ async def _recovered(url: str, task_id: str, *, retry: RetryPolicy | None = None
                 await trio.sleep(0.05)
 
 
-async def test_recovered_task_waits_for_its_backoff(url: str) -> None:
+async def test_recovered_task_waits_for_its_backoff(url: Store | str) -> None:
     """A task lost with its worker is retried after its policy's backoff, not at once."""
     task_id = await _left_running(url, "tests.recovery.slow_backoff", max_attempts=3)
     row = await _recovered(url, task_id)
@@ -99,7 +107,7 @@ async def test_recovered_task_waits_for_its_backoff(url: str) -> None:
     assert row.due_at > time.time() + BACKOFF - 60
 
 
-async def test_unknown_name_uses_the_queue_default_policy(url: str) -> None:
+async def test_unknown_name_uses_the_queue_default_policy(url: Store | str) -> None:
     """A task this process does not know is recovered with the queue's default policy."""
     task_id = await _left_running(url, "tests.recovery.nobody_registered_this", max_attempts=3)
     row = await _recovered(url, task_id, retry=RetryPolicy(max_attempts=3, backoff=fixed(BACKOFF)))
@@ -108,7 +116,7 @@ async def test_unknown_name_uses_the_queue_default_policy(url: str) -> None:
     assert row.due_at > time.time() + BACKOFF - 60
 
 
-async def test_stored_max_attempts_wins(url: str) -> None:
+async def test_stored_max_attempts_wins(url: Store | str) -> None:
     """The stored bound wins over the policy's: a task with no attempts left fails."""
     task_id = await _left_running(url, "tests.recovery.slow_backoff", max_attempts=1)
     row = await _recovered(url, task_id)
@@ -116,7 +124,7 @@ async def test_stored_max_attempts_wins(url: str) -> None:
     assert row.errors == (LEASE_EXPIRED_ERROR,)
 
 
-async def test_broken_backoff_fails_the_recovered_task(url: str) -> None:
+async def test_broken_backoff_fails_the_recovered_task(url: Store | str) -> None:
     """A backoff that raises fails the task with that error (the policy-error rule)."""
 
     def broken(attempt: int, exc: BaseException) -> float:
@@ -129,7 +137,7 @@ async def test_broken_backoff_fails_the_recovered_task(url: str) -> None:
     assert row.errors[0].startswith("ZeroDivisionError: broken backoff")
 
 
-async def test_task_that_swallows_cancel_and_raises_ends_failed(url: str) -> None:
+async def test_task_that_swallows_cancel_and_raises_ends_failed(url: Store | str) -> None:
     """Raising another exception while being cancelled: ``failed`` with it, as in memory.
 
     The store and this process's events agree (before: the store recorded
