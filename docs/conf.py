@@ -54,8 +54,11 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 
-# The type variable of TaskHandle[T], in the signatures of its methods.
-nitpick_ignore = [("py:class", "trio_workq._memory.handle.T")]
+# The type variables of TaskHandle[T] and DurableTaskHandle[T], in their methods' signatures.
+nitpick_ignore = [
+    ("py:class", "trio_workq._memory.handle.T"),
+    ("py:class", "trio_workq._durable.handle.T"),
+]
 
 if os.environ.get("TRIO_WORKQ_DOCS_INTERSPHINX"):
     intersphinx_mapping = {

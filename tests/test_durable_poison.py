@@ -32,6 +32,7 @@ import psycopg
 import pytest
 import trio
 from _pg import PG_URL, require_postgres
+from _recovery import recover_expired
 from _worker_processes import WorkerProcesses
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -265,7 +266,7 @@ async def test_refused_error_text_is_replaced(backend: Backend) -> None:
 
     async def refusing(
         owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
-    ) -> bool:
+    ) -> TaskStatus | None:
         if "refused" not in error:
             await trio.lowlevel.checkpoint()
             raise StoreDataError("refused for the test")
@@ -420,7 +421,7 @@ async def test_unreadable_errors_do_not_stop_lease_recovery(tmp_path: Path) -> N
                 lite.execute("UPDATE tasks SET errors = 'garbage' WHERE id = ?", (int(ids[0]),))
             lite.close()
             now[0] += 10  # both leases have expired
-            assert await store.recover_expired("lease expired") == 2
+            assert await recover_expired(store, "lease expired") == 2
             for task_id in ids:
                 row = await store.get(task_id)
                 assert row is not None

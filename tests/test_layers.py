@@ -78,14 +78,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 #: inside a part (as the branches of issue 15 do) does not touch the list. An
 #: import listed here is ignored by both checks; once none is left, its entry
 #: must go too (the test fails on a stale entry). The lead empties the list.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # _runtime.events reads TaskHandle (under TYPE_CHECKING): also the
-    # _memory <-> _runtime cycle. Goes when events read a record protocol of _core.
-    ("_runtime", "_memory"): "h-i15-core",
-    # _durable reuses TaskHandle's type variable and casts its attempt records
-    # to TaskHandle. Goes with the same change (a record protocol in _core).
-    ("_durable", "_memory"): "h-i15-core",
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 
 def module_names() -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from _recovery import recover_expired
 
 import trio_workq
 from trio_workq import RetryPolicy, fixed
@@ -66,7 +67,8 @@ async def test_every_time_comes_from_the_clock(autojump_clock: trio.testing.Mock
         start + 3630,
     )
     await trio.sleep(31)
-    assert await store.recover_expired("lost") == 1
+    assert [row.id for row in await store.expired(10)] == [task_id]
+    assert await recover_expired(store, "lost", now=trio.current_time()) == 1
     await store.aclose()
 
 

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# White-box: counts the idle connections of PostgresStore's pool.
+# pyright: reportPrivateUsage=false
 """PostgresStore's connection pool keeps its connections when a call is cancelled.
 
 Against the local test server (``$TRIO_WORKQ_TEST_PG_URL``), each test in a

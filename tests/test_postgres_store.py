@@ -33,6 +33,7 @@ import pytest
 import trio
 import trio.testing
 from _pg import PG_URL, require_postgres
+from _recovery import recover_expired
 from psycopg import sql
 
 from trio_workq._core.status import TaskStatus
@@ -402,7 +403,7 @@ async def test_maintenance_runs_on_one_process_at_a_time(
 
     holder = await trio.to_thread.run_sync(hold_lock)
     try:
-        assert await store.recover_expired("lost") == 0
+        assert await recover_expired(store, "lost") == 0
         assert await other.purge_finished(time.time() + 60) == 0
     finally:
         # Unlock explicitly: a closing session releases its locks only once its backend exits.
@@ -414,7 +415,7 @@ async def test_maintenance_runs_on_one_process_at_a_time(
     results: list[int] = []
 
     async def recover(which: PostgresStore) -> None:
-        results.append(await which.recover_expired("lost"))
+        results.append(await recover_expired(which, "lost"))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recover, store)

@@ -28,6 +28,7 @@ import pytest
 import trio
 import trio.testing
 from _pg import PG_URL, require_postgres
+from _recovery import recover_expired
 from psycopg import sql
 
 from trio_workq._core.status import TaskStatus
@@ -36,6 +37,7 @@ from trio_workq._stores.postgres import PostgresStore
 from trio_workq._stores.protocol import (
     Claimed,
     NewTask,
+    Recovery,
     Renewal,
     Store,
     StoreDataError,
@@ -184,8 +186,12 @@ async def get(store: Store, task_id: str) -> StoredTask:
 
 def worker_call(
     store: Store, method: str, owner: Any, task_id: Any, attempt: Any, retry_at: float | None = None
-) -> Awaitable[bool]:
-    """Call one of the writes a worker makes for the attempt it holds."""
+) -> Awaitable[object]:
+    """Call one of the writes a worker makes for the attempt it holds.
+
+    Not held: `complete` and `finish_cancelled` answer False, `fail` and
+    `release` (which answer the status they wrote) ``None``.
+    """
     if method == "complete":
         return store.complete(owner, task_id, attempt, b"r")
     if method == "fail":
@@ -332,7 +338,7 @@ class TestIds:
         assert await store.requeue(bad) is None
         for method in WORKER_METHODS:
             with trio.testing.assert_checkpoints():
-                assert await worker_call(store, method, OWNER, bad, 1) is False
+                assert not await worker_call(store, method, OWNER, bad, 1)
         assert await store.complete_many(OWNER, [(bad, 1, b"")]) == [False]
         assert (await store.renew(OWNER, [bad], 30.0)).lost == {bad}
         assert (await get(store, task_id)).status is RUNNING
@@ -652,7 +658,7 @@ class TestHeldWrites:
         (task_id,) = await store.add([new(backend)])
         await claim_one(store)
         retry_at = backend.now() + 0.3
-        assert await store.fail(OWNER, task_id, 1, "ValueError: boom", retry_at)
+        assert await store.fail(OWNER, task_id, 1, "ValueError: boom", retry_at) is RETRYING
         task = await get(store, task_id)
         assert (task.status, task.errors) == (RETRYING, ("ValueError: boom",))
         assert (task.owner, task.lease_until, task.finished_at) == (None, None, None)
@@ -667,7 +673,7 @@ class TestHeldWrites:
         (task_id,) = await store.add([new(backend)])
         await claim_one(store)
         now = backend.now()
-        assert await store.fail(OWNER, task_id, 1, "boom", None)
+        assert await store.fail(OWNER, task_id, 1, "boom", None) is FAILED
         task = await get(store, task_id)
         assert (task.status, task.errors, task.owner, task.lease_until) == (
             FAILED,
@@ -707,7 +713,7 @@ class TestHeldWrites:
         await claim_one(store)
         await backend.advance(0.1)
         now = backend.now()
-        assert await store.release(OWNER, task_id, 1)
+        assert await store.release(OWNER, task_id, 1) is QUEUED
         task = await get(store, task_id)
         assert (task.status, task.attempts) == (QUEUED, 0)
         assert (task.owner, task.lease_until, task.finished_at) == (None, None, None)
@@ -726,7 +732,7 @@ class TestHeldWrites:
         await backend.advance(0.1)
         owner, attempt = ("worker-2", 1) if who == "another owner" else (OWNER, 2)
         with trio.testing.assert_checkpoints():
-            assert await worker_call(store, method, owner, held, attempt) is False
+            assert not await worker_call(store, method, owner, held, attempt)
         assert backend.same(await store.get(held), before)
 
     @pytest.mark.parametrize("method", WORKER_METHODS)
@@ -746,7 +752,7 @@ class TestHeldWrites:
         else:
             assert await store.release(OWNER, task_id, 1)
         before = await get(store, task_id)
-        assert await worker_call(store, method, OWNER, task_id, 1, backend.now()) is False
+        assert not await worker_call(store, method, OWNER, task_id, 1, backend.now())
         assert backend.same(await store.get(task_id), before)
 
     async def test_a_stale_attempt_cannot_write_over_a_newer_one(
@@ -758,7 +764,7 @@ class TestHeldWrites:
         assert await store.fail(OWNER, task_id, 1, "first", backend.now())
         assert (await claim_one(store)).attempts == 2
         for method in WORKER_METHODS:
-            assert await worker_call(store, method, OWNER, task_id, 1, None) is False
+            assert not await worker_call(store, method, OWNER, task_id, 1, None)
         assert await store.complete(OWNER, task_id, 2, b"fresh")
         task = await get(store, task_id)
         assert (task.status, task.result, task.errors) == (COMPLETED, b"fresh", ("first",))
@@ -811,7 +817,7 @@ class TestHeldWrites:
         (task_id,) = await store.add([new(backend)])
         await claim_one(store)
         before = await get(store, task_id)
-        calls: dict[str, Callable[[], Awaitable[bool]]] = {
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
             "complete with a str result": lambda: store.complete(OWNER, task_id, 1, "r"),  # type: ignore[arg-type]
             "fail with bytes for error": lambda: store.fail(OWNER, task_id, 1, b"e", None),  # type: ignore[arg-type]
             "fail with no error": lambda: store.fail(OWNER, task_id, 1, None, None),  # type: ignore[arg-type]
@@ -870,27 +876,50 @@ class TestCancel:
         assert await second_store.cancel(queued) is CANCELLED
         assert (await store.claim(OWNER, 10, 30.0)).tasks == ()
 
-    @pytest.mark.parametrize("end", ["retry", "fail", "release", "lease expired"])
+    @pytest.mark.parametrize("end", ["retry", "release", "lease expired", "recovered retrying"])
     async def test_a_requested_cancel_wins(self, backend: Backend, store: Store, end: str) -> None:
-        """A running task asked to cancel never runs again, however its attempt ends."""
+        """A running task asked to cancel never runs again, however its attempt ends.
+
+        Cancel wins over re-queueing even when the runtime decided a retry
+        (a ``retrying`` target, or a recovery decided before the request).
+        """
         (task_id,) = await store.add([new(backend)])
         await claim_one(store, lease=SHORT_LEASE)
         assert await store.cancel(task_id) is RUNNING
         if end == "retry":
-            assert await store.fail(OWNER, task_id, 1, "boom", backend.now())
-        elif end == "fail":
-            assert await store.fail(OWNER, task_id, 1, "boom", None)
+            assert await store.fail(OWNER, task_id, 1, "boom", backend.now()) is CANCELLED
         elif end == "release":
-            assert await store.release(OWNER, task_id, 1)
+            assert await store.release(OWNER, task_id, 1) is CANCELLED
+        elif end == "lease expired":
+            await backend.advance(SHORT_LEASE)
+            assert await recover_expired(store, "lost", now=backend.now()) == 1
         else:
             await backend.advance(SHORT_LEASE)
-            assert await store.recover_expired("lost") == 1
+            target = Recovery(task_id, OWNER, 1, RETRYING, "lost", backend.now())
+            assert await store.recover([target]) == 1
         task = await get(store, task_id)
         assert (task.status, task.owner, task.lease_until) == (CANCELLED, None, None)
         assert task.finished_at is not None
         if end != "release":
-            assert task.errors == ("lost",) if end == "lease expired" else ("boom",)
+            assert task.errors == ("boom",) if end == "retry" else ("lost",)
         assert (await store.claim(OWNER, 10, 30.0)).tasks == ()
+
+    async def test_cancel_wins_only_over_requeueing(self, backend: Backend, store: Store) -> None:
+        """A failed target stays failed under a cancel request (as in memory); a retry does not."""
+        failed, lost = await store.add([new(backend), new(backend)])
+        await store.claim(OWNER, 2, SHORT_LEASE)
+        assert await store.cancel(failed) is RUNNING
+        assert await store.cancel(lost) is RUNNING
+        now = backend.now()
+        assert await store.fail(OWNER, failed, 1, "cleanup failed", None) is FAILED
+        task = await get(store, failed)
+        assert (task.status, task.errors, task.owner) == (FAILED, ("cleanup failed",), None)
+        assert task.finished_at == backend.near(now)
+        await backend.advance(SHORT_LEASE)
+        assert await store.recover([Recovery(lost, OWNER, 1, FAILED, "lost", None)]) == 1
+        task = await get(store, lost)
+        assert (task.status, task.errors, task.owner) == (FAILED, ("lost",), None)
+        assert task.finished_at is not None
 
     async def test_a_completion_after_a_cancel_request_is_kept(
         self, backend: Backend, store: Store
@@ -1094,7 +1123,7 @@ class TestRecover:
         done_before = await get(store, done)
         now = backend.now()
 
-        assert await store.recover_expired("lease expired") == 2
+        assert await recover_expired(store, "lease expired", now=now) == 2
 
         task = await get(store, retry)
         assert (task.status, task.attempts, task.errors) == (RETRYING, 1, ("lease expired",))
@@ -1105,7 +1134,7 @@ class TestRecover:
         assert task.finished_at == backend.near(now)
         assert backend.same(await store.get(renewed), renewed_before)
         assert backend.same(await store.get(done), done_before)
-        assert await store.recover_expired("again") == 0
+        assert await recover_expired(store, "again", now=backend.now()) == 0
         # The lost attempt counted: the next claim runs attempt 2.
         assert [(t.id, t.attempts) for t in (await store.claim(OWNER, 5, 30.0)).tasks] == [
             (retry, 2)
@@ -1115,7 +1144,8 @@ class TestRecover:
         (task_id,) = await store.add([new(backend)])
         await claim_one(store, lease=30.0)
         before = await get(store, task_id)
-        assert await store.recover_expired("lost") == 0
+        assert await store.expired(10) == ()
+        assert await recover_expired(store, "lost", now=backend.now()) == 0
         assert backend.same(await store.get(task_id), before)
 
     async def test_the_lost_worker_cannot_write(self, backend: Backend, store: Store) -> None:
@@ -1123,7 +1153,7 @@ class TestRecover:
         (task_id,) = await store.add([new(backend)])
         await claim_one(store, owner="old", lease=SHORT_LEASE)
         await backend.advance(SHORT_LEASE)
-        assert await store.recover_expired("lease expired") == 1
+        assert await recover_expired(store, "lease expired", now=backend.now()) == 1
         assert (await store.renew("old", [task_id], 30.0)).lost == {task_id}
         assert (await claim_one(store, owner="old")).attempts == 2
         assert not await store.complete("old", task_id, 1, b"stale")
@@ -1138,7 +1168,7 @@ class TestRecover:
         await claim_one(store, lease=SHORT_LEASE)
         await backend.advance(SHORT_LEASE)
         assert await store.renew(OWNER, [task_id], 30.0) == Renewal(frozenset(), frozenset())
-        assert await store.recover_expired("lost") == 0
+        assert await recover_expired(store, "lost", now=backend.now()) == 0
         assert await store.complete(OWNER, task_id, 1, b"late")
 
     async def test_concurrent_recoveries_recover_each_task_once(
@@ -1151,7 +1181,7 @@ class TestRecover:
         recovered: list[int] = []
 
         async def recover(which: Store) -> None:
-            recovered.append(await which.recover_expired("lost"))
+            recovered.append(await recover_expired(which, "lost", now=backend.now()))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(recover, store)
@@ -1161,11 +1191,74 @@ class TestRecover:
             task = await get(store, task_id)
             assert (task.status, task.errors) == (RETRYING, ("lost",))
 
+    async def test_expired_reads_oldest_lease_first_and_changes_nothing(
+        self, backend: Backend, store: Store
+    ) -> None:
+        first, second, live = await store.add([new(backend), new(backend), new(backend)])
+        assert await claim_one(store, lease=SHORT_LEASE) is not None  # first
+        await backend.advance(0.1)
+        assert await claim_one(store, lease=SHORT_LEASE) is not None  # second
+        assert await claim_one(store, lease=60.0) is not None  # live
+        await backend.advance(SHORT_LEASE)
+        before = await get(store, first)
+        rows = await store.expired(10)
+        assert [row.id for row in rows] == [first, second]
+        assert (rows[0].owner, rows[0].attempts, rows[0].status) == (OWNER, 1, RUNNING)
+        assert [row.id for row in await store.expired(1)] == [first]
+        assert backend.same(await store.get(first), before)
+        assert (await get(store, live)).status is RUNNING
+
+    async def test_target_applied_only_while_the_expired_holder_holds(
+        self, backend: Backend, store: Store
+    ) -> None:
+        """A row renewed or finished between `expired` and `recover` is left alone."""
+        renewed, finished, wrong = await store.add([new(backend), new(backend), new(backend)])
+        assert len((await store.claim(OWNER, 3, SHORT_LEASE)).tasks) == 3
+        await backend.advance(SHORT_LEASE)
+        assert {row.id for row in await store.expired(10)} == {renewed, finished, wrong}
+        assert await store.renew(OWNER, [renewed], 30.0) == Renewal(frozenset(), frozenset())
+        assert await store.complete(OWNER, finished, 1, b"r")
+        due = backend.now()
+        targets = [
+            Recovery(renewed, OWNER, 1, RETRYING, "lost", due),
+            Recovery(finished, OWNER, 1, RETRYING, "lost", due),
+            Recovery(wrong, "someone-else", 1, FAILED, "lost", None),
+            Recovery(wrong, OWNER, 2, FAILED, "lost", None),
+        ]
+        assert await store.recover(targets) == 0
+        for task_id, status in ((renewed, RUNNING), (finished, COMPLETED), (wrong, RUNNING)):
+            assert (await get(store, task_id)).status is status
+        assert await store.recover([Recovery(wrong, OWNER, 1, FAILED, "lost", None)]) == 1
+        task = await get(store, wrong)
+        assert (task.status, task.errors) == (FAILED, ("lost",))
+
+    async def test_a_decided_backoff_is_applied(self, backend: Backend, store: Store) -> None:
+        """A retrying target is due when the runtime said, not at once."""
+        (task_id,) = await store.add([new(backend)])
+        await claim_one(store, lease=SHORT_LEASE)
+        await backend.advance(SHORT_LEASE)
+        due = backend.now() + 60
+        assert await store.recover([Recovery(task_id, OWNER, 1, RETRYING, "lost", due)]) == 1
+        task = await get(store, task_id)
+        assert (task.status, task.owner, task.finished_at) == (RETRYING, None, None)
+        assert task.due_at == backend.near(due)
+        claimed = await store.claim(OWNER, 1, 30.0)
+        assert claimed.tasks == ()
+        assert claimed.next_due == backend.near(due)
+
     async def test_bad_input(self, store: Store) -> None:
+        with pytest.raises(TypeError, match="error must be a str"):
+            await store.recover([Recovery("1", OWNER, 1, FAILED, None, None)])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="needs a due_at"):
+            await store.recover([Recovery("1", OWNER, 1, RETRYING, "e", None)])
+        with pytest.raises(ValueError, match="a recovered task becomes"):
+            await store.recover([Recovery("1", OWNER, 1, QUEUED, "e", None)])
         with pytest.raises(TypeError):
-            await store.recover_expired(None)  # type: ignore[arg-type]
-        with pytest.raises(TypeError):
-            await store.recover_expired(b"lost")  # type: ignore[arg-type]
+            await store.recover(["1"])  # type: ignore[list-item]
+        for limit in (0, 1001):
+            with pytest.raises(ValueError):
+                await store.expired(limit)
+        assert await store.recover([]) == 0
 
 
 class TestPurge:
@@ -1244,7 +1337,7 @@ class TestWaitForWork:
             assert await store.requeue(task_id) is FAILED
         elif call == "recover":
             await backend.advance(SHORT_LEASE)
-            assert await store.recover_expired("gone") == 1
+            assert await recover_expired(store, "gone", now=backend.now()) == 1
         else:
             assert await store.fail(OWNER, task_id, 1, "e", backend.now())
         with trio.fail_after(5):
@@ -1331,7 +1424,8 @@ class TestLifecycle:
             lambda: store.get(a),
             lambda: store.page(status=None, name=None, limit=5, cursor=None),
             lambda: store.counts(),
-            lambda: store.recover_expired("lost"),
+            lambda: store.expired(10),
+            lambda: store.recover([]),
             lambda: store.purge_finished(0.0),
             lambda: store.wait_for_work(0),
         ]

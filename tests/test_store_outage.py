@@ -113,7 +113,7 @@ async def test_store_lost_while_a_task_runs(
             await started.wait()
             lost = trio.current_time()
             for method in ("claim", "renew", "complete", "complete_many", "fail", "release",
-                           "finish_cancelled", "recover_expired", "purge_finished"):  # fmt: skip
+                           "finish_cancelled", "expired", "recover", "purge_finished"):  # fmt: skip
                 monkeypatch.setattr(queue.store, method, _refusing(method))
             await trio.sleep_forever()
     # The grace, then at most the bounded cleanup (giving the task back fails too).

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from ._core.info import TaskRecord
 from ._core.status import EventKind
-from ._memory.handle import TaskHandle
 from ._memory.queue import WorkQueue
 from ._runtime.events import Hook
 
@@ -48,7 +47,7 @@ class TracingInstrumentation:
         self._tracer = tracer
         self._wall_offset = queue.wall_time(0.0).timestamp()  # trio time -> Unix time
         # Attempts in flight: their span and the context token to restore.
-        self._open: dict[TaskHandle[Any], tuple[trace.Span, object]] = {}
+        self._open: dict[TaskRecord, tuple[trace.Span, object]] = {}
         self._tracing = True
         self._hook: Hook = self._on_change
         queue.add_hook(self._hook)
@@ -79,9 +78,7 @@ class TracingInstrumentation:
     ) -> None:
         self.uninstrument()
 
-    def _on_change(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
-    ) -> None:
+    def _on_change(self, kind: EventKind, task: TaskRecord, when: float, was_running: bool) -> None:
         if kind is EventKind.STARTED:
             if self._tracing:
                 self._start(task, when)
@@ -90,7 +87,7 @@ class TracingInstrumentation:
             if not self._tracing:
                 self._leave_when_idle()
 
-    def _start(self, task: TaskHandle[Any], when: float) -> None:
+    def _start(self, task: TaskRecord, when: float) -> None:
         name = task.name
         span = self._tracer.start_span(
             f"trio_workq.task {name}",
@@ -108,7 +105,7 @@ class TracingInstrumentation:
         token = otel_context.attach(trace.set_span_in_context(span))
         self._open[task] = (span, token)
 
-    def _end(self, kind: EventKind, task: TaskHandle[Any], when: float) -> None:
+    def _end(self, kind: EventKind, task: TaskRecord, when: float) -> None:
         opened = self._open.pop(task, None)
         if opened is None:  # started before instrument() was called
             return

@@ -18,7 +18,7 @@ import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import trio
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -30,8 +30,8 @@ from prometheus_client.metrics_core import (
 )
 
 from ._core.errors import TaskTimeout
+from ._core.info import TaskRecord
 from ._core.status import EventKind
-from ._memory.handle import TaskHandle
 from ._memory.queue import QueueStatistics, WorkQueue
 from ._runtime.events import Hook
 
@@ -423,7 +423,7 @@ def _make_hook(instrumentation: Instrumentation, series_by_name: dict[str, _Task
     retrying = EventKind.RETRYING
     cancelled = EventKind.CANCELLED
 
-    def on_change(kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool) -> None:
+    def on_change(kind: EventKind, task: TaskRecord, when: float, was_running: bool) -> None:
         # Called during the transition, so the task's fields are current.
         try:
             name = task.name

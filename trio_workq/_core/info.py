@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import attrs
 
@@ -14,16 +14,95 @@ from .status import SCHEDULED, TaskStatus
 if TYPE_CHECKING:
     from .retry import RetryPolicy
 
-_State: TypeAlias = tuple[
-    "TaskStatus",
-    int,
-    "BaseException | None",
-    "tuple[BaseException, ...]",
-    "float | None",
-    float,
-    "float | None",
-    "float | None",
-]
+
+class TaskSnapshot(NamedTuple):
+    """What changes over a task's life, as of one moment (trio times).
+
+    Cheap to take (a tuple: events keep one each); `TaskRecord.info_from`
+    turns it into a `TaskInfo`.
+    """
+
+    status: TaskStatus
+    attempts: int
+    last_error: BaseException | None
+    errors: tuple[BaseException, ...]
+    due: float | None
+    queued: float
+    started: float | None
+    finished: float | None
+
+
+#: Builds a `TaskSnapshot` from a tuple of its fields without NamedTuple's
+#: keyword handling (about half the cost): ``new_snapshot(TaskSnapshot, (...))``.
+new_snapshot: Final = cast(
+    "Callable[[type[TaskSnapshot], tuple[Any, ...]], TaskSnapshot]",
+    tuple.__new__,  # pyright: ignore[reportUnknownMemberType] - typed by the cast
+)
+
+
+class TaskRecord(Protocol):
+    """What the runtime reads of a task: hooks, events, `current_task`.
+
+    Both a `TaskHandle` (in memory) and the durable queue's record of an
+    attempt satisfy it. Internal but stable: integrations built on hooks
+    (metrics, tracing) may rely on it.
+    """
+
+    @property
+    def id(self) -> str:
+        """The task's id."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        ...
+
+    @property
+    def status(self) -> TaskStatus:
+        """Its current status."""
+        ...
+
+    @property
+    def attempts(self) -> int:
+        """Attempts started so far."""
+        ...
+
+    @property
+    def queue(self) -> object:
+        """The queue the task belongs to."""
+        ...
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The exception of the latest failed attempt, or ``None``."""
+        ...
+
+    @property
+    def queued_time(self) -> float:
+        """When the task last became queued (submitted, or due), in trio time."""
+        ...
+
+    @property
+    def started_time(self) -> float | None:
+        """When the latest attempt started, in trio time, or ``None``."""
+        ...
+
+    def snapshot(self) -> TaskSnapshot:
+        """What changes over its life, now. Not a checkpoint."""
+        ...
+
+    def info_from(self, snapshot: TaskSnapshot) -> TaskInfo:
+        """Its `TaskInfo` as of *snapshot*. Not a checkpoint."""
+        ...
+
+    def info(self) -> TaskInfo:
+        """Its `TaskInfo` now. Not a checkpoint."""
+        ...
+
+    def wall_time(self, trio_time: float) -> datetime:
+        """A trio time of this task's queue as an aware UTC datetime."""
+        ...
 
 
 @attrs.frozen
@@ -105,24 +184,25 @@ def info_from_state(
     max_attempts: int,
     timeout: float | None,
     created: float,
-    state: _State,
+    state: TaskSnapshot,
     wall: Callable[[float], datetime],
 ) -> TaskInfo:
-    """A `TaskInfo` from a task's fixed fields and a `_State` snapshot (trio times)."""
-    status, attempts, last_error, errors, due, queued, started, finished = state
+    """A `TaskInfo` from a task's fixed fields and a `TaskSnapshot` (trio times)."""
+    status = state.status
+    due, started, finished = state.due, state.started, state.finished
     return TaskInfo(
         id=task_id,
         name=name,
         status=status,
         priority=priority,
-        attempts=attempts,
+        attempts=state.attempts,
         max_attempts=max_attempts,
         timeout=timeout,
-        last_error=last_error,
-        errors=errors,
+        last_error=state.last_error,
+        errors=state.errors,
         created_at=wall(created),
         due_at=None if due is None else wall(due),
-        queued_at=None if status is SCHEDULED else wall(queued),
+        queued_at=None if status is SCHEDULED else wall(state.queued),
         started_at=None if started is None else wall(started),
         finished_at=None if finished is None else wall(finished),
     )

@@ -167,12 +167,25 @@ class RetryPolicy:
         """
         if attempt >= self.max_attempts:
             return None
-        if isinstance(exc, Retry):
-            if exc.delay is not None:
-                return exc.delay
-        elif not isinstance(exc, self.retry_on) or (
-            self.retry_if is not None and not self.retry_if(exc, attempt)
-        ):
-            return None
-        delay = self.backoff(attempt, exc)
-        return check_seconds("the backoff's delay", delay)
+        return retry_delay(self, attempt, exc)
+
+
+def retry_delay(
+    policy: RetryPolicy, attempt: int, exc: BaseException, lost: bool = False
+) -> float | None:
+    """`RetryPolicy.next_delay` without the attempts bound (the caller checks its own).
+
+    *lost*: the attempt's worker died (durable). Like `Retry` without a
+    delay, it is retried after the backoff, whatever *retry_on* and
+    *retry_if* say. Not a checkpoint.
+    """
+    if isinstance(exc, Retry):
+        if exc.delay is not None:
+            return exc.delay
+    elif not lost and (
+        not isinstance(exc, policy.retry_on)
+        or (policy.retry_if is not None and not policy.retry_if(exc, attempt))
+    ):
+        return None
+    delay = policy.backoff(attempt, exc)
+    return check_seconds("the backoff's delay", delay)

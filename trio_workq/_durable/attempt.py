@@ -1,18 +1,19 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """This process's record of a durable task: what events and `current_task` read."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import trio
 
-from .._core.info import MAX_ERROR_HISTORY, TaskInfo, info_from_state
+from .._core.info import MAX_ERROR_HISTORY, TaskInfo, TaskSnapshot, info_from_state, new_snapshot
 from .._core.status import TaskStatus
 from .._stores.protocol import StoredTask
 from .errors import StoredError
@@ -23,10 +24,8 @@ from .registry import TaskDefinition
 class _Attempt:
     """This process's record of a task: for lifecycle events and `current_task`.
 
-    It offers what `TaskEvent` and `current_task` read from a `TaskHandle`
-    (``id``, ``name``, ``_state``, ``_info_from``, ``info``, ``_queue``), so
-    durable tasks produce the same events as in-memory ones. Times are trio
-    times.
+    It is a `TaskRecord`, as a `TaskHandle` is, so durable tasks produce the
+    same events as in-memory ones. Times are trio times.
     """
 
     __slots__ = (
@@ -90,34 +89,11 @@ class _Attempt:
         self.interrupted = False  # by shutdown: give the task back, record nothing
         self.lost = False  # the lease is gone: record nothing
 
-    def _state(self) -> tuple[Any, ...]:
-        return (
-            self.status,
-            self.attempts,
-            self._last_error,
-            self._errors,
-            self._due,
-            self._queued,
-            self._started,
-            self._finished,
-        )
+    # The `TaskRecord` interface, read by events, hooks and current_task.
 
-    def _info_from(self, state: tuple[Any, ...]) -> TaskInfo:
-        return info_from_state(
-            self.id,
-            self.name,
-            self.priority,
-            self.max_attempts,
-            self.timeout,
-            self._created,
-            state,
-            self._queue.wall_time,
-        )
-
-    def info(self) -> TaskInfo:
-        return self._info_from(self._state())
-
-    # What hooks read of a record, as on `TaskHandle` (see `EventSource.add_hook`).
+    @property
+    def queue(self) -> QueueRef:
+        return self._queue
 
     @property
     def last_error(self) -> BaseException | None:
@@ -130,6 +106,39 @@ class _Attempt:
     @property
     def started_time(self) -> float | None:
         return self._started
+
+    def snapshot(self) -> TaskSnapshot:
+        return new_snapshot(
+            TaskSnapshot,
+            (
+                self.status,
+                self.attempts,
+                self._last_error,
+                self._errors,
+                self._due,
+                self._queued,
+                self._started,
+                self._finished,
+            ),
+        )
+
+    def info_from(self, snapshot: TaskSnapshot) -> TaskInfo:
+        return info_from_state(
+            self.id,
+            self.name,
+            self.priority,
+            self.max_attempts,
+            self.timeout,
+            self._created,
+            snapshot,
+            self._queue.wall_time,
+        )
+
+    def info(self) -> TaskInfo:
+        return self.info_from(self.snapshot())
+
+    def wall_time(self, trio_time: float) -> datetime:
+        return self._queue.wall_time(trio_time)
 
     def request_cancel(self) -> None:
         """Ask this attempt to stop (now if it runs, before it starts if not). Not a checkpoint."""

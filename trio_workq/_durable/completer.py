@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """The completer: writes how attempts ended, results in batches, with retries.
 
@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import attrs
 import trio
 
 from .._core.info import MAX_ERROR_HISTORY
 from .._core.retry import RetryPolicy
 from .._core.status import CANCELLED, COMPLETED, FAILED, RETRYING
+from .._core.transitions import Ending, decide
 from .._runtime.events import logger
 from .._stores.protocol import StoreDataError, StoreError
 from .attempt import _Attempt
 from .errors import conversion_error, error_text
-from .registry import QUEUE_DEFAULT
+from .registry import policy_for
 from .runtime import Runtime, wall_now
 
 R = TypeVar("R")
+W = TypeVar("W")
 
 
 class Completer:
@@ -57,33 +58,54 @@ class Completer:
                 f"the result of task {attempt.name!r} cannot be serialized by "
                 f"{self._rt.serializer!r}: {exc}",
             )
-            await self.record_failure(attempt, error, False)
+            await self.record_failure(attempt, error, Ending.UNRETRYABLE)
             return
         # The recorder writes it, batched with others, while this worker goes on.
         self.completed.append((attempt, result))
         self._completed_added.set()
 
-    async def record_failure(self, attempt: _Attempt, exc: Exception, retryable: bool) -> None:
-        """Write a failed attempt: ``retrying`` if its policy allows, else ``failed``."""
+    async def record_failure(self, attempt: _Attempt, exc: Exception, ending: Ending) -> None:
+        """Record a failed attempt as `decide` says; the store applies it (cancel wins).
+
+        *ending* is `Ending.RAISED`, `Ending.RAISED_WHILE_CANCELLED` or
+        `Ending.UNRETRYABLE`.
+        """
         rt = self._rt
         attempt._last_error = exc
         attempt._errors = (*attempt._errors, exc)[-MAX_ERROR_HISTORY:]
-        retry_at = None
-        if retryable:
-            try:
-                delay = self._retry_delay(attempt, exc)
-            except Exception as policy_error:  # a broken backoff or retry_if fails the task
-                policy_error.__context__ = exc
-                attempt._last_error = policy_error
-                attempt._errors = (*attempt._errors[:-1], policy_error)
-                delay = None
-            if delay is not None:
-                retry_at = wall_now() + delay
-        if not await self.write(
+        now = wall_now()
+        status, error, retry_at = decide(
+            ending,
+            exc,
+            attempts=attempt.attempts,
+            max_attempts=attempt.max_attempts,  # the stored bound wins
+            policy=policy_for(attempt.definition, self._retry),
+            now=now,
+        )
+        if error is not exc:  # a broken backoff or retry_if failed the task
+            assert error is not None
+            attempt._last_error = error
+            attempt._errors = (*attempt._errors[:-1], error)
+        assert status is FAILED or status is RETRYING
+        written = await self.write(
             self._store.fail, attempt, error_text(attempt._last_error), retry_at
-        ):
+        )
+        if written is None:
             return
-        if retry_at is None:
+        if written is RETRYING:
+            assert retry_at is not None
+            logger.info(
+                "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                attempt.id,
+                attempt.name,
+                attempt.attempts,
+                exc,
+                retry_at - now,
+            )
+            attempt._due = rt.clock.current_time() + max(retry_at - wall_now(), 0.0)
+            rt.set_status(attempt, RETRYING)
+            return
+        if written is FAILED:
             logger.warning(
                 "task %s (%s) failed after %d attempt(s)",
                 attempt.id,
@@ -91,32 +113,10 @@ class Completer:
                 attempt.attempts,
                 exc_info=attempt._last_error,
             )
-            attempt._finished = rt.clock.current_time()
-            rt.set_status(attempt, FAILED)
-            rt.finish_waiters.finished(attempt.id)
-        else:
-            logger.info(
-                "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
-                attempt.id,
-                attempt.name,
-                attempt.attempts,
-                exc,
-                retry_at - wall_now(),
-            )
-            attempt._due = rt.clock.current_time() + max(retry_at - wall_now(), 0.0)
-            rt.set_status(attempt, RETRYING)
-
-    def _retry_delay(self, attempt: _Attempt, exc: Exception) -> float | None:
-        definition = attempt.definition
-        policy = self._retry
-        if definition is not None and definition.retry is not QUEUE_DEFAULT:
-            policy = definition.retry
-        if policy is None or attempt.attempts >= attempt.max_attempts:
-            return None
-        if policy.max_attempts != attempt.max_attempts:
-            # The stored bound wins: the policy may have changed since the submit.
-            policy = attrs.evolve(policy, max_attempts=attempt.max_attempts)
-        return policy.next_delay(attempt.attempts, exc)
+        # (CANCELLED: its cancellation, requested elsewhere, won over the retry.)
+        attempt._finished = rt.clock.current_time()
+        rt.set_status(attempt, written)
+        rt.finish_waiters.finished(attempt.id)
 
     async def record_cancelled(self, attempt: _Attempt) -> None:
         """Write an attempt stopped by a cancel request: ``cancelled``."""
@@ -126,8 +126,15 @@ class Completer:
             self._rt.finish_waiters.finished(attempt.id)
 
     async def release(self, attempt: _Attempt) -> None:
-        """Give the task back to the store (``queued``, this attempt not counted)."""
-        await self.write(self._store.release, attempt)
+        """Give the task back to the store (``queued``, this attempt not counted).
+
+        This is `Ending.INTERRUPTED`: shutdown interrupted the attempt.
+        """
+        if await self.write(self._store.release, attempt) is CANCELLED:
+            # Its cancellation, requested elsewhere, won: the store ended it cancelled.
+            attempt._finished = self._rt.clock.current_time()
+            self._rt.set_status(attempt, CANCELLED)
+            self._rt.finish_waiters.finished(attempt.id)
 
     async def release_all(self, attempts: Sequence[_Attempt]) -> None:  # noqa: ASYNC910
         """Give back claimed tasks that will not run here (concurrently: the store batches)."""
@@ -171,7 +178,7 @@ class Completer:
                 return  # noqa: ASYNC910 - private; the write above checkpointed
             attempt = batch[0][0]
             error = StoreDataError(f"the result of task {attempt.name!r} cannot be stored: {exc}")
-            await self.record_failure(attempt, error, False)
+            await self.record_failure(attempt, error, Ending.UNRETRYABLE)
             return
         for attempt, _ in batch:
             rt.unhold(attempt)
@@ -207,32 +214,39 @@ class Completer:
         return row is not None and row.status is COMPLETED and row.attempts == attempt.attempts
 
     async def write(
-        self, method: Callable[..., Awaitable[bool]], attempt: _Attempt, *extra: Any
-    ) -> bool:
-        """Write an attempt's outcome; True if it was recorded (the lease was still ours).
+        self, method: Callable[..., Awaitable[W]], attempt: _Attempt, *extra: Any
+    ) -> W | None:
+        """Write an attempt's outcome; what the store returned, or None if it failed.
 
+        A falsy answer means the lease was no longer ours (nothing recorded).
         Cancelled before the store ran the write, the attempt stays held: whoever
         unwinds (the worker, or the queue's last cleanup) gives it back then.
         """
+        owner, task_id, number = self._rt.owner, attempt.id, attempt.attempts
+
+        async def write() -> tuple[W]:
+            # Boxed: a store's None ("not held") is not _retrying_write's ("gave up").
+            return (await method(owner, task_id, number, *extra),)
+
         try:
-            recorded = await self._retrying_write(
-                functools.partial(method, self._rt.owner, attempt.id, attempt.attempts, *extra),
-                [attempt],
-            )
+            boxed = await self._retrying_write(write, [attempt])
         except StoreDataError as exc:
-            recorded = await self._after_data_error(method, attempt, extra, exc)
+            boxed = await self._after_data_error(method, attempt, extra, exc)
         self._rt.unhold(attempt)
-        if recorded is False:
+        if boxed is None:
+            return None  # the store kept failing (logged): its lease expires
+        if not boxed[0]:
             _log_lease_lost(attempt)
-        return bool(recorded)
+            return None
+        return boxed[0]
 
     async def _after_data_error(
         self,
-        method: Callable[..., Awaitable[bool]],
+        method: Callable[..., Awaitable[W]],
         attempt: _Attempt,
         extra: tuple[Any, ...],
         exc: StoreDataError,
-    ) -> bool | None:
+    ) -> tuple[W] | None:
         """After the store refused an outcome's data: fail the task with a text it holds.
 
         Only an error text can be refused (the other writes carry no data);
@@ -244,14 +258,18 @@ class Completer:
         if method != self._store.fail:
             return None  # noqa: ASYNC910 - private; the write above checkpointed
         text = f"trio_workq.StoreDataError: the store refused this attempt's error: {exc}"
-        write = functools.partial(
-            self._store.fail,
-            self._rt.owner,
-            attempt.id,
-            attempt.attempts,
-            ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
-            extra[1],
-        )
+        owner, task_id, number = self._rt.owner, attempt.id, attempt.attempts
+
+        async def write() -> tuple[W]:
+            replaced = await self._store.fail(
+                owner,
+                task_id,
+                number,
+                ascii(text)[1:-1],  # plain ASCII, whatever the store's message held
+                extra[1],
+            )
+            return (cast("W", replaced),)
+
         try:
             return await self._retrying_write(write, [attempt])
         except StoreDataError:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """The executor: the worker loop, one claimed attempt at a time in a reused cancel scope.
 
@@ -23,7 +23,7 @@ import trio
 from .._core.errors import TaskTimeout
 from .._core.outcomes import split_attempt_error
 from .._core.status import RUNNING
-from .._memory.handle import TaskHandle
+from .._core.transitions import Ending
 from .._runtime.events import set_current
 from .attempt import _Attempt
 from .completer import Completer
@@ -85,7 +85,7 @@ class Executor:
                         if timeout is not None:
                             scope.deadline = started + timeout
                         attempt.scope = scope
-                        set_current(cast("TaskHandle[Any]", attempt))
+                        set_current(attempt)
                         rt.set_status(attempt, RUNNING)
                         value: Any = None
                         error: Exception | None = None
@@ -157,9 +157,8 @@ class Executor:
             # Nothing to run (unknown name, bad arguments): retrying cannot help.
             assert attempt._last_error is not None
             self._rt.set_status(attempt, RUNNING)
-            await self._completer.record_failure(
-                attempt, cast("Exception", attempt._last_error), False
-            )
+            error = cast("Exception", attempt._last_error)
+            await self._completer.record_failure(attempt, error, Ending.UNRETRYABLE)
 
     async def _finish(  # noqa: ASYNC910 - private; a lost attempt records nothing
         self, attempt: _Attempt, value: Any, error: Exception | None
@@ -172,8 +171,12 @@ class Executor:
             if attempt.interrupted and not attempt.cancel_requested:
                 await completer.release(attempt)  # it failed because shutdown interrupted it
             else:
-                # A task that fails while being cancelled is not retried.
-                await completer.record_failure(attempt, error, not attempt.cancel_requested)
+                # A task that fails while being cancelled is not retried: it ends
+                # failed with its error, as in the in-memory queue.
+                ending = (
+                    Ending.RAISED_WHILE_CANCELLED if attempt.cancel_requested else Ending.RAISED
+                )
+                await completer.record_failure(attempt, error, ending)
         else:
             await completer.record_success(attempt, value)
 
@@ -195,7 +198,7 @@ class Executor:
         else:
             timeout = TaskTimeout(f"task timed out after {attempt.timeout}s")
             timeout.__context__ = cleanup_errors
-            await completer.record_failure(attempt, timeout, True)
+            await completer.record_failure(attempt, timeout, Ending.RAISED)
 
     def _load_call(
         self, definition: TaskDefinition, payload: bytes

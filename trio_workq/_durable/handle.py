@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Protocol, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import outcome
 import trio
 
 from .._core.info import TaskInfo
-from .._memory.handle import T
+
+#: A task's result type (as `trio_workq.TaskHandle`'s; its own, so no import of the memory layer).
+T = TypeVar("T")
 
 
 class QueueRef(Protocol):

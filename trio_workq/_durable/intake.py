@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """Intake: checks and serializes new tasks, and stores them (one commit per batch)."""
 
@@ -20,7 +20,7 @@ from .._stores.protocol import NewTask
 from .attempt import _Attempt
 from .errors import closed_error, conversion_error
 from .handle import DurableTaskHandle
-from .registry import QUEUE_DEFAULT, definition_for
+from .registry import definition_for, policy_for
 from .runtime import Runtime, wall_now
 
 
@@ -65,7 +65,7 @@ class Intake:
         check_priority(priority)
         timeout = check_timeout(timeout)
         payload = self._dump_arguments(definition.name, args, kwargs)
-        policy = self._retry if definition.retry is QUEUE_DEFAULT else definition.retry
+        policy = policy_for(definition, self._retry)
         return NewTask(
             name=definition.name,
             payload=payload,

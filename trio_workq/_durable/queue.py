@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """The durable queue: tasks live in a `Store`, workers claim them with leases.
 
@@ -46,7 +46,6 @@ from .._core.status import (
     TaskStatus,
 )
 from .._core.validate import check_count, check_name
-from .._memory.handle import T
 from .._runtime.events import EventSource, running_in
 from .._runtime.lifecycle import run_queue
 from .._stores.protocol import Store, StoredTask
@@ -59,6 +58,7 @@ from .errors import not_found
 from .executor import Executor
 from .fetcher import Fetcher
 from .handle import DurableTaskHandle as DurableTaskHandle
+from .handle import T
 from .intake import Intake
 from .maintenance import Maintenance
 from .rows import check_status, info_of_row, outcome_of_row
@@ -179,7 +179,7 @@ class DurableWorkQueue(EventSource):
             completer=self._completer,
             executor=Executor(rt, self._completer),
             fetcher=Fetcher(rt, self._completer),
-            maintenance=Maintenance(rt, retention),
+            maintenance=Maintenance(rt, retention, retry),
         )
         self._stopped = self._tree.stopped  # the same event: tests wait on it
         self._init_events()

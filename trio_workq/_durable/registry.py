@@ -49,6 +49,19 @@ class TaskDefinition:
     retry: RetryPolicy | _Unset | None
 
 
+def policy_for(
+    definition: TaskDefinition | None, default: RetryPolicy | None
+) -> RetryPolicy | None:
+    """The retry policy that applies to a task: its definition's, else the queue's *default*.
+
+    *definition* is ``None`` for a name this process does not know (a task
+    recovered from a dead worker may be one). Not a checkpoint.
+    """
+    if definition is None or definition.retry is QUEUE_DEFAULT:
+        return default
+    return definition.retry
+
+
 # name -> definition, and function -> its definitions (one function may have several names).
 _by_name: dict[str, TaskDefinition] = {}
 _by_function: dict[Callable[..., Awaitable[Any]], list[TaskDefinition]] = {}

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """The state the durable queue's services share, in one object with an owner per field.
 
@@ -19,12 +19,11 @@ import secrets
 import socket
 import time
 from collections import deque
-from typing import Any, Final, cast
+from typing import Final
 
 import trio
 
 from .._core.status import EVENT_FOR_STATUS, RUNNING, EventKind, TaskStatus
-from .._memory.handle import TaskHandle
 from .._runtime.events import EventSource
 from .._runtime.waiters import Waiters
 from .._stores.protocol import Store, StoredTask, StoreError
@@ -163,9 +162,7 @@ class Runtime:
 
     def emit(self, record: _Attempt, kind: EventKind, *, was_running: bool) -> None:
         """Call the queue's hooks (listeners, streams) with an event of *record*."""
-        # The record offers what TaskEvent reads from a TaskHandle (see _Attempt).
-        task = cast("TaskHandle[Any]", record)
-        self.events._call_hooks(kind, task, self.clock.current_time(), was_running)
+        self.events._call_hooks(kind, record, self.clock.current_time(), was_running)
 
     def set_status(self, attempt: _Attempt, status: TaskStatus) -> None:
         """Change *attempt*'s status and announce it to the hooks. Not a checkpoint."""

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-# `_Attempt` mirrors the private fields of `TaskHandle` (lifecycle events read them from
-# either record) and the runtime's services share it and the queue's event source; until
-# one task-record protocol replaces those fields, this module waives the rule.
+# The runtime's services share `_Attempt` (this package's record of a task: each writes
+# the private times and errors of the attempts it ends) and the queue's event source;
+# events and hooks read the record through `TaskRecord`. This module waives the rule.
 # pyright: reportPrivateUsage=false
 """The durable queue's task tree: starts the services, and stops them on shutdown."""
 

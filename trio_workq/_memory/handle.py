@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import outcome
@@ -13,8 +14,9 @@ from .._core.errors import TaskCancelled
 from .._core.info import (
     TaskInfo,
     TaskOptions,
-    _State,  # pyright: ignore[reportPrivateUsage] - the record's snapshot, shared with info
+    TaskSnapshot,
     info_from_state,
+    new_snapshot,
     task_name,
 )
 from .._core.status import COMPLETED, FAILED, QUEUED, TaskStatus
@@ -135,22 +137,33 @@ class TaskHandle(Generic[T]):
 
     def info(self) -> TaskInfo:
         """A `TaskInfo` snapshot of this task. Not a checkpoint."""
-        return self._info_from(self._state())
+        return self.info_from(self.snapshot())
 
-    def _state(self) -> _State:
-        """What changes over a task's life, cheaply copied (events keep it)."""
-        return (
-            self.status,
-            self.attempts,
-            self._last_error,
-            self._errors,
-            self._due,
-            self._queued,
-            self._started,
-            self._finished,
+    # The `TaskRecord` interface (internal but stable), read by events and hooks.
+
+    @property
+    def queue(self) -> WorkQueue:
+        """The queue that runs this task."""
+        return self._queue
+
+    def snapshot(self) -> TaskSnapshot:
+        """What changes over the task's life, now (trio times; events keep it). Not a checkpoint."""
+        return new_snapshot(
+            TaskSnapshot,
+            (
+                self.status,
+                self.attempts,
+                self._last_error,
+                self._errors,
+                self._due,
+                self._queued,
+                self._started,
+                self._finished,
+            ),
         )
 
-    def _info_from(self, state: _State) -> TaskInfo:
+    def info_from(self, snapshot: TaskSnapshot) -> TaskInfo:
+        """The `TaskInfo` of this task as of *snapshot*. Not a checkpoint."""
         options = self._options
         retry = options.retry
         return info_from_state(
@@ -160,9 +173,13 @@ class TaskHandle(Generic[T]):
             1 if retry is None else retry.max_attempts,
             options.timeout,
             self._created,
-            state,
+            snapshot,
             self._queue.wall_time,
         )
+
+    def wall_time(self, trio_time: float) -> datetime:
+        """A trio time of this task's queue as an aware UTC datetime. Not a checkpoint."""
+        return self._queue.wall_time(trio_time)
 
     def cancel(self) -> bool:
         """Cancel the task. Synchronous; not a checkpoint.

@@ -40,6 +40,7 @@ from .._core.status import (
     EventKind,
     TaskStatus,
 )
+from .._core.transitions import Ending, decide
 from .._core.validate import (
     CO_COROUTINE,
     check_async_callable,
@@ -56,6 +57,10 @@ from .handle import TaskHandle
 from .ready import ReadySet
 from .records import RetainedRecords
 from .timers import TimerHeap
+
+# (Module constants: an enum member read through its class is slow in 3.11.)
+_RAISED: Final = Ending.RAISED
+_RAISED_WHILE_CANCELLED: Final = Ending.RAISED_WHILE_CANCELLED
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
     pass
@@ -536,7 +541,7 @@ class WorkQueue(EventSource):
             self._check_drained()
 
     def _fail_attempt(self, task: TaskHandle[Any], error: Exception, *, retry: bool = True) -> None:
-        """Record a failed attempt, then retry the task or end it ``failed``.
+        """Record a failed attempt, then retry the task or end it as `decide` says.
 
         *retry* False: the attempt failed while an enclosing scope was cancelled.
         """
@@ -544,49 +549,52 @@ class WorkQueue(EventSource):
         task._errors = (*task._errors, error)[-MAX_ERROR_HISTORY:]
         policy = task._options.retry
         # A task that fails while being cancelled is not retried: cancellation never is.
-        if (
-            policy is not None
-            and retry
-            and not (task._cancel_requested or self._scope.cancel_called)
-        ):
-            try:
-                delay = policy.next_delay(task.attempts, error)
-            except Exception as policy_error:  # a broken backoff or retry_if fails the task
-                policy_error.__context__ = error
-                task._last_error = policy_error
-                delay = None
-            if delay is not None and self._cancel_queued:
-                # shutdown(cancel_queued=True) came first: no new attempt starts.
-                task._cancel_requested = True
-                self._finish(task, CANCELLED)
-                return
-            if delay is not None:
-                if logger.isEnabledFor(logging.INFO):
-                    logger.info(
-                        "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
-                        task.id,
-                        task.name,
-                        task.attempts,
-                        error,
-                        delay,
-                    )
-                now = self._clock.current_time()
-                if (
-                    delay == 0
-                    and not self._hooks
-                    and self._timers.next_due() > now
-                    and self._has_room()
-                ):
-                    # Due at once, nothing else due, room: what the scheduler
-                    # would do, without the timer heap and its wake-up. (Not
-                    # with listeners: they may act on the task while it is retrying.)
-                    task._due = now
-                    self._queue_due(task)
-                else:
-                    self._add_timer(task, now + delay)
-                    self._set_status(task, RETRYING)
-                return
-        self._finish(task, FAILED)
+        ending = (
+            _RAISED
+            if retry and not (task._cancel_requested or self._scope.cancel_called)
+            else _RAISED_WHILE_CANCELLED
+        )
+        now = self._clock.current_time()
+        status, task._last_error, due = decide(
+            ending,
+            error,
+            attempts=task.attempts,
+            max_attempts=1 if policy is None else policy.max_attempts,
+            policy=policy,
+            now=now,
+            cancel_retries=self._cancel_queued,
+        )
+        if status is RETRYING:
+            assert due is not None
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "task %s (%s) attempt %d failed (%r); retrying in %.3g s",
+                    task.id,
+                    task.name,
+                    task.attempts,
+                    error,
+                    due - now,
+                )
+            if (
+                due == now
+                and not self._hooks
+                and self._timers.next_due() > now
+                and self._has_room()
+            ):
+                # Due at once, nothing else due, room: what the scheduler
+                # would do, without the timer heap and its wake-up. (Not
+                # with listeners: they may act on the task while it is retrying.)
+                task._due = now
+                self._queue_due(task)
+            else:
+                self._add_timer(task, due)
+                self._set_status(task, RETRYING)
+        elif status is CANCELLED:
+            # shutdown(cancel_queued=True) came first: no new attempt starts.
+            task._cancel_requested = True
+            self._finish(task, CANCELLED)
+        else:
+            self._finish(task, FAILED)
 
     # ------------------------------------------------------------- the pool
 

@@ -8,16 +8,12 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._core.info import TaskInfo
+from .._core.info import TaskInfo, TaskRecord, TaskSnapshot
 from .._core.status import EventKind, TaskStatus
 from .._core.validate import check_count
-
-if TYPE_CHECKING:
-    from .._memory.handle import TaskHandle
 
 #: The library's logger: failures at WARNING, retries at INFO, lifecycle at DEBUG.
 logger = logging.getLogger("trio_workq")
@@ -41,24 +37,11 @@ class TaskEvent:
     kind: EventKind
     time: float
 
-    def __init__(
-        self, kind: EventKind, task: TaskHandle[Any], time: float, was_running: bool
-    ) -> None:
+    def __init__(self, kind: EventKind, task: TaskRecord, time: float, was_running: bool) -> None:
         self.kind = kind
         self.time = time
         self._task = task
-        # task._state(), inlined: this runs for every event. The record's
-        # slots are read directly (both queues' records have them).
-        self._state = (
-            task.status,
-            task.attempts,
-            task._last_error,  # pyright: ignore[reportPrivateUsage]
-            task._errors,  # pyright: ignore[reportPrivateUsage]
-            task._due,  # pyright: ignore[reportPrivateUsage]
-            task._queued,  # pyright: ignore[reportPrivateUsage]
-            task._started,  # pyright: ignore[reportPrivateUsage]
-            task._finished,  # pyright: ignore[reportPrivateUsage]
-        )
+        self._state: TaskSnapshot = task.snapshot()
         self._was_running = was_running
         self._info: TaskInfo | None = None
 
@@ -75,13 +58,13 @@ class TaskEvent:
     @property
     def attempt(self) -> int:
         """The task's attempt count (the current attempt while running)."""
-        return self._state[1]
+        return self._state.attempts
 
     @property
     def queue_wait(self) -> float | None:
         """For ``started`` events, seconds from becoming queued to starting; else ``None``."""
         if self.kind is EventKind.STARTED:
-            return self.time - self._state[5]
+            return self.time - self._state.queued
         return None
 
     @property
@@ -91,7 +74,7 @@ class TaskEvent:
         Those are ``completed``, ``failed``, ``retrying``, and ``cancelled``
         of a running task.
         """
-        started = self._state[6]
+        started = self._state.started
         if self._was_running and started is not None:
             return self.time - started
         return None
@@ -100,7 +83,7 @@ class TaskEvent:
     def error(self) -> BaseException | None:
         """For ``failed`` and ``retrying`` events, the attempt's exception; else ``None``."""
         if self.kind is EventKind.FAILED or self.kind is EventKind.RETRYING:
-            return self._state[2]
+            return self._state.last_error
         return None
 
     def __repr__(self) -> str:
@@ -110,20 +93,20 @@ class TaskEvent:
     def info(self) -> TaskInfo:
         """The task's `TaskInfo` right after the change."""
         if self._info is None:
-            self._info = self._task._info_from(self._state)  # pyright: ignore[reportPrivateUsage]
+            self._info = self._task.info_from(self._state)
         return self._info
 
     @property
     def timestamp(self) -> datetime:
         """When it happened (aware UTC)."""
-        return self._task._queue.wall_time(self.time)  # pyright: ignore[reportPrivateUsage]
+        return self._task.wall_time(self.time)
 
 
 # Workers set it right before running a task (each worker has its own context).
-current_task_var: ContextVar[TaskHandle[Any]] = ContextVar("trio_workq_current_task")
+current_task_var: ContextVar[TaskRecord] = ContextVar("trio_workq_current_task")
 
 
-def set_current(task: TaskHandle[Any]) -> None:
+def set_current(task: TaskRecord) -> None:
     """Record the task a worker is about to run."""
     current_task_var.set(task)
 
@@ -131,9 +114,7 @@ def set_current(task: TaskHandle[Any]) -> None:
 def running_in(queue: object) -> bool:
     """Whether the caller is a running task of *queue*, or a child of one. Not a checkpoint."""
     task = current_task_var.get(None)
-    if task is None:
-        return False
-    return task._queue is queue and task.status is TaskStatus.RUNNING  # pyright: ignore[reportPrivateUsage]
+    return task is not None and task.queue is queue and task.status is TaskStatus.RUNNING
 
 
 def current_task() -> TaskInfo:
@@ -194,7 +175,7 @@ class EventStream:
 
 
 #: An internal observer of status changes: ``hook(kind, task, when, was_running)``.
-Hook = Callable[[EventKind, "TaskHandle[Any]", float, bool], None]
+Hook = Callable[[EventKind, TaskRecord, float, bool], None]
 
 
 class EventSource:
@@ -311,7 +292,7 @@ class EventSource:
         self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
 
     def _call_hooks(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+        self, kind: EventKind, task: TaskRecord, when: float, was_running: bool
     ) -> None:
         for hook in self._hooks:
             try:
@@ -320,7 +301,7 @@ class EventSource:
                 log_listener_error(hook)
 
     def _deliver_event(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
+        self, kind: EventKind, task: TaskRecord, when: float, was_running: bool
     ) -> None:
         """The hook of the public listeners: one `TaskEvent` for all of them."""
         event = TaskEvent(kind, task, when, was_running)

@@ -27,9 +27,11 @@ from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE
 from .._core.status import TaskStatus
 from .protocol import (
     CLAIMABLE_STATUSES,
+    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
+    Recovery,
     Renewal,
     StoreDataError,
     StoredTask,
@@ -122,35 +124,23 @@ class _Row:
         )
 
 
-# --- the decisions: where a task goes when its attempt ends without a result ------------
-# Each returns (status, due_at, finished) for the row. They are the only places that
-# choose between retrying, failing and cancelling; the rest only applies the choice.
+# --- the one rule a store keeps: cancel wins -------------------------------------------
+# The runtime decides where a task goes when its attempt ends without a result (see
+# `trio_workq._core.transitions.decide`); the store applies that target, guarded.
 
 
-def _after_fail(row: _Row, retry_at: float | None) -> tuple[TaskStatus, float, bool]:
-    """`MemoryStore.fail`: ``retrying`` until *retry_at*, else ``failed``; a cancel wins."""
-    due_at = row.due_at if retry_at is None else float(retry_at)
-    if row.cancel_requested:
-        return CANCELLED, due_at, True
-    if retry_at is None:
-        return FAILED, due_at, True
-    return RETRYING, due_at, False
+def _guarded(row: _Row, status: TaskStatus, due_at: float) -> tuple[TaskStatus, float, bool]:
+    """A decided target as (status, due_at, finished), with cancel winning over re-queueing.
 
-
-def _after_release(row: _Row, now: float) -> tuple[TaskStatus, float, bool]:
-    """`MemoryStore.release`: ``queued`` and due now; a cancel wins."""
-    if row.cancel_requested:
-        return CANCELLED, now, True
-    return QUEUED, now, False
-
-
-def _after_lease_expired(row: _Row, now: float) -> tuple[TaskStatus, float, bool]:
-    """`MemoryStore.recover_expired`: ``retrying`` now if attempts are left, else ``failed``."""
-    if row.cancel_requested:
-        return CANCELLED, row.due_at, True
-    if row.attempts < row.max_attempts:
-        return RETRYING, now, False
-    return FAILED, row.due_at, True
+    A ``retrying`` or ``queued`` target is due at *due_at*, or ``cancelled``
+    if the task's cancellation was requested; a terminal target keeps the
+    row's due time and is applied as decided.
+    """
+    if status is RETRYING or status is QUEUED:
+        if row.cancel_requested:
+            return CANCELLED, due_at, True
+        return status, due_at, False
+    return status, row.due_at, True
 
 
 class MemoryStore:
@@ -412,13 +402,14 @@ class MemoryStore:
 
     async def fail(
         self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
-    ) -> bool:
-        """Record a failed attempt: ``retrying`` until *retry_at*, or ``failed`` if it is ``None``.
+    ) -> TaskStatus | None:
+        """Apply a failed attempt's target: ``retrying`` until *retry_at*, else ``failed``.
 
         *error* is appended to the task's errors (the last `MAX_ERRORS` are
-        kept). A task whose cancellation was requested ends ``cancelled``.
-        Checkpoints. False (and nothing changed) if *owner* no longer holds
-        *attempt*.
+        kept). Cancel wins: a task whose cancellation was requested ends
+        ``cancelled`` instead of retrying (a ``failed`` target stays
+        ``failed``). Checkpoints. Returns the status written, or ``None``
+        (and nothing changed) if *owner* no longer holds *attempt*.
 
         Raises:
             StoreDataError: *error* holds a lone surrogate.
@@ -428,11 +419,16 @@ class MemoryStore:
             _check_time("retry_at", retry_at)
         row = self._held(owner, task_id, attempt)
         now = await self._enter()
+        written = None
         if row is not None:
             self._add_error(row, error)
-            self._end_attempt(row, _after_fail(row, retry_at), now)
+            if retry_at is None:
+                self._end_attempt(row, _guarded(row, FAILED, row.due_at), now)
+            else:
+                self._end_attempt(row, _guarded(row, RETRYING, float(retry_at)), now)
+            written = row.status
         await trio.lowlevel.cancel_shielded_checkpoint()
-        return row is not None
+        return written
 
     async def finish_cancelled(self, owner: str, task_id: str, attempt: int) -> bool:
         """Mark a running task that was cancelled ``cancelled``; False if no longer held.
@@ -446,20 +442,22 @@ class MemoryStore:
         await trio.lowlevel.cancel_shielded_checkpoint()
         return row is not None
 
-    async def release(self, owner: str, task_id: str, attempt: int) -> bool:
+    async def release(self, owner: str, task_id: str, attempt: int) -> TaskStatus | None:
         """Give back a running task interrupted by shutdown: ``queued``, due now.
 
-        The interrupted attempt is not counted; a task whose cancellation was
-        requested ends ``cancelled``. Checkpoints. False if *owner* no longer
-        holds *attempt*.
+        The interrupted attempt is not counted. Cancel wins: a task whose
+        cancellation was requested ends ``cancelled``. Checkpoints. Returns
+        the status written, or ``None`` if *owner* no longer holds *attempt*.
         """
         row = self._held(owner, task_id, attempt)
         now = await self._enter()
+        written = None
         if row is not None:
             row.attempts -= 1
-            self._end_attempt(row, _after_release(row, now), now)
+            self._end_attempt(row, _guarded(row, QUEUED, now), now)
+            written = row.status
         await trio.lowlevel.cancel_shielded_checkpoint()
-        return row is not None
+        return written
 
     async def cancel(self, task_id: str) -> TaskStatus | None:
         """Cancel a task from anywhere; return the status it had, or ``None`` if unknown.
@@ -561,25 +559,67 @@ class MemoryStore:
         await trio.lowlevel.cancel_shielded_checkpoint()
         return counts
 
-    async def recover_expired(self, error: str) -> int:
-        """Re-queue running tasks whose lease expired (their worker died); return how many.
+    async def expired(self, limit: int) -> tuple[StoredTask, ...]:
+        """Up to *limit* running tasks whose lease has run out, oldest lease first.
 
-        The attempt counts: ``retrying`` due now with attempts left, else
-        ``failed`` (``cancelled`` if its cancellation was requested); *error*
-        is appended to its errors. Checkpoints.
+        Changes nothing (see `recover`). *limit* is 1..`MAX_PAGE`. Checkpoints.
         """
-        _check_text("error", error)
+        _check_count("limit", limit, 1, MAX_PAGE)
         now = await self._enter()
-        expired = [
-            row
+        expired = sorted(
+            (row.lease_until, row.id)
             for row in map(self._rows.__getitem__, self._running)
             if row.lease_until is not None and row.lease_until < now
-        ]
-        for row in expired:
-            self._add_error(row, error)
-            self._end_attempt(row, _after_lease_expired(row, now), now)
+        )[:limit]
+        tasks = tuple(self._rows[number].snapshot() for _, number in expired)
         await trio.lowlevel.cancel_shielded_checkpoint()
-        return len(expired)
+        return tasks
+
+    async def recover(self, recoveries: Sequence[Recovery]) -> int:
+        """Apply decided targets to tasks whose lease expired, all at once.
+
+        Each applies only while its row is still running, held by the
+        expired owner at that attempt, with its lease still expired; cancel
+        wins as in `fail`. Returns how many rows changed. Checkpoints.
+
+        Raises:
+            ValueError, TypeError: A recovery is malformed; nothing is changed.
+        """
+        items: list[tuple[int, Recovery, float]] = []
+        for item in recoveries:
+            if not isinstance(item, Recovery):
+                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
+            if item.status not in RECOVERY_STATUSES:
+                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
+            _check_text("error", item.error)
+            _check_count("attempt", item.attempt, 0, _MAX_INT64)
+            due = math.nan
+            if item.status is RETRYING:
+                if item.due_at is None:
+                    raise ValueError("a retrying target needs a due_at")
+                _check_time("due_at", item.due_at)
+                due = float(item.due_at)
+            number = _parse_id(item.task_id)
+            if number is not None:
+                items.append((number, item, due))
+        now = await self._enter()
+        recovered = 0
+        for number, item, due in items:
+            row = self._rows.get(number)
+            if (
+                row is None
+                or row.status is not RUNNING
+                or row.owner != item.owner
+                or row.attempts != item.attempt
+                or row.lease_until is None
+                or not row.lease_until < now
+            ):
+                continue  # renewed, finished, re-claimed or recovered since `expired`
+            self._add_error(row, item.error)
+            self._end_attempt(row, _guarded(row, item.status, due), now)
+            recovered += 1
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return recovered
 
     async def purge_finished(self, older_than: float) -> int:
         """Delete finished tasks whose ``finished_at`` is before *older_than*; return the count.

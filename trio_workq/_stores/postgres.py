@@ -45,9 +45,11 @@ from psycopg.rows import TupleRow
 from .._core.info import MAX_PAGE_SIZE
 from .._core.status import TaskStatus
 from .protocol import (
+    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
+    Recovery,
     Renewal,
     StoreDataError,
     StoredTask,
@@ -179,16 +181,18 @@ FROM unnest(%(ids)s::int8[], %(owners)s::text[], %(attempts)s::int4[], %(results
 WHERE t.id = v.id AND t.status = 'running' AND t.owner = v.owner AND t.attempts = v.attempt
 RETURNING v.id, v.owner, v.attempt"""
 
-# A task whose cancellation was requested ends cancelled instead of running again.
+# The runtime decided the target (retrying at retry_at, else failed); the one rule
+# left here is a guard, cancel wins: a task whose cancellation was requested is
+# never made claimable again.
 _FAIL = """UPDATE {tasks} AS t SET
-    status = CASE WHEN t.cancel_requested THEN 'cancelled'
-                  WHEN %(retry_at)s::float8 IS NULL THEN 'failed' ELSE 'retrying' END,
+    status = CASE WHEN %(retry_at)s::float8 IS NULL THEN 'failed'
+                  WHEN t.cancel_requested THEN 'cancelled' ELSE 'retrying' END,
     due_at = coalesce(%(retry_at)s::float8 + {skew}, t.due_at),
-    finished_at = CASE WHEN t.cancel_requested OR %(retry_at)s::float8 IS NULL THEN {now} END,
+    finished_at = CASE WHEN %(retry_at)s::float8 IS NULL OR t.cancel_requested THEN {now} END,
     errors = t.errors || %(error)s::text, owner = NULL, lease_until = NULL
 WHERE t.id = %(id)s AND t.status = 'running' AND t.owner = %(owner)s
     AND t.attempts = %(attempt)s
-RETURNING CASE WHEN t.status = 'retrying' THEN pg_notify(%(channel)s, '') END"""
+RETURNING t.status, CASE WHEN t.status = 'retrying' THEN pg_notify(%(channel)s, '') END"""
 
 _FINISH_CANCELLED = """UPDATE {tasks} AS t SET status = 'cancelled', finished_at = {now},
     owner = NULL, lease_until = NULL
@@ -202,7 +206,7 @@ _RELEASE = """UPDATE {tasks} AS t SET
     due_at = {now}, attempts = t.attempts - 1, owner = NULL, lease_until = NULL
 WHERE t.id = %(id)s AND t.status = 'running' AND t.owner = %(owner)s
     AND t.attempts = %(attempt)s
-RETURNING CASE WHEN t.status = 'queued' THEN pg_notify(%(channel)s, '') END"""
+RETURNING t.status, CASE WHEN t.status = 'queued' THEN pg_notify(%(channel)s, '') END"""
 
 # FOR UPDATE waits for a concurrent claim or completion, so the status read is
 # the one the UPDATE acts on.
@@ -233,16 +237,24 @@ _COUNTS = "SELECT status, count(*) FROM {tasks} GROUP BY status"
 
 _TRY_MAINTENANCE_LOCK = "SELECT pg_try_advisory_xact_lock(%(lock_ns)s, %(lock_key)s)"
 
-# One statement selects and changes: a row completed or renewed meanwhile no
-# longer matches when the UPDATE re-reads it, so it is left alone.
-_RECOVER = """UPDATE {tasks} AS t SET
-    status = CASE WHEN t.cancel_requested THEN 'cancelled'
-                  WHEN t.attempts < t.max_attempts THEN 'retrying' ELSE 'failed' END,
-    due_at = CASE WHEN t.cancel_requested OR t.attempts >= t.max_attempts THEN t.due_at
-                  ELSE {now} END,
-    finished_at = CASE WHEN t.cancel_requested OR t.attempts >= t.max_attempts THEN {now} END,
-    errors = t.errors || %(error)s::text, owner = NULL, lease_until = NULL
+_EXPIRED = """SELECT {columns} FROM {tasks} AS t
 WHERE t.status = 'running' AND t.lease_until < {now}
+ORDER BY t.lease_until LIMIT %(limit)s"""
+
+# Each decided target, guarded by the expired holder (owner, attempt, lease still
+# expired, re-read by the UPDATE): a row renewed, finished or recovered elsewhere
+# meanwhile no longer matches, so it is left alone. Cancel wins, as in _FAIL.
+_RECOVER = """UPDATE {tasks} AS t SET
+    status = CASE WHEN v.status = 'retrying' AND t.cancel_requested THEN 'cancelled'
+                  ELSE v.status END,
+    due_at = CASE WHEN v.status = 'retrying' THEN v.due_at + {skew} ELSE t.due_at END,
+    finished_at = CASE WHEN v.status = 'retrying' AND NOT t.cancel_requested THEN NULL
+                       ELSE {now} END,
+    errors = t.errors || v.error, owner = NULL, lease_until = NULL
+FROM unnest(%(ids)s::int8[], %(owners)s::text[], %(attempts)s::int4[], %(statuses)s::text[],
+    %(errors)s::text[], %(due_ats)s::float8[]) AS v(id, owner, attempt, status, error, due_at)
+WHERE t.id = v.id AND t.status = 'running' AND t.owner IS NOT DISTINCT FROM v.owner
+    AND t.attempts = v.attempt AND t.lease_until < {now}
 RETURNING t.status"""
 
 # A claimed row that cannot be read is failed at once, never handed out.
@@ -272,6 +284,7 @@ class _Queries:
     get: bytes
     counts: bytes
     try_maintenance_lock: bytes
+    expired: bytes
     recover: bytes
     fail_corrupt: bytes
     notify: bytes
@@ -312,6 +325,7 @@ class _Queries:
             get=render(sql.SQL(_GET)),
             counts=render(sql.SQL(_COUNTS)),
             try_maintenance_lock=render(sql.SQL(_TRY_MAINTENANCE_LOCK)),
+            expired=render(sql.SQL(_EXPIRED)),
             recover=render(sql.SQL(_RECOVER)),
             fail_corrupt=render(sql.SQL(_FAIL_CORRUPT)),
             notify=render(sql.SQL(_NOTIFY)),
@@ -1138,11 +1152,12 @@ class PostgresStore:
 
     async def fail(
         self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
-    ) -> bool:
-        """Record a failed attempt: ``retrying`` until *retry_at*, or ``failed`` if it is ``None``.
+    ) -> TaskStatus | None:
+        """Apply a failed attempt's target: ``retrying`` until *retry_at*, else ``failed``.
 
-        A task whose cancellation was requested becomes ``cancelled`` instead.
-        False if *owner* no longer holds *attempt*. Checkpoints.
+        Cancel wins: a task whose cancellation was requested becomes
+        ``cancelled`` instead of ``retrying``. Returns the status written, or
+        ``None`` if *owner* no longer holds *attempt*. Checkpoints.
         """
         _check_owner(owner)
         row_id = _parse_id(task_id)
@@ -1158,7 +1173,7 @@ class PostgresStore:
             "retry_at": due,
             "channel": self.schema,
         }
-        return await self._held_update(self._queries.fail, row_id, params)
+        return await self._held_transition(self._queries.fail, row_id, params)
 
     async def finish_cancelled(self, owner: str, task_id: str, attempt: int) -> bool:
         """Mark a running task that was cancelled ``cancelled``; False if no longer held.
@@ -1171,18 +1186,35 @@ class PostgresStore:
         params = {"owner": owner, "id": row_id, "attempt": attempt}
         return await self._held_update(self._queries.finish_cancelled, row_id, params)
 
-    async def release(self, owner: str, task_id: str, attempt: int) -> bool:
+    async def release(self, owner: str, task_id: str, attempt: int) -> TaskStatus | None:
         """Give back a running task interrupted by shutdown: ``queued``, due now.
 
-        The attempt is not counted; owner and lease are cleared. A task whose
-        cancellation was requested becomes ``cancelled`` instead. False if
-        *owner* no longer holds *attempt*. Checkpoints.
+        The attempt is not counted; owner and lease are cleared. Cancel wins:
+        a task whose cancellation was requested becomes ``cancelled`` instead.
+        Returns the status written, or ``None`` if *owner* no longer holds
+        *attempt*. Checkpoints.
         """
         _check_owner(owner)
         row_id = _parse_id(task_id)
         _check_int("attempt", attempt, minimum=1)
         params = {"owner": owner, "id": row_id, "attempt": attempt, "channel": self.schema}
-        return await self._held_update(self._queries.release, row_id, params)
+        return await self._held_transition(self._queries.release, row_id, params)
+
+    async def _held_transition(
+        self, query: bytes, row_id: int | None, params: dict[str, Any]
+    ) -> TaskStatus | None:
+        """Run an UPDATE conditioned on owner and attempt; the status it wrote, or None."""
+        self._check_open()
+        if row_id is None:
+            await trio.lowlevel.checkpoint()
+            return None
+
+        def op(conn: Connection) -> TaskStatus | None:
+            row = conn.execute(query, {**params, "cnow": self._clock()}).fetchone()
+            return None if row is None else TaskStatus(row[0])
+
+        # Not retried after a drop mid-statement (see _held_update).
+        return await self._run(op, idempotent=False)
 
     async def _held_update(self, query: bytes, row_id: int | None, params: dict[str, Any]) -> bool:
         """Run an UPDATE conditioned on owner and attempt; True if it changed the row."""
@@ -1309,27 +1341,84 @@ class PostgresStore:
 
         return await self._run(op, idempotent=True)
 
-    async def recover_expired(self, error: str) -> int:
-        """Re-queue running tasks whose lease expired (their worker died); return how many.
+    async def expired(self, limit: int) -> tuple[StoredTask, ...]:
+        """Up to *limit* running tasks whose lease has run out, oldest lease first.
 
-        The lost attempt counts: ``retrying`` due now with attempts left, else
-        ``failed`` (``cancelled`` if its cancellation was requested); *error*
-        is recorded either way. Runs under a transaction-scoped advisory lock: while another process
-        does it, this returns 0. Checkpoints.
+        Changes nothing (see `recover`). *limit* is 1..1000. Checkpoints.
         """
-        if not isinstance(error, str):
-            raise TypeError(f"error must be a str, not {type(error).__name__}")
+        _check_int("limit", limit, minimum=1, maximum=1000)
+        self._check_open()
+
+        def op(conn: Connection) -> tuple[StoredTask, ...]:
+            params = {"limit": limit, "cnow": self._clock()}
+            rows = conn.execute(self._queries.expired, params).fetchall()
+            return tuple(_stored_task(row) for row in rows)
+
+        return await self._run(op, idempotent=True)
+
+    async def recover(self, recoveries: Sequence[Recovery]) -> int:
+        """Apply decided targets to tasks whose lease expired, in one statement.
+
+        Each applies only while its row is still running, held by the
+        expired owner at that attempt, with its lease still expired (the
+        UPDATE re-reads the row, waiting for a concurrent writer); cancel
+        wins as in `fail`. Runs under the transaction-scoped maintenance
+        lock: while another process holds it, this returns 0 (the rows stay
+        expired for the next round). Returns how many rows changed. Checkpoints.
+        """
+        ids: list[int] = []
+        owners: list[str | None] = []
+        attempts: list[int] = []
+        statuses: list[str] = []
+        errors: list[str] = []
+        due_ats: list[float | None] = []
+        for item in recoveries:
+            if not isinstance(item, Recovery):
+                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
+            if item.status not in RECOVERY_STATUSES:
+                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
+            if not isinstance(item.error, str):
+                raise TypeError(f"error must be a str, not {type(item.error).__name__}")
+            due = None
+            if item.status is TaskStatus.RETRYING:
+                if item.due_at is None:
+                    raise ValueError("a retrying target needs a due_at")
+                due = _check_time("due_at", item.due_at)
+            row_id = _parse_id(item.task_id)
+            if row_id is None:
+                continue
+            ids.append(row_id)
+            owners.append(item.owner)
+            attempts.append(_check_int("attempt", item.attempt, minimum=0))
+            statuses.append(item.status.value)
+            errors.append(item.error)
+            due_ats.append(due)
+        self._check_open()
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return 0
+        params = {
+            "ids": ids,
+            "owners": owners,
+            "attempts": attempts,
+            "statuses": statuses,
+            "errors": errors,
+            "due_ats": due_ats,
+        }
 
         def op(conn: Connection) -> int:
             q = self._queries
             with conn.transaction():
+                # One recoverer at a time: two UPDATEs locking the same rows in
+                # different orders could deadlock (the guard alone keeps it correct).
                 if not self._try_maintenance_lock(conn):
                     return 0
-                rows = conn.execute(q.recover, {"error": error, "cnow": self._clock()}).fetchall()
+                rows = conn.execute(q.recover, {**params, "cnow": self._clock()}).fetchall()
                 if any(row[0] == TaskStatus.RETRYING.value for row in rows):
                     conn.execute(q.notify, {"channel": self.schema})
                 return len(rows)
 
+        # Idempotent: the guard makes a second try change nothing the first did.
         return await self._run(op, idempotent=True)
 
     async def purge_finished(self, older_than: float) -> int:

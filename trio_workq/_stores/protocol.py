@@ -153,6 +153,32 @@ class Renewal:
 
 
 @attrs.frozen
+class Recovery:
+    """The runtime's decision for one task whose lease expired; see `Store.recover`.
+
+    Attributes:
+        task_id: The task, as `Store.expired` returned it.
+        owner: The holder whose lease expired (the row's ``owner``).
+        attempt: The attempt it held (the row's ``attempts``; it counts).
+        status: The decided target: ``retrying``, ``failed`` or ``cancelled``.
+        error: Appended to the task's errors.
+        due_at: For ``retrying``, the Unix time the next attempt is due;
+            ignored otherwise.
+    """
+
+    task_id: str
+    owner: str | None
+    attempt: int
+    status: TaskStatus
+    error: str
+    due_at: float | None
+
+
+#: The statuses `Store.recover` applies.
+RECOVERY_STATUSES: Final = (TaskStatus.RETRYING, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@attrs.frozen
 class Page:
     """A page of tasks, newest first, and the cursor of the next page (``None`` at the end)."""
 
@@ -167,7 +193,26 @@ class Store(Protocol):
     checkpoint. Methods that act for a worker take its *owner* id and the
     *attempt* it runs, and change the row only while that worker still holds
     that attempt (so a worker that lost its lease cannot overwrite a newer
-    attempt). Bad input raises `ValueError`/`TypeError` and changes nothing;
+    attempt).
+
+    Who decides what: the runtime decides every transition (River's driver
+    model), with ``trio_workq._core.transitions.decide``: "attempt *k* of task
+    *X* becomes ``retrying`` due at *T* with this error" (or ``failed``,
+    ``cancelled``, ``completed``, given back). The store only *applies* the
+    target, atomically, under two guards: the row is still held by that
+    owner at that attempt (else nothing changes and the call says so), and
+    *cancel wins*: a task whose cancellation was requested is never made
+    claimable again, so a ``retrying`` or given-back target becomes
+    ``cancelled`` (terminal targets are applied as decided). Calls that can
+    meet that guard return the status they wrote. Lease recovery is split
+    the same way: ``expired`` reads the rows whose lease ran out, the runtime
+    decides each one (its task's retry policy and backoff), and ``recover``
+    applies the targets, each guarded by the expired holder (owner and
+    attempt) still holding it with its lease still expired: a row renewed,
+    finished or recovered by another process meanwhile is left alone, so
+    concurrent recoverers are safe.
+
+    Bad input raises `ValueError`/`TypeError` and changes nothing;
     an unusable store raises `StoreError`, and data the store cannot hold
     (text it cannot encode, say) `StoreDataError`, which is never retried.
     A row that cannot be read must not raise: reads describe it in its
@@ -217,12 +262,14 @@ class Store(Protocol):
 
     async def fail(
         self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
-    ) -> bool:
-        """Record a failed attempt: ``retrying`` until *retry_at*, or ``failed`` if it is ``None``.
+    ) -> TaskStatus | None:
+        """Apply a failed attempt's target: ``retrying`` until *retry_at*, else ``failed``.
 
         *error* is appended to the task's errors (a store keeps at least the
-        last 10). A task whose cancellation was requested ends ``cancelled``
-        instead of ``retrying``. False if *owner* no longer holds *attempt*.
+        last 10). Cancel wins: a task whose cancellation was requested ends
+        ``cancelled`` instead of ``retrying`` (a ``failed`` target stays
+        ``failed``). Returns the status written, or ``None`` (nothing
+        changed) if *owner* no longer holds *attempt*.
         """
         ...
 
@@ -230,12 +277,13 @@ class Store(Protocol):
         """Mark a running task that was cancelled ``cancelled``; False if no longer held."""
         ...
 
-    async def release(self, owner: str, task_id: str, attempt: int) -> bool:
+    async def release(self, owner: str, task_id: str, attempt: int) -> TaskStatus | None:
         """Give back a running task interrupted by shutdown: ``queued``, due now.
 
         The interrupted attempt is not counted (``attempts - 1``), owner and
-        lease are cleared. A task whose cancellation was requested ends
-        ``cancelled`` instead. False if *owner* no longer holds *attempt*.
+        lease are cleared. Cancel wins: a task whose cancellation was
+        requested ends ``cancelled`` instead. Returns the status written, or
+        ``None`` (nothing changed) if *owner* no longer holds *attempt*.
         """
         ...
 
@@ -284,17 +332,23 @@ class Store(Protocol):
         """How many tasks the store holds in each status (every status is a key)."""
         ...
 
-    async def recover_expired(self, error: str) -> int:
-        """Re-queue running tasks whose lease expired (their worker died).
+    async def expired(self, limit: int) -> tuple[StoredTask, ...]:
+        """Up to *limit* running tasks whose lease has run out (their worker died), oldest first.
 
-        The attempt counts: a task with attempts left becomes ``retrying``
-        due now, one without becomes ``failed``, one whose cancellation was
-        requested becomes ``cancelled``; *error* is recorded as the
-        attempt's error either way.
-        The condition is re-checked in the same statement that changes the
-        row, so a task finished or re-claimed meanwhile is left alone.
-        A store shared by several processes runs this on one of them at a
-        time (returning 0 elsewhere). Returns how many rows changed.
+        Changes nothing: the runtime decides each one's target and passes it
+        to `recover`. *limit* is 1..1000 (else `ValueError`).
+        """
+        ...
+
+    async def recover(self, recoveries: Sequence[Recovery]) -> int:
+        """Apply decided targets to tasks whose lease expired, in one transaction.
+
+        Each target is applied only while its row is still ``running``, held
+        by the expired *owner* at *attempt*, with its lease still expired
+        (re-checked in the statement that changes it, so a task renewed,
+        finished, re-claimed or recovered elsewhere meanwhile is left alone);
+        cancel wins as in `fail`. The error is appended to the task's errors.
+        Returns how many rows changed.
         """
         ...
 

@@ -29,9 +29,11 @@ import trio
 from .._core.status import TaskStatus
 from .protocol import (
     CLAIMABLE_STATUSES,
+    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
+    Recovery,
     Renewal,
     StoreDataError,
     StoredTask,
@@ -135,16 +137,19 @@ _INSERT: Final = (
     "INSERT INTO tasks (name, payload, status, priority, max_attempts, timeout, due_at, created_at)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?3 = 'queued' THEN MIN(?7, ?8) ELSE ?7 END, ?8)"
 )
-# A task whose cancellation was requested never becomes claimable again:
-# a retry, a release or a recovery ends it ``cancelled`` instead.
-_FAIL: Final = """
-    UPDATE tasks SET
-        status = CASE WHEN cancel_requested THEN 'cancelled'
-                      WHEN ?1 IS NULL THEN 'failed' ELSE 'retrying' END,
-        due_at = COALESCE(?1, due_at),
-        finished_at = CASE WHEN cancel_requested OR ?1 IS NULL THEN ?2 END,
-        owner = NULL, lease_until = NULL, errors = append_error(errors, ?3)
-    WHERE id = ?4 AND owner = ?5 AND attempts = ?6 AND status = 'running'
+# The runtime decided the target (?1: 'retrying', 'failed' or 'cancelled'; ?2 the
+# due time of 'retrying'); the one rule left here is a guard, cancel wins: a task
+# whose cancellation was requested never becomes claimable again.
+_APPLY_TARGET: Final = """
+        status = CASE WHEN ?1 = 'retrying' AND cancel_requested THEN 'cancelled' ELSE ?1 END,
+        due_at = CASE WHEN ?1 = 'retrying' THEN ?2 ELSE due_at END,
+        finished_at = CASE WHEN ?1 = 'retrying' AND NOT cancel_requested THEN NULL ELSE ?3 END,
+        owner = NULL, lease_until = NULL, errors = append_error(errors, ?4)
+"""
+_FAIL: Final = f"""
+    UPDATE tasks SET {_APPLY_TARGET}
+    WHERE id = ?5 AND owner = ?6 AND attempts = ?7 AND status = 'running'
+    RETURNING status
 """
 _COMPLETE: Final = f"""
     UPDATE tasks SET status = 'completed', result = ?, finished_at = ?, owner = NULL,
@@ -155,23 +160,24 @@ _FINISH_CANCELLED: Final = f"""
     UPDATE tasks SET status = 'cancelled', finished_at = ?, owner = NULL, lease_until = NULL
     WHERE {_HELD_SQL}
 """
+# Given back (the attempt uncounted), unless cancel wins.
 _RELEASE: Final = """
     UPDATE tasks SET
         status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
         finished_at = CASE WHEN cancel_requested THEN ?1 END,
         attempts = attempts - 1, due_at = ?1, owner = NULL, lease_until = NULL
     WHERE id = ?2 AND owner = ?3 AND attempts = ?4 AND status = 'running'
+    RETURNING status
 """
-# Selecting and changing in one statement: a task completed or re-claimed
-# since its lease ran out no longer matches, so it is left alone.
-_RECOVER: Final = """
-    UPDATE tasks INDEXED BY tasks_running SET
-        status = CASE WHEN cancel_requested THEN 'cancelled'
-                      WHEN attempts < max_attempts THEN 'retrying' ELSE 'failed' END,
-        due_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN due_at ELSE ?1 END,
-        finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ?1 END,
-        owner = NULL, lease_until = NULL, errors = append_error(errors, ?2)
-    WHERE status = 'running' AND lease_until < ?1
+_EXPIRED: Final = f"""
+    SELECT {_COLUMNS} FROM tasks INDEXED BY tasks_running
+    WHERE status = 'running' AND lease_until < ? ORDER BY lease_until LIMIT ?
+"""
+# Guarded by the expired holder: a task renewed, finished or re-claimed since
+# `expired` read it no longer matches, so it is left alone.
+_RECOVER: Final = f"""
+    UPDATE tasks SET {_APPLY_TARGET}
+    WHERE id = ?5 AND owner IS ?6 AND attempts = ?7 AND status = 'running' AND lease_until < ?3
 """
 # A claimed row that cannot be read is failed at once, never handed out.
 _FAIL_CORRUPT: Final = """
@@ -688,13 +694,14 @@ class SQLiteStore:
 
     async def fail(
         self, owner: str, task_id: str, attempt: int, error: str, retry_at: float | None
-    ) -> bool:
-        """Record a failed attempt: ``retrying`` until *retry_at*, or ``failed`` if it is ``None``.
+    ) -> TaskStatus | None:
+        """Apply a failed attempt's target: ``retrying`` until *retry_at*, else ``failed``.
 
         *error* is appended to the task's errors (the last `MAX_ERRORS` are
-        kept). A task whose cancellation was requested ends ``cancelled``
-        instead of retrying. Checkpoints. Returns False (and changes
-        nothing) if *owner* no longer holds *attempt*.
+        kept). Cancel wins: a task whose cancellation was requested ends
+        ``cancelled`` instead of retrying. Checkpoints. Returns the status
+        written, or ``None`` (and changes nothing) if *owner* no longer holds
+        *attempt*.
         """
         _check_str("error", error)
         if retry_at is not None:
@@ -702,15 +709,18 @@ class SQLiteStore:
         held = _held_params(owner, task_id, attempt)
         if held is None:
             await trio.lowlevel.checkpoint()
-            return False
+            return None
 
-        def run(conn: sqlite3.Connection, now: float) -> bool:
-            return conn.execute(_FAIL, (retry_at, now, error, *held)).rowcount == 1
+        target = "failed" if retry_at is None else "retrying"
 
-        changed = await self._call(run, write=True)
-        if changed and retry_at is not None:
+        def run(conn: sqlite3.Connection, now: float) -> TaskStatus | None:
+            row = conn.execute(_FAIL, (target, retry_at, now, error, *held)).fetchone()
+            return None if row is None else _STATUS_BY_VALUE[row[0]]
+
+        written = await self._call(run, write=True)
+        if written is TaskStatus.RETRYING:
             self._work_added.set()  # the claim loop may need an earlier wake-up
-        return changed
+        return written
 
     async def finish_cancelled(self, owner: str, task_id: str, attempt: int) -> bool:
         """Mark a running task that was cancelled ``cancelled``.
@@ -720,26 +730,27 @@ class SQLiteStore:
         """
         return await self._held_update(_FINISH_CANCELLED, (), owner, task_id, attempt)
 
-    async def release(self, owner: str, task_id: str, attempt: int) -> bool:
+    async def release(self, owner: str, task_id: str, attempt: int) -> TaskStatus | None:
         """Give back a running task interrupted by shutdown: ``queued``, due now.
 
-        The attempt is not counted; owner and lease are cleared. A task whose
-        cancellation was requested ends ``cancelled`` instead. Checkpoints.
-        Returns False (and changes nothing) if *owner* no longer holds
-        *attempt*.
+        The attempt is not counted; owner and lease are cleared. Cancel
+        wins: a task whose cancellation was requested ends ``cancelled``
+        instead. Checkpoints. Returns the status written, or ``None`` (and
+        changes nothing) if *owner* no longer holds *attempt*.
         """
         held = _held_params(owner, task_id, attempt)
         if held is None:
             await trio.lowlevel.checkpoint()
-            return False
+            return None
 
-        def run(conn: sqlite3.Connection, now: float) -> bool:
-            return conn.execute(_RELEASE, (now, *held)).rowcount == 1
+        def run(conn: sqlite3.Connection, now: float) -> TaskStatus | None:
+            row = conn.execute(_RELEASE, (now, *held)).fetchone()
+            return None if row is None else _STATUS_BY_VALUE[row[0]]
 
-        changed = await self._call(run, write=True)
-        if changed:
+        written = await self._call(run, write=True)
+        if written is TaskStatus.QUEUED:
             self._work_added.set()
-        return changed
+        return written
 
     async def _held_update(
         self, sql: str, values: tuple[Any, ...], owner: str, task_id: str, attempt: int
@@ -892,21 +903,52 @@ class SQLiteStore:
 
         return await self._call(run, write=False)
 
-    async def recover_expired(self, error: str) -> int:
-        """Re-queue running tasks whose lease expired (their worker died).
+    async def expired(self, limit: int) -> tuple[StoredTask, ...]:
+        """Up to *limit* running tasks whose lease has run out, oldest lease first.
 
-        The attempt counts: a task with attempts left becomes ``retrying``
-        due now, one without becomes ``failed``, one whose cancellation was
-        requested becomes ``cancelled``; *error* is appended to its errors.
-        One UPDATE selects and changes the rows, so a task completed or
-        re-claimed meanwhile is left alone. SQLite's write lock serialises
-        concurrent callers (a second one finds nothing left), so no leader
-        election is needed. Returns how many rows changed. Checkpoints.
+        Changes nothing (see `recover`). *limit* is 1..`MAX_PAGE`. Checkpoints.
         """
-        _check_str("error", error)
+        _check_count("limit", limit, 1, MAX_PAGE)
+
+        def run(conn: sqlite3.Connection, now: float) -> tuple[StoredTask, ...]:
+            return tuple(_stored(row) for row in conn.execute(_EXPIRED, (now, limit)))
+
+        return await self._call(run, write=False)
+
+    async def recover(self, recoveries: Sequence[Recovery]) -> int:
+        """Apply decided targets to tasks whose lease expired, in one transaction.
+
+        Each applies only while its row is still running, held by the
+        expired owner at that attempt, with its lease still expired (checked
+        in the UPDATE itself); cancel wins as in `fail`. SQLite's write lock
+        serialises concurrent recoverers: the second finds the rows changed
+        and leaves them. Returns how many rows changed. Checkpoints.
+        """
+        items: list[tuple[Any, ...]] = []
+        for item in recoveries:
+            if not isinstance(item, Recovery):
+                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
+            if item.status not in RECOVERY_STATUSES:
+                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
+            _check_str("error", item.error)
+            due = None
+            if item.status is TaskStatus.RETRYING:
+                if item.due_at is None:
+                    raise ValueError("a retrying target needs a due_at")
+                _check_time("due_at", item.due_at)
+                due = item.due_at
+            number = _parse_id(item.task_id)
+            if number is not None:
+                items.append((item.status.value, due, item.error, number, item.owner, item.attempt))
+        if not items:
+            await trio.lowlevel.checkpoint()
+            return 0
 
         def run(conn: sqlite3.Connection, now: float) -> int:
-            return conn.execute(_RECOVER, (now, error)).rowcount
+            return sum(
+                conn.execute(_RECOVER, (status, due, now, error, *held)).rowcount
+                for status, due, error, *held in items
+            )
 
         recovered = await self._call(run, write=True)
         if recovered:

@@ -16,15 +16,14 @@ import traceback
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 from .._core.errors import TaskStateError
-from .._core.info import TaskInfo
+from .._core.info import TaskInfo, TaskRecord
 from .._core.status import EventKind, TaskStatus
-from .._memory.handle import TaskHandle
 from .._memory.queue import WorkQueue
 
 if TYPE_CHECKING:
@@ -261,9 +260,7 @@ class ThroughputCounter:
             self._failed[skipped % self._window] = 0
         self._newest = second
 
-    def __call__(
-        self, kind: EventKind, task: TaskHandle[Any], when: float, was_running: bool
-    ) -> None:
+    def __call__(self, kind: EventKind, task: TaskRecord, when: float, was_running: bool) -> None:
         if kind is not EventKind.COMPLETED and kind is not EventKind.FAILED:
             return
         second = math.floor(when)  # never before _newest: trio's clock is monotonic
