@@ -17,7 +17,7 @@ of the test itself.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, cast
 
@@ -91,20 +91,6 @@ def assert_error(
     else:
         assert isinstance(error, kind)
         assert str(error) == message
-
-
-def submitted_first(backend: Backend, events: list[T], kind_of: Callable[[T], Any]) -> list[T]:
-    """One task's *events*, with its ``submitted`` event first on a durable backend.
-
-    KNOWN BUG (durable; pinned by `test_submitted_is_seen_before_started`): a
-    listener may see ``started`` before ``submitted``. This puts it back, so
-    that the other event tests stay reliable and check everything else; it
-    goes with the fix. The in-memory queue's order is checked as it is.
-    """
-    if not backend.durable:
-        return events
-    submitted = [event for event in events if kind_of(event) is SUBMITTED]
-    return submitted + [event for event in events if kind_of(event) is not SUBMITTED]
 
 
 def same(value: T) -> T:
@@ -510,7 +496,7 @@ async def test_shutdown_timeout_interrupts_running(backend: Backend, clock: Cloc
         # store (``queued``, the attempt not counted) for the next process,
         # and no event says so: listeners saw it start and never end.
         assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
-        assert submitted_first(backend, seen, same) == [SUBMITTED, STARTED]
+        assert seen == [SUBMITTED, STARTED]
     else:
         assert (info.status, info.attempts) == (TaskStatus.CANCELLED, 1)
         assert seen == [SUBMITTED, STARTED, CANCELLED]
@@ -553,7 +539,7 @@ async def test_events_of_a_task_that_fails_once(backend: Backend, clock: Clock) 
         with trio.fail_after(5):
             assert await handle.result() == 2
     mine = [(kind, attempt) for task_id, kind, attempt in seen if task_id == handle.id]
-    assert submitted_first(backend, mine, first) == [
+    assert mine == [
         (SUBMITTED, 0),
         (STARTED, 1),
         (RETRYING, 1),
@@ -579,22 +565,14 @@ class SlowToConfirm:
         return ids
 
 
-async def test_submitted_is_seen_before_started(
-    backend: Backend, clock: Clock, request: pytest.FixtureRequest
-) -> None:
+async def test_submitted_is_seen_before_started(backend: Backend, clock: Clock) -> None:
     """Listeners see a task's ``submitted`` before its ``started``, however slow the store.
 
-    KNOWN BUG (durable): `DurableWorkQueue` emits ``submitted`` once the
-    store's `add` has returned, but a worker may claim and start the task as
-    soon as it is committed, so a listener can see ``started`` first. It
-    happened on PostgreSQL now and then in this suite (the commit's NOTIFY
-    wakes the fetcher); a store slow to confirm makes it certain. Strict
-    xfail: the fix must remove the marker.
+    A durable queue emits ``submitted`` once the store's `add` has returned,
+    while its fetcher may claim the task as soon as it is committed (the
+    commit's NOTIFY wakes it): a claimed task starts only once the adds in
+    flight have announced theirs. A store slow to confirm makes the race certain.
     """
-    if backend.durable:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="durable: started can precede submitted")
-        )
     seen: list[Any] = []
     async with backend.open(wrap_store=lambda store: cast("Store", SlowToConfirm(store, 0.3))) as q:
         q.add_listener(lambda event: seen.append(event.kind))
@@ -630,8 +608,7 @@ async def test_events_of_cancel_and_retry(backend: Backend, clock: Clock) -> Non
         assert not opened.is_set()
 
     def kinds(task_id: str) -> list[Any]:
-        mine = [kind for seen_id, kind in seen if seen_id == task_id]
-        return submitted_first(backend, mine, same)
+        return [kind for seen_id, kind in seen if seen_id == task_id]
 
     assert kinds(queued.id) == [SUBMITTED, CANCELLED]
     assert kinds(running.id) == [SUBMITTED, STARTED, CANCELLED]

@@ -50,6 +50,11 @@ class Fetcher:
                 continue
             rt.health.ok()
             attempts = [self.hold(row) for row in claimed.tasks]
+            if attempts and rt.adds_in_flight:
+                # A task submitted here may be claimed before its add returned:
+                # it starts only once its submitted event is out.
+                for announced in list(rt.adds_in_flight):
+                    await announced.wait()
             if rt.closing:
                 # Shutdown began during the claim: give these back (the supervisor
                 # has already released what was claimed before).

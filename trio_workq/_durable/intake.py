@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
+
+import trio
 
 from .._core.errors import check_seconds
 from .._core.retry import RetryPolicy
@@ -100,7 +102,21 @@ class Intake:
         """Store *tasks* in one commit; their handles. Always a checkpoint."""
         rt = self._rt
         queue = rt.queue
-        ids = await rt.store.add(tasks)
+        announced = trio.Event()
+        rt.adds_in_flight.add(announced)
+        try:
+            ids = await rt.store.add(tasks)
+            self._announce(ids, tasks)
+        finally:
+            rt.adds_in_flight.discard(announced)
+            announced.set()
+        rt.hint()
+        return [DurableTaskHandle(queue, task_id) for task_id in ids]
+
+    def _announce(self, ids: Sequence[str], tasks: list[NewTask]) -> None:
+        """Emit the submitted (or scheduled) events of tasks just stored. Not a checkpoint."""
+        rt = self._rt
+        queue = rt.queue
         if rt.events._hooks:
             now = rt.clock.current_time()
             for task_id, new in zip(ids, tasks, strict=True):
@@ -119,5 +135,3 @@ class Intake:
                     kind = EventKind.SCHEDULED
                     record._due = now + max(new.due_at - wall_now(), 0.0)
                 rt.emit(record, kind, was_running=False)
-        rt.hint()
-        return [DurableTaskHandle(queue, task_id) for task_id in ids]

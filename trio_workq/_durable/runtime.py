@@ -140,6 +140,9 @@ class Runtime:
         self.busy = 0
         self.worker_idle = trio.Event()
         self.work_hint = trio.Event()
+        # Adds of this process whose submitted events are not out yet (intake
+        # writes; the fetcher waits for them before a claim's tasks may start).
+        self.adds_in_flight: set[trio.Event] = set()
         self.closing = False
         self.drained = trio.Event()
 
