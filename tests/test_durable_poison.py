@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import _poison_tasks as poison
 import durable_helper as helper
@@ -46,6 +46,9 @@ from trio_workq._stores.protocol import CORRUPT_TASK_ERROR, NewTask, Store, Stor
 from trio_workq._stores.sqlite import SQLiteStore
 from trio_workq.web import serve_dashboard
 from trio_workq.web._durable_source import DurableSource
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -136,7 +139,8 @@ async def test_timeout_with_failing_cleanup_fails_only_that_task(queue: DurableW
         others = [await queue.submit(poison.ok, value) for value in range(3)]
         error = await failure_of(handle)
         assert "TaskTimeout" in error.summary
-        assert "cleanup failed" in error.text  # the cleanup's error is kept as context
+        assert "cleanup failed" in error.text  # the cleanup's error is kept as the cause
+        assert "direct cause" in error.text
         info = await handle.info()
         assert info.status is TaskStatus.FAILED
         assert info.attempts == 3
@@ -145,8 +149,10 @@ async def test_timeout_with_failing_cleanup_fails_only_that_task(queue: DurableW
         await assert_goes_on(queue)
 
 
-async def test_cancel_with_failing_cleanup_ends_cancelled(queue: DurableWorkQueue) -> None:
-    """A cancelled task whose child's ``finally`` raises ends ``cancelled``; the queue goes on."""
+async def test_cancel_with_failing_cleanup_ends_cancelled(
+    queue: DurableWorkQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cancelled task whose child's ``finally`` raises ends ``cancelled`` (the errors logged)."""
     with trio.fail_after(30):
         handle = await queue.submit(poison.cleanup_fails)
         await wait_running(handle)
@@ -155,6 +161,14 @@ async def test_cancel_with_failing_cleanup_ends_cancelled(queue: DurableWorkQueu
             await handle.result()
         assert (await handle.info()).attempts == 1
         await assert_goes_on(queue)
+    unwinding = [r for r in caplog.records if "raised errors while unwinding" in r.getMessage()]
+    assert len(unwinding) == 1
+    assert unwinding[0].exc_info is not None
+    logged = unwinding[0].exc_info[1]
+    assert isinstance(logged, ExceptionGroup)
+    assert [str(e) for e in cast("ExceptionGroup[Exception]", logged).exceptions] == [
+        "cleanup failed"
+    ]
 
 
 async def test_outer_cancel_with_failing_cleanup_gives_the_task_back(backend: Backend) -> None:

@@ -24,7 +24,7 @@ from .._core.errors import TaskTimeout
 from .._core.outcomes import split_attempt_error
 from .._core.status import RUNNING
 from .._core.transitions import Ending
-from .._runtime.events import set_current
+from .._runtime.events import logger, set_current
 from .attempt import _Attempt
 from .completer import Completer
 from .registry import TaskDefinition, lookup
@@ -186,18 +186,26 @@ class Executor:
         """Record an attempt whose cancel scope caught the Cancelled.
 
         *cleanup_errors* are errors the task raised while being cancelled:
-        they become the context of its `TaskTimeout`.
+        they become the cause of its `TaskTimeout`, or are logged with its
+        cancellation (as the in-memory queue does).
         """
         completer = self._completer
         if attempt.lost:
             self._rt.unhold(attempt)
         elif attempt.cancel_requested:
+            if cleanup_errors is not None:
+                logger.warning(
+                    "task %s (%s) was cancelled and raised errors while unwinding",
+                    attempt.id,
+                    attempt.name,
+                    exc_info=cleanup_errors,
+                )
             await completer.record_cancelled(attempt)
         elif attempt.interrupted:
             await completer.release(attempt)
         else:
             timeout = TaskTimeout(f"task timed out after {attempt.timeout}s")
-            timeout.__context__ = cleanup_errors
+            timeout.__cause__ = cleanup_errors
             await completer.record_failure(attempt, timeout, Ending.RAISED)
 
     def _load_call(
