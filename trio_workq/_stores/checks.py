@@ -13,8 +13,9 @@ import math
 from typing import Final
 
 from .._core import errors
+from .._core.info import MAX_PAGE_SIZE
 from .._core.status import TaskStatus
-from .protocol import NewTask, StoreDataError
+from .protocol import RECOVERY_STATUSES, NewTask, Recovery, StoreDataError
 
 #: The largest SQL ``bigint`` (task ids, priorities; attempts outside PostgreSQL).
 INT64_MAX: Final = 2**63 - 1
@@ -110,3 +111,40 @@ def check_new_task(task: object, *, max_attempts: int) -> NewTask:
     if task.status not in _ADDABLE:
         raise ValueError(f"a new task is queued or scheduled, not {task.status}")
     return task
+
+
+def check_held(owner: object, task_id: object, attempt: object, *, max_attempts: int) -> int | None:
+    """The row id of an attempt an owner holds (``None``: no row can match), checked."""
+    check_owner(owner)
+    check_int("attempt", attempt, minimum=1, maximum=max_attempts)
+    return parse_id(task_id)
+
+
+def check_recovery(item: object, *, max_attempts: int) -> tuple[Recovery, float | None]:
+    """*item* if it is a well-formed `Recovery`, and its target's due time (retrying only)."""
+    if not isinstance(item, Recovery):
+        raise TypeError(f"expected a Recovery, not {type(item).__name__}")
+    if item.status not in RECOVERY_STATUSES:
+        raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
+    check_text("error", item.error)
+    check_int("attempt", item.attempt, minimum=0, maximum=max_attempts)
+    if item.status is not TaskStatus.RETRYING:
+        return item, None
+    if item.due_at is None:
+        raise ValueError("a retrying target needs a due_at")
+    return item, check_time("due_at", item.due_at)
+
+
+def check_page(status: object, name: object, limit: object, cursor: object) -> int | None:
+    """Check `Store.page`'s arguments; the id its *cursor* names (``None``: no cursor)."""
+    check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
+    if status is not None and not isinstance(status, TaskStatus):
+        raise TypeError(f"status must be a TaskStatus or None, not {type(status).__name__}")
+    if name is not None:
+        check_str("name", name)
+    if cursor is None:
+        return None
+    before = parse_id(cursor)
+    if before is None:
+        raise ValueError(f"not a page cursor of this store: {cursor!r}")
+    return before

@@ -28,18 +28,19 @@ from .._core.status import TaskStatus
 from .checks import (
     INT64_MAX,
     check_bytes,
+    check_held,
     check_int,
     check_new_task,
     check_owner,
+    check_page,
+    check_recovery,
     check_seconds,
-    check_str,
     check_text,
     check_time,
     parse_id,
 )
 from .protocol import (
     CLAIMABLE_STATUSES,
-    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
@@ -257,9 +258,7 @@ class MemoryStore:
             row.finished_at = now if finished else None
 
     def _held(self, owner: str, task_id: str, attempt: int) -> _Row | None:
-        check_owner(owner)
-        check_int("attempt", attempt, minimum=1, maximum=INT64_MAX)
-        number = parse_id(task_id)
+        number = check_held(owner, task_id, attempt, max_attempts=INT64_MAX)
         row = None if number is None else self._rows.get(number)
         if row is None or row.status is not RUNNING or row.owner != owner:
             return None
@@ -535,17 +534,7 @@ class MemoryStore:
                 one this store returned.
             TypeError: *status* is not a `TaskStatus`, or *name* not a str.
         """
-        check_int("limit", limit, minimum=1, maximum=MAX_PAGE)
-        if status is not None and not isinstance(status, TaskStatus):
-            raise TypeError(f"status must be a TaskStatus or None, not {status!r}")
-        if name is not None:
-            check_str("name", name)
-        before = INT64_MAX
-        if cursor is not None:
-            parsed = parse_id(cursor)
-            if parsed is None:
-                raise ValueError(f"malformed cursor {cursor!r}")
-            before = parsed
+        before = check_page(status, name, limit, cursor) or INT64_MAX
         await self._enter()
         found: list[_Row] = []
         # Newest first; a scan, which is fine for the store of a test.
@@ -595,22 +584,11 @@ class MemoryStore:
             ValueError, TypeError: A recovery is malformed; nothing is changed.
         """
         items: list[tuple[int, Recovery, float]] = []
-        for item in recoveries:
-            if not isinstance(item, Recovery):
-                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
-            if item.status not in RECOVERY_STATUSES:
-                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
-            check_text("error", item.error)
-            check_int("attempt", item.attempt, minimum=0, maximum=INT64_MAX)
-            due = math.nan
-            if item.status is RETRYING:
-                if item.due_at is None:
-                    raise ValueError("a retrying target needs a due_at")
-                check_time("due_at", item.due_at)
-                due = float(item.due_at)
+        for raw in recoveries:
+            item, due = check_recovery(raw, max_attempts=INT64_MAX)
             number = parse_id(item.task_id)
             if number is not None:
-                items.append((number, item, due))
+                items.append((number, item, math.nan if due is None else due))
         now = await self._enter()
         recovered = 0
         for number, item, due in items:

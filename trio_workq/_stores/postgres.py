@@ -42,21 +42,22 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from .._core.info import MAX_PAGE_SIZE
 from .._core.status import TaskStatus
 from .checks import (
     INT32_MAX,
     check_bytes,
+    check_held,
     check_int,
     check_new_task,
     check_owner,
+    check_page,
+    check_recovery,
     check_seconds,
     check_text,
     check_time,
     parse_id,
 )
 from .protocol import (
-    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
@@ -1029,9 +1030,7 @@ class PostgresStore:
 
         Completions that overlap share one statement. Checkpoints.
         """
-        check_owner(owner)
-        row_id = parse_id(task_id)
-        check_int("attempt", attempt, minimum=1, maximum=INT32_MAX)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
         check_bytes("result", result)
         self._check_open()
         if row_id is None:
@@ -1099,9 +1098,7 @@ class PostgresStore:
         ``cancelled`` instead of ``retrying``. Returns the status written, or
         ``None`` if *owner* no longer holds *attempt*. Checkpoints.
         """
-        check_owner(owner)
-        row_id = parse_id(task_id)
-        check_int("attempt", attempt, minimum=1, maximum=INT32_MAX)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
         check_text("error", error)
         due = None if retry_at is None else check_time("retry_at", retry_at)
         params = {
@@ -1119,9 +1116,7 @@ class PostgresStore:
 
         Checkpoints.
         """
-        check_owner(owner)
-        row_id = parse_id(task_id)
-        check_int("attempt", attempt, minimum=1, maximum=INT32_MAX)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
         params = {"owner": owner, "id": row_id, "attempt": attempt}
         return await self._held_update(self._queries.finish_cancelled, row_id, params)
 
@@ -1133,9 +1128,7 @@ class PostgresStore:
         Returns the status written, or ``None`` if *owner* no longer holds
         *attempt*. Checkpoints.
         """
-        check_owner(owner)
-        row_id = parse_id(task_id)
-        check_int("attempt", attempt, minimum=1, maximum=INT32_MAX)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
         params = {"owner": owner, "id": row_id, "attempt": attempt, "channel": self.schema}
         return await self._held_transition(self._queries.release, row_id, params)
 
@@ -1229,16 +1222,7 @@ class PostgresStore:
             ValueError: If *limit* is not in 1..1000, or *cursor* is not one
                 this store returned.
         """
-        if status is not None and not isinstance(status, TaskStatus):
-            raise TypeError(f"status must be a TaskStatus or None, not {type(status).__name__}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
-        before = None
-        if cursor is not None:
-            before = parse_id(cursor)
-            if before is None:
-                raise ValueError(f"not a page cursor of this store: {cursor!r}")
+        before = check_page(status, name, limit, cursor)
         conditions: list[sql.Composable] = []
         if status is not None:
             conditions.append(sql.SQL("t.status = %(status)s"))
@@ -1311,23 +1295,14 @@ class PostgresStore:
         statuses: list[str] = []
         errors: list[str] = []
         due_ats: list[float | None] = []
-        for item in recoveries:
-            if not isinstance(item, Recovery):
-                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
-            if item.status not in RECOVERY_STATUSES:
-                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
-            check_text("error", item.error)
-            due = None
-            if item.status is TaskStatus.RETRYING:
-                if item.due_at is None:
-                    raise ValueError("a retrying target needs a due_at")
-                due = check_time("due_at", item.due_at)
+        for raw in recoveries:
+            item, due = check_recovery(raw, max_attempts=INT32_MAX)
             row_id = parse_id(item.task_id)
             if row_id is None:
                 continue
             ids.append(row_id)
             owners.append(item.owner)
-            attempts.append(check_int("attempt", item.attempt, minimum=0, maximum=INT32_MAX))
+            attempts.append(item.attempt)
             statuses.append(item.status.value)
             errors.append(item.error)
             due_ats.append(due)

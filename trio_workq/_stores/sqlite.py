@@ -29,18 +29,19 @@ from .._core.status import TaskStatus
 from .checks import (
     INT64_MAX,
     check_bytes,
+    check_held,
     check_int,
     check_new_task,
     check_owner,
+    check_page,
+    check_recovery,
     check_seconds,
-    check_str,
     check_text,
     check_time,
     parse_id,
 )
 from .protocol import (
     CLAIMABLE_STATUSES,
-    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
@@ -870,16 +871,7 @@ class SQLiteStore:
                 one this store returned.
             TypeError: *status* is not a `TaskStatus`, or *name* not a str.
         """
-        check_int("limit", limit, minimum=1, maximum=MAX_PAGE)
-        if status is not None and not isinstance(status, TaskStatus):
-            raise TypeError(f"status must be a TaskStatus or None, not {status!r}")
-        if name is not None:
-            check_str("name", name)
-        before = None
-        if cursor is not None:
-            before = parse_id(cursor)
-            if before is None:
-                raise ValueError(f"malformed cursor {cursor!r}")
+        before = check_page(status, name, limit, cursor)
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (("status = ?", status), ("name = ?", name), ("id < ?", before)):
@@ -934,18 +926,8 @@ class SQLiteStore:
         and leaves them. Returns how many rows changed. Checkpoints.
         """
         items: list[tuple[Any, ...]] = []
-        for item in recoveries:
-            if not isinstance(item, Recovery):
-                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
-            if item.status not in RECOVERY_STATUSES:
-                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
-            check_text("error", item.error)
-            due = None
-            if item.status is TaskStatus.RETRYING:
-                if item.due_at is None:
-                    raise ValueError("a retrying target needs a due_at")
-                check_time("due_at", item.due_at)
-                due = item.due_at
+        for raw in recoveries:
+            item, due = check_recovery(raw, max_attempts=INT64_MAX)
             number = parse_id(item.task_id)
             if number is not None:
                 items.append((item.status.value, due, item.error, number, item.owner, item.attempt))
@@ -1039,9 +1021,7 @@ def _claim_order(task: StoredTask) -> tuple[int, float, int]:
 
 
 def _held_params(owner: str, task_id: str, attempt: int) -> tuple[int, str, int] | None:
-    check_owner(owner)
-    check_int("attempt", attempt, minimum=1, maximum=INT64_MAX)
-    number = parse_id(task_id)
+    number = check_held(owner, task_id, attempt, max_attempts=INT64_MAX)
     return None if number is None else (number, owner, attempt)
 
 
