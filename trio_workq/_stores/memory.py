@@ -25,15 +25,27 @@ import trio
 
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE
 from .._core.status import TaskStatus
+from .checks import (
+    INT64_MAX,
+    check_bytes,
+    check_held,
+    check_int,
+    check_new_task,
+    check_owner,
+    check_page,
+    check_recovery,
+    check_seconds,
+    check_text,
+    check_time,
+    parse_id,
+)
 from .protocol import (
     CLAIMABLE_STATUSES,
-    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
     Recovery,
     Renewal,
-    StoreDataError,
     StoredTask,
     StoreError,
 )
@@ -43,11 +55,9 @@ MAX_ERRORS: Final = MAX_ERROR_HISTORY
 #: The largest page `MemoryStore.page` returns.
 MAX_PAGE: Final = MAX_PAGE_SIZE
 
-_MAX_INT64: Final = 2**63 - 1
 _CLAIMABLE: Final = frozenset(CLAIMABLE_STATUSES)
 _FINISHED: Final = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 _REQUEUEABLE: Final = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
-_ADDABLE: Final = (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
 
 QUEUED, RUNNING, RETRYING = TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRYING
 FAILED, CANCELLED, COMPLETED = TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.COMPLETED
@@ -248,9 +258,7 @@ class MemoryStore:
             row.finished_at = now if finished else None
 
     def _held(self, owner: str, task_id: str, attempt: int) -> _Row | None:
-        _check_owner(owner)
-        _check_count("attempt", attempt, 1, _MAX_INT64)
-        number = _parse_id(task_id)
+        number = check_held(owner, task_id, attempt, max_attempts=INT64_MAX)
         row = None if number is None else self._rows.get(number)
         if row is None or row.status is not RUNNING or row.owner != owner:
             return None
@@ -270,7 +278,7 @@ class MemoryStore:
         """
         if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
             raise TypeError(f"tasks must be a sequence of NewTask, not {type(tasks).__name__}")
-        checked = [_check_new_task(task) for task in tasks]
+        checked = [check_new_task(task, max_attempts=INT64_MAX) for task in tasks]
         now = await self._enter()
         ids: list[str] = []
         for task in checked:
@@ -288,9 +296,9 @@ class MemoryStore:
 
         Checkpoints.
         """
-        _check_owner(owner)
-        _check_count("limit", limit, 1, _MAX_INT64)
-        _check_seconds("lease_seconds", lease_seconds)
+        check_owner(owner)
+        check_int("limit", limit, minimum=1, maximum=INT64_MAX)
+        check_seconds("lease_seconds", lease_seconds)
         now = await self._enter()
         rows = self._rows
         delayed, ready = self._delayed, self._ready
@@ -333,11 +341,11 @@ class MemoryStore:
         Ids that are unknown, not running or held by another owner are
         reported ``lost``.
         """
-        _check_owner(owner)
+        check_owner(owner)
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
             raise TypeError(f"ids must be a sequence of str, not {type(ids).__name__}")
-        _check_seconds("lease_seconds", lease_seconds)
-        numbers = {task_id: _parse_id(task_id) for task_id in ids}
+        check_seconds("lease_seconds", lease_seconds)
+        numbers = {task_id: parse_id(task_id) for task_id in ids}
         now = await self._enter()
         lost: set[str] = set()
         cancel_requested: set[str] = set()
@@ -357,7 +365,7 @@ class MemoryStore:
 
         Checkpoints.
         """
-        _check_bytes("result", result)
+        check_bytes("result", result)
         row = self._held(owner, task_id, attempt)
         now = await self._enter()
         if row is not None:
@@ -383,10 +391,10 @@ class MemoryStore:
         Raises:
             ValueError, TypeError: An item is malformed; nothing is changed.
         """
-        _check_owner(owner)
+        check_owner(owner)
         items: list[tuple[tuple[str, int], bytes]] = []
         for task_id, attempt, result in completions:
-            _check_bytes("result", result)
+            check_bytes("result", result)
             self._held(owner, task_id, attempt)  # checks the arguments
             items.append(((task_id, attempt), result))
         now = await self._enter()
@@ -414,9 +422,9 @@ class MemoryStore:
         Raises:
             StoreDataError: *error* holds a lone surrogate.
         """
-        _check_text("error", error)
+        check_text("error", error)
         if retry_at is not None:
-            _check_time("retry_at", retry_at)
+            check_time("retry_at", retry_at)
         row = self._held(owner, task_id, attempt)
         now = await self._enter()
         written = None
@@ -466,7 +474,7 @@ class MemoryStore:
         one gets ``cancel_requested``; a finished one is left alone.
         Checkpoints.
         """
-        number = _parse_id(task_id)
+        number = parse_id(task_id)
         now = await self._enter()
         row = None if number is None else self._rows.get(number)
         status = None if row is None else row.status
@@ -488,7 +496,7 @@ class MemoryStore:
         (unchanged unless failed or cancelled), or ``None`` if unknown.
         Checkpoints.
         """
-        number = _parse_id(task_id)
+        number = parse_id(task_id)
         now = await self._enter()
         row = None if number is None else self._rows.get(number)
         status = None if row is None else row.status
@@ -505,7 +513,7 @@ class MemoryStore:
 
         Checkpoints.
         """
-        number = _parse_id(task_id)
+        number = parse_id(task_id)
         await self._enter()
         row = None if number is None else self._rows.get(number)
         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -526,17 +534,7 @@ class MemoryStore:
                 one this store returned.
             TypeError: *status* is not a `TaskStatus`, or *name* not a str.
         """
-        _check_count("limit", limit, 1, MAX_PAGE)
-        if status is not None and not isinstance(status, TaskStatus):
-            raise TypeError(f"status must be a TaskStatus or None, not {status!r}")
-        if name is not None:
-            _check_str("name", name)
-        before = _MAX_INT64
-        if cursor is not None:
-            parsed = _parse_id(cursor)
-            if parsed is None:
-                raise ValueError(f"malformed cursor {cursor!r}")
-            before = parsed
+        before = check_page(status, name, limit, cursor) or INT64_MAX
         await self._enter()
         found: list[_Row] = []
         # Newest first; a scan, which is fine for the store of a test.
@@ -564,7 +562,7 @@ class MemoryStore:
 
         Changes nothing (see `recover`). *limit* is 1..`MAX_PAGE`. Checkpoints.
         """
-        _check_count("limit", limit, 1, MAX_PAGE)
+        check_int("limit", limit, minimum=1, maximum=MAX_PAGE)
         now = await self._enter()
         expired = sorted(
             (row.lease_until, row.id)
@@ -586,22 +584,11 @@ class MemoryStore:
             ValueError, TypeError: A recovery is malformed; nothing is changed.
         """
         items: list[tuple[int, Recovery, float]] = []
-        for item in recoveries:
-            if not isinstance(item, Recovery):
-                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
-            if item.status not in RECOVERY_STATUSES:
-                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
-            _check_text("error", item.error)
-            _check_count("attempt", item.attempt, 0, _MAX_INT64)
-            due = math.nan
-            if item.status is RETRYING:
-                if item.due_at is None:
-                    raise ValueError("a retrying target needs a due_at")
-                _check_time("due_at", item.due_at)
-                due = float(item.due_at)
-            number = _parse_id(item.task_id)
+        for raw in recoveries:
+            item, due = check_recovery(raw, max_attempts=INT64_MAX)
+            number = parse_id(item.task_id)
             if number is not None:
-                items.append((number, item, due))
+                items.append((number, item, math.nan if due is None else due))
         now = await self._enter()
         recovered = 0
         for number, item, due in items:
@@ -626,7 +613,7 @@ class MemoryStore:
 
         Checkpoints.
         """
-        _check_time("older_than", older_than)
+        check_time("older_than", older_than)
         await self._enter()
         old = [
             row
@@ -651,90 +638,10 @@ class MemoryStore:
         Raises:
             ValueError: *timeout* is negative or NaN.
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-        if not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+        check_seconds("timeout", timeout, allow_zero=True, allow_inf=True)
         await self._enter()
         event = self._work_added
         with trio.move_on_after(timeout):
             await event.wait()
         if event.is_set() and event is self._work_added:
             self._work_added = trio.Event()
-
-
-# --- argument checks (the same errors as the other stores) --------------------------
-
-
-def _parse_id(task_id: object) -> int | None:
-    """The number *task_id* names, or None if this store never makes such an id."""
-    if not isinstance(task_id, str):
-        raise TypeError(f"task id must be a str, not {type(task_id).__name__}")
-    if not (task_id.isascii() and task_id.isdigit()) or task_id[0] == "0" or len(task_id) > 19:
-        return None
-    number = int(task_id)
-    return number if number <= _MAX_INT64 else None
-
-
-def _check_new_task(task: object) -> NewTask:
-    if not isinstance(task, NewTask):
-        raise TypeError(f"expected a NewTask, not {type(task).__name__}")
-    _check_text("name", task.name)
-    if not task.name:
-        raise ValueError("name must not be empty")
-    _check_bytes("payload", task.payload)
-    _check_count("priority", task.priority, -_MAX_INT64, _MAX_INT64)
-    _check_count("max_attempts", task.max_attempts, 1, _MAX_INT64)
-    _check_time("due_at", task.due_at)
-    if task.timeout is not None:
-        _check_seconds("timeout", task.timeout)
-    if task.status not in _ADDABLE:
-        raise ValueError(f"a new task is queued or scheduled, not {task.status}")
-    return task
-
-
-def _check_str(what: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-
-
-def _check_text(what: str, value: object) -> None:
-    """A str the other stores can hold: no lone surrogate (they store UTF-8)."""
-    _check_str(what, value)
-    assert isinstance(value, str)
-    try:
-        value.encode()
-    except UnicodeEncodeError as exc:
-        raise StoreDataError(f"the memory store cannot hold this {what}: {exc}") from exc
-
-
-def _check_owner(owner: object) -> None:
-    _check_text("owner", owner)
-    if not owner:
-        raise ValueError("owner must not be empty")
-
-
-def _check_bytes(what: str, value: object) -> None:
-    if not isinstance(value, bytes):
-        raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
-
-
-def _check_count(what: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{what} must be in {low}..{high}, not {value}")
-
-
-def _check_time(what: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, not {value}")
-
-
-def _check_seconds(what: str, value: object) -> None:
-    _check_time(what, value)
-    assert isinstance(value, (int, float))
-    if value <= 0:
-        raise ValueError(f"{what} must be > 0, not {value}")

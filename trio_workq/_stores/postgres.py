@@ -42,10 +42,22 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from .._core.info import MAX_PAGE_SIZE
 from .._core.status import TaskStatus
+from .checks import (
+    INT32_MAX,
+    check_bytes,
+    check_held,
+    check_int,
+    check_new_task,
+    check_owner,
+    check_page,
+    check_recovery,
+    check_seconds,
+    check_text,
+    check_time,
+    parse_id,
+)
 from .protocol import (
-    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
@@ -71,8 +83,6 @@ Operation = Callable[[Connection], R]
 SCHEMA_VERSION: Final = 1
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_INT64 = 2**63
-_INT32 = 2**31
 # Namespaces of our advisory locks (first key); the second key is the schema's hash.
 _MIGRATION_LOCK: Final = 0x74777101
 _MAINTENANCE_LOCK: Final = 0x74777102
@@ -413,75 +423,6 @@ _META_EXISTS = "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tab
 def _lock_key(schema: str) -> int:
     """The schema's half of our advisory lock keys: a signed 32-bit hash of its name."""
     return int.from_bytes(zlib.crc32(schema.encode()).to_bytes(4, "big"), "big", signed=True)
-
-
-def _parse_id(task_id: object) -> int | None:
-    """The row id for *task_id*, or ``None`` if no task can have it."""
-    if not isinstance(task_id, str):
-        raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
-    if not (task_id.isascii() and task_id.isdigit()) or len(task_id) > 19:
-        return None
-    value = int(task_id)
-    return value if 0 < value < _INT64 and str(value) == task_id else None
-
-
-def _check_owner(owner: object) -> str:
-    if not isinstance(owner, str):
-        raise TypeError(f"owner must be a str, not {type(owner).__name__}")
-    if not owner:
-        raise ValueError("owner must not be empty")
-    return owner
-
-
-def _check_int(what: str, value: object, *, minimum: int, maximum: int = _INT32 - 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{what} must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def _check_seconds(what: str, value: object, *, allow_zero: bool, allow_inf: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValueError(f"{what} must be {'>=' if allow_zero else '>'} 0, got {value!r}")
-    if math.isinf(seconds) and not allow_inf:
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return seconds
-
-
-def _check_time(what: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a Unix time (float), not {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return float(value)
-
-
-def _check_bytes(what: str, value: object) -> bytes:
-    if not isinstance(value, bytes):
-        raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
-    return value
-
-
-def _check_new_task(task: object) -> NewTask:
-    if not isinstance(task, NewTask):
-        raise TypeError(f"expected NewTask, got {type(task).__name__}")
-    if not isinstance(task.name, str):
-        raise TypeError(f"task name must be a str, not {type(task.name).__name__}")
-    if not task.name:
-        raise ValueError(f"task name must be a non-empty str, got {task.name!r}")
-    _check_bytes("payload", task.payload)
-    _check_int("priority", task.priority, minimum=-_INT64, maximum=_INT64 - 1)
-    _check_time("due_at", task.due_at)
-    _check_int("max_attempts", task.max_attempts, minimum=1)
-    if task.timeout is not None:
-        _check_seconds("timeout", task.timeout, allow_zero=False, allow_inf=False)
-    if task.status not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED):
-        raise ValueError(f"a new task is queued or scheduled, not {task.status!r}")
-    return task
 
 
 def _stored_task(row: Sequence[Any]) -> StoredTask:
@@ -853,9 +794,9 @@ class PostgresStore:
                 f"schema must be a letter or underscore followed by letters, digits or "
                 f"underscores (at most 63), got {schema!r}"
             )
-        _check_int("pool_size", pool_size, minimum=1, maximum=1000)
-        self._connect_retry_seconds = _check_seconds(
-            "connect_retry_seconds", connect_retry_seconds, allow_zero=True, allow_inf=False
+        check_int("pool_size", pool_size, minimum=1, maximum=1000)
+        self._connect_retry_seconds = check_seconds(
+            "connect_retry_seconds", connect_retry_seconds, allow_zero=True
         )
         self.url = url
         self.schema = schema
@@ -989,7 +930,7 @@ class PostgresStore:
         """
         if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
             raise TypeError(f"tasks must be a sequence of NewTask, not {type(tasks).__name__}")
-        batch = [_check_new_task(task) for task in tasks]
+        batch = [check_new_task(task, max_attempts=INT32_MAX) for task in tasks]
         self._check_open()
         if not batch:
             await trio.lowlevel.checkpoint()
@@ -1028,9 +969,9 @@ class PostgresStore:
         the same time without waiting for or taking each other's rows.
         Checkpoints.
         """
-        _check_owner(owner)
-        _check_int("limit", limit, minimum=1)
-        lease = _check_seconds("lease_seconds", lease_seconds, allow_zero=False, allow_inf=False)
+        check_owner(owner)
+        check_int("limit", limit, minimum=1, maximum=INT32_MAX)
+        lease = check_seconds("lease_seconds", lease_seconds)
 
         def op(conn: Connection) -> Claimed:
             rows = conn.execute(
@@ -1061,11 +1002,11 @@ class PostgresStore:
 
     async def renew(self, owner: str, ids: Sequence[str], lease_seconds: float) -> Renewal:
         """Extend the leases of the running tasks *ids* held by *owner*. Checkpoints."""
-        _check_owner(owner)
+        check_owner(owner)
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
             raise TypeError(f"ids must be a sequence of str, not {type(ids).__name__}")
-        lease = _check_seconds("lease_seconds", lease_seconds, allow_zero=False, allow_inf=False)
-        parsed = {task_id: _parse_id(task_id) for task_id in ids}
+        lease = check_seconds("lease_seconds", lease_seconds)
+        parsed = {task_id: parse_id(task_id) for task_id in ids}
         row_ids = [row_id for row_id in parsed.values() if row_id is not None]
 
         def op(conn: Connection) -> Renewal:
@@ -1089,10 +1030,8 @@ class PostgresStore:
 
         Completions that overlap share one statement. Checkpoints.
         """
-        _check_owner(owner)
-        row_id = _parse_id(task_id)
-        _check_int("attempt", attempt, minimum=1)
-        _check_bytes("result", result)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
+        check_bytes("result", result)
         self._check_open()
         if row_id is None:
             await trio.lowlevel.checkpoint()
@@ -1110,12 +1049,12 @@ class PostgresStore:
         Raises:
             ValueError, TypeError: An item is malformed; nothing is changed.
         """
-        _check_owner(owner)
+        check_owner(owner)
         items: list[tuple[int, str, int, bytes]] = []
         # Ids this store could not have made match no row: 0 is never an id.
         for task_id, attempt, result in completions:
-            _check_int("attempt", attempt, minimum=1)
-            items.append((_parse_id(task_id) or 0, owner, attempt, _check_bytes("result", result)))
+            check_int("attempt", attempt, minimum=1, maximum=INT32_MAX)
+            items.append((parse_id(task_id) or 0, owner, attempt, check_bytes("result", result)))
         self._check_open()
         if not items:
             await trio.lowlevel.checkpoint()
@@ -1159,12 +1098,9 @@ class PostgresStore:
         ``cancelled`` instead of ``retrying``. Returns the status written, or
         ``None`` if *owner* no longer holds *attempt*. Checkpoints.
         """
-        _check_owner(owner)
-        row_id = _parse_id(task_id)
-        _check_int("attempt", attempt, minimum=1)
-        if not isinstance(error, str):
-            raise TypeError(f"error must be a str, not {type(error).__name__}")
-        due = None if retry_at is None else _check_time("retry_at", retry_at)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
+        check_text("error", error)
+        due = None if retry_at is None else check_time("retry_at", retry_at)
         params = {
             "owner": owner,
             "id": row_id,
@@ -1180,9 +1116,7 @@ class PostgresStore:
 
         Checkpoints.
         """
-        _check_owner(owner)
-        row_id = _parse_id(task_id)
-        _check_int("attempt", attempt, minimum=1)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
         params = {"owner": owner, "id": row_id, "attempt": attempt}
         return await self._held_update(self._queries.finish_cancelled, row_id, params)
 
@@ -1194,9 +1128,7 @@ class PostgresStore:
         Returns the status written, or ``None`` if *owner* no longer holds
         *attempt*. Checkpoints.
         """
-        _check_owner(owner)
-        row_id = _parse_id(task_id)
-        _check_int("attempt", attempt, minimum=1)
+        row_id = check_held(owner, task_id, attempt, max_attempts=INT32_MAX)
         params = {"owner": owner, "id": row_id, "attempt": attempt, "channel": self.schema}
         return await self._held_transition(self._queries.release, row_id, params)
 
@@ -1249,7 +1181,7 @@ class PostgresStore:
         return await self._status_change(self._queries.requeue, task_id)
 
     async def _status_change(self, query: bytes, task_id: str) -> TaskStatus | None:
-        row_id = _parse_id(task_id)
+        row_id = parse_id(task_id)
         self._check_open()
         if row_id is None:
             await trio.lowlevel.checkpoint()
@@ -1264,7 +1196,7 @@ class PostgresStore:
 
     async def get(self, task_id: str) -> StoredTask | None:
         """The task with this id, or ``None``. Checkpoints."""
-        row_id = _parse_id(task_id)
+        row_id = parse_id(task_id)
         self._check_open()
         if row_id is None:
             await trio.lowlevel.checkpoint()
@@ -1290,16 +1222,7 @@ class PostgresStore:
             ValueError: If *limit* is not in 1..1000, or *cursor* is not one
                 this store returned.
         """
-        if status is not None and not isinstance(status, TaskStatus):
-            raise TypeError(f"status must be a TaskStatus or None, not {type(status).__name__}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        _check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
-        before = None
-        if cursor is not None:
-            before = _parse_id(cursor)
-            if before is None:
-                raise ValueError(f"not a page cursor of this store: {cursor!r}")
+        before = check_page(status, name, limit, cursor)
         conditions: list[sql.Composable] = []
         if status is not None:
             conditions.append(sql.SQL("t.status = %(status)s"))
@@ -1346,7 +1269,7 @@ class PostgresStore:
 
         Changes nothing (see `recover`). *limit* is 1..1000. Checkpoints.
         """
-        _check_int("limit", limit, minimum=1, maximum=1000)
+        check_int("limit", limit, minimum=1, maximum=1000)
         self._check_open()
 
         def op(conn: Connection) -> tuple[StoredTask, ...]:
@@ -1372,24 +1295,14 @@ class PostgresStore:
         statuses: list[str] = []
         errors: list[str] = []
         due_ats: list[float | None] = []
-        for item in recoveries:
-            if not isinstance(item, Recovery):
-                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
-            if item.status not in RECOVERY_STATUSES:
-                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
-            if not isinstance(item.error, str):
-                raise TypeError(f"error must be a str, not {type(item.error).__name__}")
-            due = None
-            if item.status is TaskStatus.RETRYING:
-                if item.due_at is None:
-                    raise ValueError("a retrying target needs a due_at")
-                due = _check_time("due_at", item.due_at)
-            row_id = _parse_id(item.task_id)
+        for raw in recoveries:
+            item, due = check_recovery(raw, max_attempts=INT32_MAX)
+            row_id = parse_id(item.task_id)
             if row_id is None:
                 continue
             ids.append(row_id)
             owners.append(item.owner)
-            attempts.append(_check_int("attempt", item.attempt, minimum=0))
+            attempts.append(item.attempt)
             statuses.append(item.status.value)
             errors.append(item.error)
             due_ats.append(due)
@@ -1427,7 +1340,7 @@ class PostgresStore:
         Under the same advisory lock as `recover_expired` (0 while another
         process holds it). Checkpoints.
         """
-        cutoff = _check_time("older_than", older_than)
+        cutoff = check_time("older_than", older_than)
 
         def op(conn: Connection) -> int:
             with conn.transaction():
@@ -1450,6 +1363,6 @@ class PostgresStore:
         re-opened on the next call; notifications sent meanwhile are lost).
         Waits on the socket in trio, no thread. Checkpoints.
         """
-        seconds = _check_seconds("timeout", timeout, allow_zero=True, allow_inf=True)
+        seconds = check_seconds("timeout", timeout, allow_zero=True, allow_inf=True)
         self._check_open()
         await self._listener.wait(seconds)  # always checkpoints (its lock)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -27,9 +26,22 @@ import outcome
 import trio
 
 from .._core.status import TaskStatus
+from .checks import (
+    INT64_MAX,
+    check_bytes,
+    check_held,
+    check_int,
+    check_new_task,
+    check_owner,
+    check_page,
+    check_recovery,
+    check_seconds,
+    check_text,
+    check_time,
+    parse_id,
+)
 from .protocol import (
     CLAIMABLE_STATUSES,
-    RECOVERY_STATUSES,
     Claimed,
     NewTask,
     Page,
@@ -104,7 +116,6 @@ MAX_PAGE: Final = 1000
 
 _SYNCHRONOUS: Final = ("NORMAL", "FULL")
 _URL_PREFIX: Final = "sqlite:///"
-_MAX_INT64: Final = 2**63 - 1
 # Keeps each renew statement well under SQLite's bound-parameter limit.
 _RENEW_CHUNK: Final = 500
 
@@ -192,7 +203,6 @@ _PURGE: Final = (
 _STATUS_BY_VALUE: Final = {status.value: status for status in TaskStatus}
 _CLAIMABLE_VALUES: Final = frozenset(status.value for status in CLAIMABLE_STATUSES)
 _REQUEUEABLE_VALUES: Final = frozenset({TaskStatus.FAILED.value, TaskStatus.CANCELLED.value})
-_ADDABLE: Final = (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
 
 _Run = Callable[[sqlite3.Connection, float], Any]
 
@@ -592,9 +602,9 @@ class SQLiteStore:
             ValueError, TypeError: An empty *owner*, *limit* < 1, or a
                 *lease_seconds* that is not positive and finite.
         """
-        _check_owner(owner)
-        _check_count("limit", limit, 1, _MAX_INT64)
-        _check_seconds("lease_seconds", lease_seconds)
+        check_owner(owner)
+        check_int("limit", limit, minimum=1, maximum=INT64_MAX)
+        check_seconds("lease_seconds", lease_seconds)
 
         def run(conn: sqlite3.Connection, now: float) -> Claimed:
             rows = conn.execute(_CLAIM, (owner, now + lease_seconds, now, now, limit)).fetchall()
@@ -621,11 +631,11 @@ class SQLiteStore:
         Checkpoints. Ids that are unknown, not running or held by another
         owner are reported ``lost``.
         """
-        _check_owner(owner)
+        check_owner(owner)
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
             raise TypeError(f"ids must be a sequence of str, not {type(ids).__name__}")
-        _check_seconds("lease_seconds", lease_seconds)
-        wanted = {task_id: _parse_id(task_id) for task_id in ids}
+        check_seconds("lease_seconds", lease_seconds)
+        wanted = {task_id: parse_id(task_id) for task_id in ids}
         numbers = [number for number in wanted.values() if number is not None]
         if not wanted:
             await trio.lowlevel.checkpoint()
@@ -661,7 +671,7 @@ class SQLiteStore:
         Checkpoints. Returns False (and changes nothing) if *owner* no longer
         holds *attempt* of the task.
         """
-        _check_bytes("result", result)
+        check_bytes("result", result)
         return await self._held_update(_COMPLETE, (result,), owner, task_id, attempt)
 
     async def complete_many(
@@ -675,10 +685,10 @@ class SQLiteStore:
         Raises:
             ValueError, TypeError: An item is malformed; nothing is changed.
         """
-        _check_owner(owner)
+        check_owner(owner)
         items: list[tuple[bytes, tuple[int, str, int] | None]] = []
         for task_id, attempt, result in completions:
-            _check_bytes("result", result)
+            check_bytes("result", result)
             items.append((result, _held_params(owner, task_id, attempt)))
         if not items:
             await trio.lowlevel.checkpoint()
@@ -703,9 +713,9 @@ class SQLiteStore:
         written, or ``None`` (and changes nothing) if *owner* no longer holds
         *attempt*.
         """
-        _check_str("error", error)
+        check_text("error", error)
         if retry_at is not None:
-            _check_time("retry_at", retry_at)
+            check_time("retry_at", retry_at)
         held = _held_params(owner, task_id, attempt)
         if held is None:
             await trio.lowlevel.checkpoint()
@@ -773,7 +783,7 @@ class SQLiteStore:
         `finish_cancelled`). Returns the status the task had, or ``None`` if
         the id is unknown; a finished task is left as it is. Checkpoints.
         """
-        number = _parse_id(task_id)
+        number = parse_id(task_id)
         if number is None:
             await trio.lowlevel.checkpoint()
             return None
@@ -803,7 +813,7 @@ class SQLiteStore:
         (unchanged unless it was failed or cancelled), or ``None`` if the id
         is unknown. Checkpoints.
         """
-        number = _parse_id(task_id)
+        number = parse_id(task_id)
         if number is None:
             await trio.lowlevel.checkpoint()
             return None
@@ -832,7 +842,7 @@ class SQLiteStore:
 
         Checkpoints.
         """
-        number = _parse_id(task_id)
+        number = parse_id(task_id)
         if number is None:
             await trio.lowlevel.checkpoint()
             return None
@@ -861,16 +871,7 @@ class SQLiteStore:
                 one this store returned.
             TypeError: *status* is not a `TaskStatus`, or *name* not a str.
         """
-        _check_count("limit", limit, 1, MAX_PAGE)
-        if status is not None and not isinstance(status, TaskStatus):
-            raise TypeError(f"status must be a TaskStatus or None, not {status!r}")
-        if name is not None:
-            _check_str("name", name)
-        before = None
-        if cursor is not None:
-            before = _parse_id(cursor)
-            if before is None:
-                raise ValueError(f"malformed cursor {cursor!r}")
+        before = check_page(status, name, limit, cursor)
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (("status = ?", status), ("name = ?", name), ("id < ?", before)):
@@ -908,7 +909,7 @@ class SQLiteStore:
 
         Changes nothing (see `recover`). *limit* is 1..`MAX_PAGE`. Checkpoints.
         """
-        _check_count("limit", limit, 1, MAX_PAGE)
+        check_int("limit", limit, minimum=1, maximum=MAX_PAGE)
 
         def run(conn: sqlite3.Connection, now: float) -> tuple[StoredTask, ...]:
             return tuple(_stored(row) for row in conn.execute(_EXPIRED, (now, limit)))
@@ -925,19 +926,9 @@ class SQLiteStore:
         and leaves them. Returns how many rows changed. Checkpoints.
         """
         items: list[tuple[Any, ...]] = []
-        for item in recoveries:
-            if not isinstance(item, Recovery):
-                raise TypeError(f"expected a Recovery, not {type(item).__name__}")
-            if item.status not in RECOVERY_STATUSES:
-                raise ValueError(f"a recovered task becomes {RECOVERY_STATUSES}, not {item.status}")
-            _check_str("error", item.error)
-            due = None
-            if item.status is TaskStatus.RETRYING:
-                if item.due_at is None:
-                    raise ValueError("a retrying target needs a due_at")
-                _check_time("due_at", item.due_at)
-                due = item.due_at
-            number = _parse_id(item.task_id)
+        for raw in recoveries:
+            item, due = check_recovery(raw, max_attempts=INT64_MAX)
+            number = parse_id(item.task_id)
             if number is not None:
                 items.append((item.status.value, due, item.error, number, item.owner, item.attempt))
         if not items:
@@ -960,7 +951,7 @@ class SQLiteStore:
 
         Checkpoints.
         """
-        _check_time("older_than", older_than)
+        check_time("older_than", older_than)
 
         def run(conn: sqlite3.Connection, now: float) -> int:
             return conn.execute(_PURGE, (older_than,)).rowcount
@@ -980,8 +971,7 @@ class SQLiteStore:
         Raises:
             ValueError: *timeout* is negative or NaN.
         """
-        if not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+        check_seconds("timeout", timeout, allow_zero=True, allow_inf=True)
         with trio.move_on_after(timeout):
             await self._work_added.wait()
         if self._work_added.is_set():
@@ -1030,37 +1020,13 @@ def _claim_order(task: StoredTask) -> tuple[int, float, int]:
     return (-task.priority, task.due_at or 0.0, int(task.id))
 
 
-def _parse_id(task_id: str) -> int | None:
-    """The row id *task_id* names, or None if this store never makes such an id."""
-    if not isinstance(task_id, str):
-        raise TypeError(f"task id must be a str, not {type(task_id).__name__}")
-    if not (task_id.isascii() and task_id.isdigit()) or task_id[0] == "0" or len(task_id) > 19:
-        return None
-    number = int(task_id)
-    return number if number <= _MAX_INT64 else None
-
-
 def _held_params(owner: str, task_id: str, attempt: int) -> tuple[int, str, int] | None:
-    _check_owner(owner)
-    _check_count("attempt", attempt, 1, _MAX_INT64)
-    number = _parse_id(task_id)
+    number = check_held(owner, task_id, attempt, max_attempts=INT64_MAX)
     return None if number is None else (number, owner, attempt)
 
 
 def _new_row(task: NewTask) -> tuple[Any, ...]:
-    if not isinstance(task, NewTask):
-        raise TypeError(f"expected a NewTask, not {type(task).__name__}")
-    _check_str("name", task.name)
-    if not task.name:
-        raise ValueError("name must not be empty")
-    _check_bytes("payload", task.payload)
-    _check_count("priority", task.priority, -_MAX_INT64, _MAX_INT64)
-    _check_count("max_attempts", task.max_attempts, 1, _MAX_INT64)
-    _check_time("due_at", task.due_at)
-    if task.timeout is not None:
-        _check_seconds("timeout", task.timeout)
-    if task.status not in _ADDABLE:
-        raise ValueError(f"a new task is queued or scheduled, not {task.status}")
+    check_new_task(task, max_attempts=INT64_MAX)
     return (
         task.name,
         task.payload,
@@ -1070,40 +1036,3 @@ def _new_row(task: NewTask) -> tuple[Any, ...]:
         task.timeout,
         task.due_at,
     )
-
-
-def _check_str(what: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-
-
-def _check_owner(owner: object) -> None:
-    _check_str("owner", owner)
-    if not owner:
-        raise ValueError("owner must not be empty")
-
-
-def _check_bytes(what: str, value: object) -> None:
-    if not isinstance(value, bytes):
-        raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
-
-
-def _check_count(what: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{what} must be in {low}..{high}, not {value}")
-
-
-def _check_time(what: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, not {value}")
-
-
-def _check_seconds(what: str, value: object) -> None:
-    _check_time(what, value)
-    assert isinstance(value, (int, float))
-    if value <= 0:
-        raise ValueError(f"{what} must be > 0, not {value}")
