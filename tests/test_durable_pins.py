@@ -432,7 +432,7 @@ class TestRefusedWrites:
         async with open_durable_queue(store=url, workers=1, lease=1) as first:
             store = first.store
             claim, complete_many, renew = store.claim, store.complete_many, store.renew
-            may_write, written = trio.Event(), trio.Event()
+            may_write, written, first_claimed = trio.Event(), trio.Event(), trio.Event()
             claimed_once = False
             task_ids: list[str] = []
 
@@ -443,6 +443,8 @@ class TestRefusedWrites:
                     return Claimed((), None)
                 claimed = await claim(owner, limit, lease)
                 claimed_once = bool(claimed.tasks)
+                if claimed_once:
+                    first_claimed.set()
                 return claimed
 
             async def slow_complete_many(owner: str, items: Any) -> list[bool]:
@@ -462,6 +464,8 @@ class TestRefusedWrites:
             first.add_listener(lambda event: kinds.append(event.kind.value))
             handle = await first.submit(attempt_number)
             task_ids.append(handle.id)
+            with trio.fail_after(5):  # attempt 1 is this queue's: the second opens after
+                await first_claimed.wait()
             async with open_durable_queue(
                 store=url, workers=1, lease=5, poll_interval=0.05
             ) as second:
