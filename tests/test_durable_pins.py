@@ -306,6 +306,41 @@ class TestPromptness:
                     await handle.result()
 
 
+class TestClaimedNotStarted:
+    async def test_a_claimed_task_cancelled_before_it_starts_never_runs(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A task this queue has claimed but not started, cancelled then, never runs.
+
+        The window between claim and start is held open by a store whose `add`
+        confirms 0.5 s after its commit: the fetcher claims the task at once
+        but starts it only once its submitted event is out. Break caught: a
+        claimed attempt ignores the cancel request it got before it started.
+        """
+        async with open_durable_queue(store=url, workers=1, poll_interval=0.05) as queue:
+            store = queue.store
+            add = store.add
+
+            async def slow_to_confirm(tasks: Any) -> Any:
+                ids = await add(tasks)
+                await trio.sleep(0.5)
+                return ids
+
+            monkeypatch.setattr(store, "add", slow_to_confirm)
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(queue.submit, noted, 1)
+                    while True:  # until claimed and held here, not started
+                        if queue._held:
+                            break
+                        await trio.sleep(0.005)
+                    (task_id,) = queue._held
+                    assert await queue.cancel(task_id) is True
+                with pytest.raises(TaskCancelled):
+                    await queue.get_handle(task_id).result()
+        assert started == []
+
+
 class TestCancelWins:
     async def test_a_cancelled_running_task_ends_cancelled_with_no_error(self, url: str) -> None:
         """A running task cancelled here ends ``cancelled``: no error recorded, a CANCELLED event.
