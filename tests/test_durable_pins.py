@@ -331,10 +331,10 @@ class TestClaimedNotStarted:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(queue.submit, noted, 1)
                     while True:  # until claimed and held here, not started
-                        if queue._held:
+                        if queue._held:  # pyright: ignore[reportPrivateUsage] - white-box
                             break
                         await trio.sleep(0.005)
-                    (task_id,) = queue._held
+                    (task_id,) = queue._held  # pyright: ignore[reportPrivateUsage]
                     assert await queue.cancel(task_id) is True
                 with pytest.raises(TaskCancelled):
                     await queue.get_handle(task_id).result()
