@@ -101,9 +101,14 @@ async def check_mid_workload_and_after(url: str) -> None:
             later = await queue.schedule(blocks, 4, delay=3600)
             await _started.wait()  # the first task runs (one worker): the others wait
 
+            await trio.sleep(0.05)  # the waiting tasks age a little
             await instrumentation.refresh_gauges()
             counts = await queue.store.counts()
+            age = await queue.store.oldest_due_age()
             found = samples(generate_latest(registry))
+            # The two queued tasks are due: the oldest has waited since it was submitted.
+            assert age is not None
+            assert 0.05 <= gauge(found, "oldest_due_task_age_seconds") <= age
             assert gauge(found, "tasks_scheduled") == counts[TaskStatus.SCHEDULED] == 1
             assert gauge(found, "tasks_queued") == counts[TaskStatus.QUEUED]
             assert gauge(found, "tasks_running") == counts[TaskStatus.RUNNING] >= 1
@@ -125,6 +130,7 @@ async def check_mid_workload_and_after(url: str) -> None:
                     if gauge(found, "tasks_scheduled") == 0:
                         break
             assert gauge(found, "tasks_queued") == gauge(found, "tasks_running") == 0
+            assert gauge(found, "oldest_due_task_age_seconds") == 0  # nothing is due
             assert counter(found, "tasks_submitted") == 4
             assert counter(found, "tasks_completed") == 3
             assert counter(found, "tasks_cancelled") == 1
@@ -175,6 +181,7 @@ async def test_durable_dashboard_serves_metrics(tmp_path: Path) -> None:
                 assert gauge(found, "tasks_queued") == 1
                 assert gauge(found, "tasks_scheduled") == 1
                 assert gauge(found, "workers") == 0
+                assert gauge(found, "oldest_due_task_age_seconds") > 0
                 promtool_check(response.content)
             nursery.cancel_scope.cancel()
 

@@ -114,6 +114,9 @@ _GAUGES: Final = (
 
 _RUN_HELP: Final = "Run time of one attempt, from its start to its end (seconds)."
 _WAIT_HELP: Final = "Time a task waited for a worker, from becoming queued to starting (seconds)."
+_OLDEST_HELP: Final = (
+    "Durable queues: how long the most overdue task has waited to run (seconds; 0 if none is due)."
+)
 
 
 def _bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
@@ -174,9 +177,12 @@ class _TaskSeries:
 
 # (counter values in _COUNTERS order, (cumulative run buckets, sum), (wait buckets, sum))
 _SeriesSnapshot = tuple[tuple[int, ...], tuple[list[int], float], tuple[list[int], float]]
-# (queue label, statistics or None, [(task label, series snapshot)])
+# (queue label, statistics or None, oldest due age or None, [(task label, series snapshot)])
 _QueueSnapshot = tuple[
-    str, "QueueStatistics | DurableQueueStatistics | None", list[tuple[str, _SeriesSnapshot]]
+    str,
+    "QueueStatistics | DurableQueueStatistics | None",
+    "float | None",
+    list[tuple[str, _SeriesSnapshot]],
 ]
 
 
@@ -202,11 +208,12 @@ class _QueueData:
 
     def snapshot(self, *, read_queue: bool) -> _QueueSnapshot:
         owner = self.owner
-        stats = None
+        stats = oldest = None
         if read_queue and owner is not None:
             stats = owner.current_statistics()
+            oldest = owner.oldest_due_age
         series = [(name, s.snapshot()) for name, s in tuple(self.series.items())]
-        return (self.queue_name, stats, series)
+        return (self.queue_name, stats, oldest, series)
 
 
 def _in_run(token: trio.lowlevel.TrioToken) -> bool:
@@ -225,6 +232,7 @@ class _Collector:
         self._gauge_names = [(prefix + suffix, text, field) for suffix, text, field in _GAUGES]
         self._run_name = prefix + "task_run_duration_seconds"
         self._wait_name = prefix + "task_queue_wait_seconds"
+        self._oldest_name = prefix + "oldest_due_task_age_seconds"
         self._run_le = _bucket_labels(RUN_DURATION_BUCKETS)
         self._wait_le = _bucket_labels(QUEUE_WAIT_BUCKETS)
         self._lock = threading.Lock()
@@ -266,7 +274,7 @@ class _Collector:
 
     def describe(self) -> Iterator[Metric]:
         """The families, without samples: lets the registry reject clashing names."""
-        return self._families([])
+        return self._families([], describe=True)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -281,7 +289,9 @@ class _Collector:
         snapshots.sort(key=lambda snapshot: snapshot[0])
         return self._families(snapshots)
 
-    def _families(self, snapshots: list[_QueueSnapshot]) -> Iterator[Metric]:
+    def _families(
+        self, snapshots: list[_QueueSnapshot], *, describe: bool = False
+    ) -> Iterator[Metric]:
         labels = ["queue", "task"]
         counters = [CounterMetricFamily(n, text, labels=labels) for n, text in self._counter_names]
         run = HistogramMetricFamily(self._run_name, _RUN_HELP, labels=labels)
@@ -290,7 +300,8 @@ class _Collector:
             (GaugeMetricFamily(n, text, labels=["queue"]), field)
             for n, text, field in self._gauge_names
         ]
-        for queue_name, stats, series in snapshots:
+        oldest_family = GaugeMetricFamily(self._oldest_name, _OLDEST_HELP, labels=["queue"])
+        for queue_name, stats, oldest, series in snapshots:
             for task_name, (values, (run_buckets, run_sum), (wait_buckets, wait_sum)) in series:
                 label_values = [queue_name, task_name]
                 for counter, value in zip(counters, values, strict=True):
@@ -304,11 +315,16 @@ class _Collector:
             if stats is not None:
                 for gauge, field in gauges:
                     gauge.add_metric([queue_name], getattr(stats, field))
+            if oldest is not None:
+                oldest_family.add_metric([queue_name], oldest)
         yield from counters
         yield run
         yield wait
         for gauge, _ in gauges:
             yield gauge
+        # Only durable queues know it: in-memory-only registries keep their exposition.
+        if describe or oldest_family.samples:
+            yield oldest_family
 
 
 def _snapshot_group(
@@ -381,6 +397,7 @@ class Instrumentation:
         # A durable queue's last store reading (None until the first one, or after
         # a failed one); written in the Trio thread, read by scrapes under its token.
         self._cached: DurableQueueStatistics | None = None
+        self._oldest: float | None = None
         self._refresher = trio.CancelScope()
         self._collector = _collector_for(registry, namespace)
         self._data = self._collector.attach(self, trio.lowlevel.current_trio_token())
@@ -404,6 +421,16 @@ class Instrumentation:
             return queue.statistics()
         return self._cached
 
+    @property
+    def oldest_due_age(self) -> float | None:
+        """For a durable queue, the age of its oldest due task at the last reading.
+
+        Seconds since that task fell due, ``0.0`` if none was due; ``None``
+        before the first reading, after a failed one, and for an in-memory
+        queue.
+        """
+        return self._oldest
+
     async def refresh_gauges(self) -> None:
         """Read a durable queue's counts from its store now. Always a checkpoint.
 
@@ -416,7 +443,9 @@ class Instrumentation:
         if isinstance(queue, WorkQueue):
             await trio.lowlevel.checkpoint()
             return
-        self._cached = await queue.statistics()
+        stats = await queue.statistics()
+        oldest = await queue.store.oldest_due_age()
+        self._cached, self._oldest = stats, (0.0 if oldest is None else max(oldest, 0.0))
 
     async def _refresh_loop(self, interval: float) -> None:
         # A system task (instrument() has no nursery): it ends with the run or on
@@ -427,7 +456,7 @@ class Instrumentation:
                     await self.refresh_gauges()
                 except Exception:
                     # The store is down or the queue closed: show no gauges rather than stale ones.
-                    self._cached = None
+                    self._cached = self._oldest = None
                     _logger.debug(
                         "could not read the store counts for queue_name=%r",
                         self.queue_name,
@@ -457,7 +486,7 @@ class Instrumentation:
             return
         self._active = False
         self._refresher.cancel()
-        self._cached = None
+        self._cached = self._oldest = None
         self.queue.remove_hook(self._on_event)
         self._collector.detach(self._data)
 
