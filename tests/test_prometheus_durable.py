@@ -194,3 +194,17 @@ async def test_gauge_interval_is_checked(tmp_path: Path) -> None:
                 instrument(queue, registry=registry, gauge_interval=0)
             with pytest.raises(TypeError, match="gauge_interval must be a number"):
                 instrument(queue, registry=registry, gauge_interval="2")  # type: ignore[arg-type]
+
+
+async def test_scrape_from_another_thread_reads_the_cache(tmp_path: Path) -> None:
+    """A scrape from a thread (start_http_server's) gets the last reading, with no store call."""
+    with trio.fail_after(20):
+        async with open_durable_queue(store=f"sqlite:///{tmp_path}/t.db", workers=0) as queue:
+            registry = CollectorRegistry(auto_describe=True)
+            instrumentation = instrument(queue, registry=registry, gauge_interval=3600)
+            await queue.submit(blocks, 1)
+            await instrumentation.refresh_gauges()
+            await queue.submit(blocks, 2)  # not read yet: the next reading is an hour away
+            text = await trio.to_thread.run_sync(generate_latest, registry)
+            assert gauge(samples(text), "tasks_queued") == 1
+            instrumentation.uninstrument()

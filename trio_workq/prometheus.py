@@ -398,6 +398,10 @@ class Instrumentation:
         # a failed one); written in the Trio thread, read by scrapes under its token.
         self._cached: DurableQueueStatistics | None = None
         self._oldest: float | None = None
+        # Readings may overlap (the background one and refresh_gauges()): only one
+        # that started after the reading shown may replace it.
+        self._readings_started = 0
+        self._reading_shown = 0
         self._refresher = trio.CancelScope()
         self._collector = _collector_for(registry, namespace)
         self._data = self._collector.attach(self, trio.lowlevel.current_trio_token())
@@ -443,9 +447,13 @@ class Instrumentation:
         if isinstance(queue, WorkQueue):
             await trio.lowlevel.checkpoint()
             return
+        self._readings_started += 1
+        reading = self._readings_started
         stats = await queue.statistics()
         oldest = await queue.store.oldest_due_age()
-        self._cached, self._oldest = stats, (0.0 if oldest is None else max(oldest, 0.0))
+        if reading > self._reading_shown and self._active:
+            self._reading_shown = reading
+            self._cached, self._oldest = stats, (0.0 if oldest is None else max(oldest, 0.0))
 
     async def _refresh_loop(self, interval: float) -> None:
         # A system task (instrument() has no nursery): it ends with the run or on
