@@ -1105,6 +1105,26 @@ class TestRead:
         assert (await get(store, running)).status is RUNNING
         assert (await get(store, queued)).status is QUEUED
 
+    async def test_oldest_due_age(self, backend: Backend, store: Store) -> None:
+        """The earliest due claimable task's age: tasks not due, running or ended don't count."""
+
+        def about(seconds: float) -> Any:  # advance() lets a little more time pass
+            return pytest.approx(seconds, abs=backend.tolerance + 0.01)
+
+        assert await store.oldest_due_age() is None
+        (first,) = await store.add([new(backend)])
+        await backend.advance(0.2)
+        assert await store.oldest_due_age() == about(0.2)
+        (later,) = await store.add([new(backend, delay=0.6)])
+        assert (await claim_one(store)).id == first
+        assert await store.oldest_due_age() is None  # running, and the other not due yet
+        await backend.advance(0.7)
+        assert await store.oldest_due_age() == about(0.1)
+        assert await store.complete(OWNER, first, 1, b"")
+        assert await store.oldest_due_age() == about(0.1)
+        assert await store.cancel(later) is SCHEDULED
+        assert await store.oldest_due_age() is None
+
 
 # --- lease recovery and purge -------------------------------------------------------
 

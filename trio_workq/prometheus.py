@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Prometheus metrics for a `~trio_workq.WorkQueue`: ``pip install 'trio_workq[prometheus]'``.
+"""Prometheus metrics for a `~trio_workq.WorkQueue` or a `~trio_workq.DurableWorkQueue`:
+``pip install 'trio_workq[prometheus]'``.
 
 `instrument` adds a listener to a queue and a collector to a registry. The
 listener keeps plain counts in the queue's own thread (cheap, no locks); the
@@ -7,11 +8,16 @@ collector turns them into counter and histogram families at scrape time and
 reads the gauges from `~trio_workq.WorkQueue.statistics` then. A scrape from
 another thread (``prometheus_client.start_http_server``) takes its snapshot in
 the queue's Trio thread through `trio.from_thread.run_sync`.
+
+A durable queue's gauges come from its store, which a scrape must not wait on:
+a background task of the queue's Trio run reads the store's counts every
+*gauge_interval* seconds and scrapes report the last reading.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import weakref
@@ -32,6 +38,7 @@ from prometheus_client.metrics_core import (
 from ._core.errors import TaskTimeout
 from ._core.info import TaskRecord
 from ._core.status import EventKind
+from ._durable.queue import DurableQueueStatistics, DurableWorkQueue
 from ._memory.queue import QueueStatistics, WorkQueue
 from ._runtime.events import Hook
 
@@ -107,6 +114,9 @@ _GAUGES: Final = (
 
 _RUN_HELP: Final = "Run time of one attempt, from its start to its end (seconds)."
 _WAIT_HELP: Final = "Time a task waited for a worker, from becoming queued to starting (seconds)."
+_OLDEST_HELP: Final = (
+    "Durable queues: how long the most overdue task has waited to run (seconds; 0 if none is due)."
+)
 
 
 def _bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
@@ -167,8 +177,13 @@ class _TaskSeries:
 
 # (counter values in _COUNTERS order, (cumulative run buckets, sum), (wait buckets, sum))
 _SeriesSnapshot = tuple[tuple[int, ...], tuple[list[int], float], tuple[list[int], float]]
-# (queue label, statistics or None, [(task label, series snapshot)])
-_QueueSnapshot = tuple[str, "QueueStatistics | None", list[tuple[str, _SeriesSnapshot]]]
+# (queue label, statistics or None, oldest due age or None, [(task label, series snapshot)])
+_QueueSnapshot = tuple[
+    str,
+    "QueueStatistics | DurableQueueStatistics | None",
+    "float | None",
+    list[tuple[str, _SeriesSnapshot]],
+]
 
 
 class _QueueData:
@@ -193,11 +208,12 @@ class _QueueData:
 
     def snapshot(self, *, read_queue: bool) -> _QueueSnapshot:
         owner = self.owner
-        stats = None
+        stats = oldest = None
         if read_queue and owner is not None:
-            stats = owner.queue.statistics()
+            stats = owner.current_statistics()
+            oldest = owner.oldest_due_age
         series = [(name, s.snapshot()) for name, s in tuple(self.series.items())]
-        return (self.queue_name, stats, series)
+        return (self.queue_name, stats, oldest, series)
 
 
 def _in_run(token: trio.lowlevel.TrioToken) -> bool:
@@ -216,6 +232,7 @@ class _Collector:
         self._gauge_names = [(prefix + suffix, text, field) for suffix, text, field in _GAUGES]
         self._run_name = prefix + "task_run_duration_seconds"
         self._wait_name = prefix + "task_queue_wait_seconds"
+        self._oldest_name = prefix + "oldest_due_task_age_seconds"
         self._run_le = _bucket_labels(RUN_DURATION_BUCKETS)
         self._wait_le = _bucket_labels(QUEUE_WAIT_BUCKETS)
         self._lock = threading.Lock()
@@ -257,7 +274,7 @@ class _Collector:
 
     def describe(self) -> Iterator[Metric]:
         """The families, without samples: lets the registry reject clashing names."""
-        return self._families([])
+        return self._families([], describe=True)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -272,7 +289,9 @@ class _Collector:
         snapshots.sort(key=lambda snapshot: snapshot[0])
         return self._families(snapshots)
 
-    def _families(self, snapshots: list[_QueueSnapshot]) -> Iterator[Metric]:
+    def _families(
+        self, snapshots: list[_QueueSnapshot], *, describe: bool = False
+    ) -> Iterator[Metric]:
         labels = ["queue", "task"]
         counters = [CounterMetricFamily(n, text, labels=labels) for n, text in self._counter_names]
         run = HistogramMetricFamily(self._run_name, _RUN_HELP, labels=labels)
@@ -281,7 +300,8 @@ class _Collector:
             (GaugeMetricFamily(n, text, labels=["queue"]), field)
             for n, text, field in self._gauge_names
         ]
-        for queue_name, stats, series in snapshots:
+        oldest_family = GaugeMetricFamily(self._oldest_name, _OLDEST_HELP, labels=["queue"])
+        for queue_name, stats, oldest, series in snapshots:
             for task_name, (values, (run_buckets, run_sum), (wait_buckets, wait_sum)) in series:
                 label_values = [queue_name, task_name]
                 for counter, value in zip(counters, values, strict=True):
@@ -295,11 +315,16 @@ class _Collector:
             if stats is not None:
                 for gauge, field in gauges:
                     gauge.add_metric([queue_name], getattr(stats, field))
+            if oldest is not None:
+                oldest_family.add_metric([queue_name], oldest)
         yield from counters
         yield run
         yield wait
         for gauge, _ in gauges:
             yield gauge
+        # Only durable queues know it: in-memory-only registries keep their exposition.
+        if describe or oldest_family.samples:
+            yield oldest_family
 
 
 def _snapshot_group(
@@ -348,24 +373,104 @@ class Instrumentation:
     Usable as a (synchronous) context manager that calls `uninstrument` on exit.
 
     Attributes:
-        queue: The instrumented `~trio_workq.WorkQueue`.
+        queue: The instrumented `~trio_workq.WorkQueue` or `~trio_workq.DurableWorkQueue`.
         queue_name: The value of the ``queue`` label.
         namespace: The prefix of the metric names.
         registry: The ``prometheus_client`` registry holding the metrics.
+        gauge_interval: For a durable queue, seconds between two readings of
+            the store's counts (``None`` for an in-memory queue).
     """
 
     def __init__(
-        self, queue: WorkQueue, registry: CollectorRegistry, namespace: str, queue_name: str
+        self,
+        queue: WorkQueue | DurableWorkQueue,
+        registry: CollectorRegistry,
+        namespace: str,
+        queue_name: str,
+        gauge_interval: float | None = None,
     ) -> None:
         self.queue = queue
         self.queue_name = queue_name
         self.namespace = namespace
         self.registry = registry
+        self.gauge_interval = gauge_interval if isinstance(queue, DurableWorkQueue) else None
+        # A durable queue's last store reading (None until the first one, or after
+        # a failed one); written in the Trio thread, read by scrapes under its token.
+        self._cached: DurableQueueStatistics | None = None
+        self._oldest: float | None = None
+        # Readings may overlap (the background one and refresh_gauges()): only one
+        # that started after the reading shown may replace it.
+        self._readings_started = 0
+        self._reading_shown = 0
+        self._refresher = trio.CancelScope()
         self._collector = _collector_for(registry, namespace)
         self._data = self._collector.attach(self, trio.lowlevel.current_trio_token())
         self._active = True
         self._on_event = _make_hook(self, self._data.series)
         queue.add_hook(self._on_event)
+        if self.gauge_interval is not None:
+            trio.lowlevel.spawn_system_task(
+                self._refresh_loop, self.gauge_interval, name="trio_workq.prometheus gauges"
+            )
+
+    def current_statistics(self) -> QueueStatistics | DurableQueueStatistics | None:
+        """What the gauges show now; call it in the queue's Trio thread. Not a checkpoint.
+
+        An in-memory queue's `~trio_workq.WorkQueue.statistics`; for a
+        durable queue, the last reading of the store (``None`` before the
+        first one), never a wait on the store.
+        """
+        queue = self.queue
+        if isinstance(queue, WorkQueue):
+            return queue.statistics()
+        return self._cached
+
+    @property
+    def oldest_due_age(self) -> float | None:
+        """For a durable queue, the age of its oldest due task at the last reading.
+
+        Seconds since that task fell due, ``0.0`` if none was due; ``None``
+        before the first reading, after a failed one, and for an in-memory
+        queue.
+        """
+        return self._oldest
+
+    async def refresh_gauges(self) -> None:
+        """Read a durable queue's counts from its store now. Always a checkpoint.
+
+        The background refresh does this every *gauge_interval* seconds; call
+        it to have the next scrape show the store as it is (tests, a scrape
+        handler that may wait). Does nothing more for an in-memory queue.
+        Errors of the store propagate.
+        """
+        queue = self.queue
+        if isinstance(queue, WorkQueue):
+            await trio.lowlevel.checkpoint()
+            return
+        self._readings_started += 1
+        reading = self._readings_started
+        stats = await queue.statistics()
+        oldest = await queue.store.oldest_due_age()
+        if reading > self._reading_shown and self._active:
+            self._reading_shown = reading
+            self._cached, self._oldest = stats, (0.0 if oldest is None else max(oldest, 0.0))
+
+    async def _refresh_loop(self, interval: float) -> None:
+        # A system task (instrument() has no nursery): it ends with the run or on
+        # uninstrument(), and must never raise, or the run would crash.
+        with self._refresher:
+            while True:
+                try:
+                    await self.refresh_gauges()
+                except Exception:
+                    # The store is down or the queue closed: show no gauges rather than stale ones.
+                    self._cached = self._oldest = None
+                    _logger.debug(
+                        "could not read the store counts for queue_name=%r",
+                        self.queue_name,
+                        exc_info=True,
+                    )
+                await trio.sleep(interval)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "detached"
@@ -388,6 +493,8 @@ class Instrumentation:
         if not self._active:
             return
         self._active = False
+        self._refresher.cancel()
+        self._cached = self._oldest = None
         self.queue.remove_hook(self._on_event)
         self._collector.detach(self._data)
 
@@ -467,10 +574,12 @@ def _make_hook(instrumentation: Instrumentation, series_by_name: dict[str, _Task
 
 
 def instrument(
-    queue: WorkQueue,
+    queue: WorkQueue | DurableWorkQueue,
     registry: CollectorRegistry | None = None,
     namespace: str = "trio_workq",
     queue_name: str = "default",
+    *,
+    gauge_interval: float = 2.0,
 ) -> Instrumentation:
     """Export Prometheus metrics for *queue* through *registry*. Not a checkpoint.
 
@@ -481,6 +590,15 @@ def instrument(
     `WorkQueue.statistics <trio_workq.WorkQueue.statistics>` at scrape time. Several queues can
     share a registry, each under a *queue_name* of its own.
 
+    For a `~trio_workq.DurableWorkQueue`, counters and histograms count
+    this process's events (no per-process label: Prometheus tells the
+    targets apart by ``instance``, and ``sum without (instance)`` adds up
+    the workers). The ``tasks_*`` gauges count the whole store, as read by
+    a background task every *gauge_interval* seconds (so every process
+    reports the same value: aggregate them with ``max``, not ``sum``);
+    ``workers`` and ``workers_busy`` are this process's. A scrape never
+    waits on the store.
+
     Args:
         queue: The queue to instrument.
         registry: Where the metrics are registered; ``None`` means
@@ -488,6 +606,8 @@ def instrument(
         namespace: The prefix of every metric name (``trio_workq`` gives
             ``trio_workq_tasks_submitted_total``, ...).
         queue_name: The ``queue`` label of this queue's series.
+        gauge_interval: Seconds between two readings of a durable queue's
+            store (positive, finite); ignored for an in-memory queue.
 
     Returns:
         An `Instrumentation`; its `~Instrumentation.uninstrument` stops the
@@ -495,14 +615,21 @@ def instrument(
 
     Raises:
         TypeError: For arguments of the wrong type.
-        ValueError: For a bad *namespace* or an empty *queue_name*; if
+        ValueError: For a bad *namespace*, an empty *queue_name* or a
+            *gauge_interval* that is not positive and finite; if
             *queue_name* is already in use in *registry* (under this
             *namespace*) or *queue* is already instrumented there; or if
             the registry holds other metrics with the same names.
         RuntimeError: If called outside a Trio run.
     """
-    if not isinstance(queue, WorkQueue):
-        raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
+    if not isinstance(queue, WorkQueue | DurableWorkQueue):
+        raise TypeError(
+            f"queue must be a trio_workq.WorkQueue or DurableWorkQueue, not {type(queue).__name__}"
+        )
+    if isinstance(gauge_interval, bool) or not isinstance(gauge_interval, int | float):
+        raise TypeError(f"gauge_interval must be a number, not {type(gauge_interval).__name__}")
+    if not math.isfinite(gauge_interval) or gauge_interval <= 0:
+        raise ValueError(f"gauge_interval must be positive and finite, got {gauge_interval!r}")
     if registry is None:
         registry = REGISTRY
     elif not isinstance(registry, CollectorRegistry):
@@ -527,4 +654,4 @@ def instrument(
         raise RuntimeError(
             "trio_workq.prometheus.instrument() must be called inside the Trio run of the queue"
         ) from None
-    return Instrumentation(queue, registry, namespace, queue_name)
+    return Instrumentation(queue, registry, namespace, queue_name, float(gauge_interval))

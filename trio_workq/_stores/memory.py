@@ -557,6 +557,23 @@ class MemoryStore:
         await trio.lowlevel.cancel_shielded_checkpoint()
         return counts
 
+    async def oldest_due_age(self) -> float | None:
+        """Seconds since the earliest due time of a due claimable task, or ``None``. Checkpoints.
+
+        Scans the rows: this store is for tests.
+        """
+        now = await self._enter()
+        oldest = min(
+            (
+                row.due_at
+                for row in self._rows.values()
+                if row.status in _CLAIMABLE and math.isfinite(row.due_at) and row.due_at <= now
+            ),
+            default=None,
+        )
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return None if oldest is None else now - oldest
+
     async def expired(self, limit: int) -> tuple[StoredTask, ...]:
         """Up to *limit* running tasks whose lease has run out, oldest lease first.
 

@@ -245,6 +245,11 @@ _GET = "SELECT {columns} FROM {tasks} AS t WHERE t.id = %(id)s"
 
 _COUNTS = "SELECT status, count(*) FROM {tasks} GROUP BY status"
 
+# Both times on the server's clock; NaN is above every time, -Infinity is corrupt.
+_OLDEST_DUE = """SELECT {now} - min(due_at) FROM {tasks}
+    WHERE status IN ('queued', 'scheduled', 'retrying')
+        AND due_at <= {now} AND due_at > '-Infinity'::float8"""
+
 _TRY_MAINTENANCE_LOCK = "SELECT pg_try_advisory_xact_lock(%(lock_ns)s, %(lock_key)s)"
 
 _EXPIRED = """SELECT {columns} FROM {tasks} AS t
@@ -293,6 +298,7 @@ class _Queries:
     requeue: bytes
     get: bytes
     counts: bytes
+    oldest_due: bytes
     try_maintenance_lock: bytes
     expired: bytes
     recover: bytes
@@ -334,6 +340,7 @@ class _Queries:
             requeue=render(sql.SQL(_REQUEUE)),
             get=render(sql.SQL(_GET)),
             counts=render(sql.SQL(_COUNTS)),
+            oldest_due=render(sql.SQL(_OLDEST_DUE)),
             try_maintenance_lock=render(sql.SQL(_TRY_MAINTENANCE_LOCK)),
             expired=render(sql.SQL(_EXPIRED)),
             recover=render(sql.SQL(_RECOVER)),
@@ -1261,6 +1268,19 @@ class PostgresStore:
             for status, count in conn.execute(self._queries.counts).fetchall():
                 counted[TaskStatus(status)] = count
             return counted
+
+        return await self._run(op, idempotent=True)
+
+    async def oldest_due_age(self) -> float | None:
+        """Seconds since the earliest due time of a due claimable task, or ``None``.
+
+        Measured on the server's clock (the ``tasks_due`` index). Checkpoints.
+        """
+
+        def op(conn: Connection) -> float | None:
+            row = conn.execute(self._queries.oldest_due).fetchone()
+            age = None if row is None else row[0]
+            return None if age is None else float(age)
 
         return await self._run(op, idempotent=True)
 

@@ -332,6 +332,15 @@ class Store(Protocol):
         """How many tasks the store holds in each status (every status is a key)."""
         ...
 
+    async def oldest_due_age(self) -> float | None:
+        """How long the most overdue task has been waiting to run, in seconds.
+
+        The store's now minus the earliest ``due_at`` among claimable tasks
+        (queued, scheduled, retrying) that are due by the store's clock;
+        ``None`` when no task is due. A corrupt ``due_at`` is left out.
+        """
+        ...
+
     async def expired(self, limit: int) -> tuple[StoredTask, ...]:
         """Up to *limit* running tasks whose lease has run out (their worker died), oldest first.
 

@@ -143,6 +143,11 @@ _CLAIM: Final = f"""
 _NEXT_DUE: Final = (
     f"SELECT MIN(due_at) FROM tasks INDEXED BY tasks_delayed WHERE {_DELAYED_SQL} AND due_at > ?"
 )
+# A corrupt due_at (not a number) is no time to measure from.
+_OLDEST_DUE: Final = (
+    f"SELECT MIN(due_at) FROM tasks INDEXED BY tasks_claim WHERE {_CLAIMABLE_SQL}"
+    " AND due_at <= ? AND typeof(due_at) IN ('real', 'integer')"
+)
 # A queued task is due at once: its due_at is at most the transaction's now.
 _INSERT: Final = (
     "INSERT INTO tasks (name, payload, status, priority, max_attempts, timeout, due_at, created_at)"
@@ -901,6 +906,18 @@ class SQLiteStore:
                 if known is not None:  # a corrupt status is not counted
                     counts[known] = count
             return counts
+
+        return await self._call(run, write=False)
+
+    async def oldest_due_age(self) -> float | None:
+        """Seconds since the earliest due time of a due claimable task, or ``None``. Checkpoints.
+
+        Reads the claim index (every claimable row: it is ordered by priority first).
+        """
+
+        def run(conn: sqlite3.Connection, now: float) -> float | None:
+            oldest = conn.execute(_OLDEST_DUE, (now,)).fetchone()[0]
+            return None if oldest is None else now - float(oldest)
 
         return await self._call(run, write=False)
 

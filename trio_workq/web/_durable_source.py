@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import reprlib
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -19,6 +19,10 @@ from .._core.errors import TaskNotFound, TaskStateError
 from .._core.info import TaskInfo
 from .._core.status import TaskStatus
 from .._durable.queue import DurableWorkQueue, StoredError
+
+if TYPE_CHECKING:
+    from ..prometheus import Instrumentation
+
 from ._source import (
     THROUGHPUT_WINDOW,
     ErrorView,
@@ -54,8 +58,8 @@ class DurableSource:
     Counts cover the whole store; the worker counts are unknown (workers run
     in other processes) and shown as such. The throughput chart counts the
     tasks that finished between two of its polls (from the store's counts,
-    so purges of old tasks can hide a few); Prometheus metrics are not
-    offered.
+    so purges of old tasks can hide a few). ``/metrics`` instruments the
+    queue on its first request (see `trio_workq.prometheus.instrument`).
     """
 
     def __init__(self, queue: DurableWorkQueue) -> None:
@@ -65,6 +69,8 @@ class DurableSource:
         self._failed = [0] * self._window
         self._newest: int | None = None  # the newest second in the ring
         self._last_counts: tuple[int, int] | None = None
+        self._instrumentation: Instrumentation | None = None
+        self._closed = False
 
     async def stats(self) -> Stats:
         stats = await self._queue.statistics()
@@ -152,7 +158,28 @@ class DurableSource:
 
     async def metrics(self) -> bytes | None:
         await trio.lowlevel.checkpoint()
-        return None
+        if self._closed:
+            return None
+        try:
+            from prometheus_client import CollectorRegistry, generate_latest
+
+            from ..prometheus import instrument
+        except ImportError:
+            return None
+        instrumentation = self._instrumentation
+        if instrumentation is None:
+            # Instrumented on the first scrape, so a queue nobody scrapes pays nothing;
+            # the first reading of the store is awaited here (a handler may wait), later
+            # ones come from the background refresh.
+            registry = CollectorRegistry(auto_describe=True)
+            instrumentation = instrument(self._queue, registry=registry)
+            self._instrumentation = instrumentation
+            await instrumentation.refresh_gauges()
+        return generate_latest(instrumentation.registry)
 
     def close(self) -> None:
-        """Nothing runs in the background."""
+        """Stop the metrics' background refresh, if ``/metrics`` started one."""
+        self._closed = True
+        instrumentation, self._instrumentation = self._instrumentation, None
+        if instrumentation is not None:
+            instrumentation.uninstrument()
