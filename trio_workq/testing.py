@@ -18,10 +18,10 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(_MemoryStore):
-    """A `Store` in this process's memory that follows trio's clock: for tests.
+    """A `~trio_workq.Store` in this process's memory that follows trio's clock: for tests.
 
     Pass it as ``open_work_queue(store=MemoryStore())``: the queue is a
-    `DurableWorkQueue` (tasks registered with `trio_workq.task`, arguments
+    `~trio_workq.DurableWorkQueue` (tasks registered with `trio_workq.task`, arguments
     serialized, leases, retries, the same store guarantees as SQLite and
     PostgreSQL), but with no threads and no I/O. Its clock is trio's: Unix
     time is a fixed offset plus `trio.current_time`, the offset taken the
