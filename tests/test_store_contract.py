@@ -1473,3 +1473,39 @@ class TestLifecycle:
                 await call()
             assert scope.cancelled_caught
         assert await store.counts() == {**dict.fromkeys(TaskStatus, 0), QUEUED: 1}
+
+
+class TestNow:
+    """``Store.now``: the clock of the times the store writes, in Unix seconds."""
+
+    async def test_now_is_the_clock_of_the_times_it_writes(
+        self, backend: Backend, store: Store
+    ) -> None:
+        now = store.now()
+        assert isinstance(now, float)
+        assert now == backend.near(backend.now())
+        (task_id,) = await store.add([new(backend)])
+        assert (await get(store, task_id)).created_at == backend.near(store.now())
+        await backend.advance(0.1)
+        later = store.now()
+        assert later > now
+        assert later == backend.near(backend.now())
+
+    async def test_does_not_checkpoint(self, store: Store) -> None:
+        with trio.testing.assert_no_checkpoints():
+            store.now()
+
+    @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+    def test_the_real_stores_use_the_wall_clock(self, kind: str, tmp_path: Path) -> None:
+        """Left with their default clock, the stores say ``time.time()`` (and never go back)."""
+        made: Store
+        if kind == "memory":
+            made = MemoryStore()
+        elif kind == "sqlite":
+            made = SQLiteStore(tmp_path / "wall.db")
+        else:
+            made = PostgresStore(PG_URL, schema="twq_contract_unused")  # never opened
+        before = time.time()
+        first = made.now()
+        second = made.now()
+        assert before <= first <= second <= time.time()

@@ -148,7 +148,7 @@ class _Attempt:
 
 
 def record_of_row(queue: QueueRef, row: StoredTask, wall_offset: float) -> _Attempt:
-    """A record of the stored task *row*, its wall-clock times made trio times."""
+    """A record of the stored task *row*, its Unix times (the store's clock) made trio times."""
     offset = wall_offset
     record = _Attempt(
         queue,

@@ -28,7 +28,7 @@ from .._stores.protocol import StoreDataError, StoreError
 from .attempt import _Attempt
 from .errors import conversion_error, error_text
 from .registry import policy_for
-from .runtime import Runtime, wall_now
+from .runtime import Runtime
 
 R = TypeVar("R")
 W = TypeVar("W")
@@ -73,7 +73,7 @@ class Completer:
         rt = self._rt
         attempt._last_error = exc
         attempt._errors = (*attempt._errors, exc)[-MAX_ERROR_HISTORY:]
-        now = wall_now()
+        now = rt.now()
         status, error, retry_at = decide(
             ending,
             exc,
@@ -102,7 +102,7 @@ class Completer:
                 exc,
                 retry_at - now,
             )
-            attempt._due = rt.clock.current_time() + max(retry_at - wall_now(), 0.0)
+            attempt._due = rt.clock.current_time() + max(retry_at - rt.now(), 0.0)
             rt.set_status(attempt, RETRYING)
             return
         if written is FAILED:

@@ -16,7 +16,7 @@ from .._runtime.events import logger
 from .._stores.protocol import StoredTask, StoreError
 from .attempt import _Attempt
 from .completer import Completer
-from .runtime import Runtime, wall_now
+from .runtime import Runtime
 
 
 class Fetcher:
@@ -68,7 +68,7 @@ class Fetcher:
                 # Nothing more is due: sleep until the next due time, a hint, or the poll.
                 deadline = math.inf
                 if claimed.next_due is not None:
-                    wait = max(claimed.next_due - wall_now(), 0.0)
+                    wait = max(claimed.next_due - rt.now(), 0.0)
                     deadline = rt.clock.current_time() + wait
                 with trio.move_on_at(deadline):
                     await rt.work_hint.wait()

@@ -23,7 +23,7 @@ from .attempt import _Attempt
 from .errors import closed_error, conversion_error
 from .handle import DurableTaskHandle
 from .registry import definition_for, policy_for
-from .runtime import Runtime, wall_now
+from .runtime import Runtime
 
 
 class Intake:
@@ -33,13 +33,12 @@ class Intake:
         self._rt = rt
         self._retry = retry
 
-    @staticmethod
-    def due(delay: float | None, at: datetime | None) -> float:
-        """The wall-clock due time of a `schedule` call (exactly one of *delay* and *at*)."""
+    def due(self, delay: float | None, at: datetime | None) -> float:
+        """The due time of a `schedule` call, on the store's clock (one of *delay* and *at*)."""
         if at is None:
             if delay is None:
                 raise TypeError("schedule() takes exactly one of delay= and at=")
-            return wall_now() + check_seconds("delay", delay)
+            return self._rt.now() + check_seconds("delay", delay)
         if delay is not None:
             raise TypeError("schedule() takes exactly one of delay= and at=")
         return check_aware(at).timestamp()
@@ -72,7 +71,7 @@ class Intake:
             name=definition.name,
             payload=payload,
             priority=priority,
-            due_at=wall_now() if due is None else due,
+            due_at=self._rt.now() if due is None else due,
             max_attempts=1 if policy is None else policy.max_attempts,
             timeout=timeout,
             status=QUEUED if due is None else SCHEDULED,
@@ -133,5 +132,5 @@ class Intake:
                 kind = EventKind.SUBMITTED
                 if new.status is SCHEDULED:
                     kind = EventKind.SCHEDULED
-                    record._due = now + max(new.due_at - wall_now(), 0.0)
+                    record._due = now + max(new.due_at - rt.now(), 0.0)
                 rt.emit(record, kind, was_running=False)

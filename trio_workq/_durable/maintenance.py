@@ -13,7 +13,7 @@ from .._runtime.events import logger
 from .._stores.protocol import Recovery, StoreError
 from .errors import LEASE_EXPIRED_ERROR, StoredError, error_text
 from .registry import lookup, policy_for
-from .runtime import Runtime, wall_now
+from .runtime import Runtime
 
 #: Longest gap between two lease renewals, which is also how soon a running
 #: task sees a cancellation requested from another process.
@@ -82,7 +82,7 @@ class Maintenance:
                     rt.hint()
                 if self._retention is not None and rt.clock.current_time() >= next_purge:
                     next_purge = rt.clock.current_time() + PURGE_INTERVAL
-                    await rt.store.purge_finished(wall_now() - self._retention)
+                    await rt.store.purge_finished(rt.now() - self._retention)
             except StoreError as exc:
                 rt.health.failed(exc)
                 logger.warning("store maintenance failed (%s); retrying", exc)
@@ -104,7 +104,7 @@ class Maintenance:
             rows = await store.expired(RECOVER_BATCH)
             if not rows:
                 return recovered
-            now = wall_now()
+            now = self._rt.now()
             lost = StoredError(LEASE_EXPIRED_ERROR)
             recoveries: list[Recovery] = []
             for row in rows:

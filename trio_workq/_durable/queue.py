@@ -15,8 +15,10 @@ store's conditional calls (results in batches, while the workers go on); the
 *maintenance* tasks renew the leases of held tasks, relay cancellation
 requests, re-queue tasks whose worker died and purge old finished tasks.
 The facade holds the lookups, the shutdown and the task tree.
-Times written to the store are wall-clock Unix seconds (it is shared by
-processes and hosts); everything measured locally uses trio's clock.
+Times written to the store are Unix seconds on the store's clock
+(`Store.now`: the wall clock for a store shared by processes and hosts,
+trio's for `trio_workq.testing.MemoryStore`); everything measured locally
+uses trio's clock.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import secrets
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -34,11 +35,6 @@ from .serialize import Serializer
 
 #: Bound on each cleanup write (releasing a task) made while being cancelled.
 CLEANUP_TIMEOUT: Final = 5.0
-
-
-def wall_now() -> float:
-    """Wall-clock Unix seconds: the store is shared across processes and hosts."""
-    return time.time()
 
 
 def default_owner() -> str:
@@ -87,8 +83,8 @@ class Runtime:
     handles and attempts know it), ``events`` (the facade too, as the
     source of lifecycle events), ``store``, ``owner``,
     ``lease``, ``poll_interval``, ``serializer``, ``no_arguments``, ``clock``,
-    ``wall_offset``, ``health`` and ``finish_waiters`` (objects with their
-    own methods).
+    ``now`` (the store's clock, Unix seconds), ``wall_offset``, ``health``
+    and ``finish_waiters`` (objects with their own methods).
 
     Shared fields, each with its writers:
 
@@ -130,8 +126,13 @@ class Runtime:
         # Encoded once (most tasks take no arguments): stored by intake, never decoded.
         self.no_arguments = serializer.dumps({"args": []})
         self.clock = trio.lowlevel.current_clock()
-        # trio time -> wall clock, fixed once (as in WorkQueue).
-        self.wall_offset = wall_now() - self.clock.current_time()
+        # The store's clock (Unix seconds): every time sent to or read from the
+        # store is on it. Wall time for the real stores (shared across
+        # processes and hosts); trio's time for trio_workq.testing.MemoryStore.
+        # A store written before Store.now existed gets the wall clock.
+        self.now: Callable[[], float] = getattr(store, "now", time.time)
+        # trio time -> the store's clock, fixed once (as in WorkQueue).
+        self.wall_offset = self.now() - self.clock.current_time()
         self.health = StoreHealth(self.clock, store_failure_grace)
         self.finish_waiters = FinishWaiters()
         self.held: dict[str, _Attempt] = {}

@@ -192,6 +192,10 @@ class MemoryStore:
         self._counts = dict.fromkeys(TaskStatus, 0)
         self._work_added = trio.Event()
 
+    def now(self) -> float:
+        """The *clock* given at construction, in Unix seconds. Not a checkpoint."""
+        return self._clock()
+
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} tasks>"
 

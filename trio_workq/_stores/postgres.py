@@ -828,6 +828,10 @@ class PostgresStore:
             self._pool, self._complete_op, idempotent=False
         )
 
+    def now(self) -> float:
+        """This host's wall clock, `time.time` (SQL rebases it to the server's). No checkpoint."""
+        return self._clock()
+
     def __repr__(self) -> str:
         return f"PostgresStore({_redact(self.url)!r}, schema={self.schema!r})"
 

@@ -221,6 +221,18 @@ class Store(Protocol):
 
     url: str
 
+    def now(self) -> float:
+        """The current time, in Unix seconds, of the clock this store's times use.
+
+        Every time the runtime sends (``due_at``, ``retry_at``, ``older_than``)
+        and reads back is on this clock: the runtime computes due times,
+        backoffs and retention from it and maps it to trio's time once, when
+        the queue opens. A store shared by processes uses the wall clock
+        (`time.time`); a store for tests may follow trio's clock, so that a
+        durable queue runs in virtual time. Not a checkpoint; must not block.
+        """
+        ...
+
     async def open(self) -> None:
         """Connect, create or migrate the schema, start background threads."""
         ...

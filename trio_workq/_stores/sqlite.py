@@ -314,6 +314,10 @@ class SQLiteStore:
         self._commits = 0
         self._ops = 0
 
+    def now(self) -> float:
+        """The wall clock, `time.time`, of every time this store writes. Not a checkpoint."""
+        return self._clock()
+
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r}, synchronous={self.synchronous!r})"
 
