@@ -393,7 +393,9 @@ class Instrumentation:
         self.queue_name = queue_name
         self.namespace = namespace
         self.registry = registry
-        self.gauge_interval = gauge_interval if isinstance(queue, DurableWorkQueue) else None
+        self.gauge_interval: float | None = (
+            gauge_interval if isinstance(queue, DurableWorkQueue) else None
+        )
         # A durable queue's last store reading (None until the first one, or after
         # a failed one); written in the Trio thread, read by scrapes under its token.
         self._cached: DurableQueueStatistics | None = None
