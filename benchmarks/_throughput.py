@@ -71,6 +71,22 @@ def trio_job(kind: JobKind, tick: Callable[[], int]) -> Job:
 # ------------------------------------------------------------------ raw trio
 
 
+async def nowait_worker(receive: trio.MemoryReceiveChannel[Job]) -> None:
+    """Raw trio's cheapest worker: ``receive_nowait`` while work is ready (no schedule
+    point), the awaiting ``receive`` only when it would block."""
+    while True:
+        try:
+            fn = receive.receive_nowait()
+        except trio.WouldBlock:
+            try:
+                fn = await receive.receive()
+            except trio.EndOfChannel:
+                return
+        except trio.EndOfChannel:
+            return
+        await fn()
+
+
 def trio_channel(tasks: int, *, kind: JobKind = "noop", nowait: bool = False) -> Metrics:
     """The floor: a memory channel and 10 workers ``async for fn in recv: await fn()``.
 
@@ -83,19 +99,6 @@ def trio_channel(tasks: int, *, kind: JobKind = "noop", nowait: bool = False) ->
 
     async def worker(receive: trio.MemoryReceiveChannel[Job]) -> None:
         async for fn in receive:
-            await fn()
-
-    async def nowait_worker(receive: trio.MemoryReceiveChannel[Job]) -> None:
-        while True:
-            try:
-                fn = receive.receive_nowait()
-            except trio.WouldBlock:
-                try:
-                    fn = await receive.receive()
-                except trio.EndOfChannel:
-                    return
-            except trio.EndOfChannel:
-                return
             await fn()
 
     async def main() -> Elapsed:

@@ -115,27 +115,14 @@ def _wait_child(tasks: int) -> Metrics:
 def _raw_wait_child(tasks: int) -> Metrics:
     import trio
 
+    from ._throughput import nowait_worker  # the floor: no schedule point while work is ready
+
     @asynccontextmanager
     async def backlog(job: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
         send, receive = trio.open_memory_channel[Callable[[], Awaitable[None]]](math.inf)
-
-        async def worker() -> None:  # the nowait floor: no schedule point while work is ready
-            async with receive:
-                while True:
-                    try:
-                        fn = receive.receive_nowait()
-                    except trio.WouldBlock:
-                        try:
-                            fn = await receive.receive()
-                        except trio.EndOfChannel:
-                            return
-                    except trio.EndOfChannel:
-                        return
-                    await fn()
-
         async with trio.open_nursery() as nursery:
             for _ in range(WORKERS):
-                nursery.start_soon(worker)
+                nursery.start_soon(nowait_worker, receive)
             async with send:
                 for _ in range(tasks):
                     send.send_nowait(job)
