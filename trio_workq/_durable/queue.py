@@ -205,6 +205,11 @@ class DurableWorkQueue(EventSource):
         """The `Serializer` of task arguments and results in the store."""
         return self._serializer
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between this queue's polls of the store for work of other processes."""
+        return self._rt.poll_interval
+
     # ------------------------------------------------------------------ intake
 
     async def submit(

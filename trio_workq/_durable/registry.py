@@ -228,6 +228,15 @@ def _not_registered_message(fn: object) -> str:
     )
 
 
+def names_of(fn: object) -> list[str]:
+    """The names *fn* is registered under, its default first; empty if it is not registered."""
+    try:
+        definitions = _by_function.get(cast("Callable[..., Awaitable[Any]]", fn), [])
+    except TypeError:  # unhashable
+        return []
+    return [definition.name for definition in definitions]
+
+
 def lookup(name: str) -> TaskDefinition | None:
     """The registration for a stored task's *name*, or ``None`` if this process has none."""
     return _by_name.get(name)

@@ -1,9 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Tools for testing code that uses trio_workq.
+"""`MemoryStore`: a durable queue in memory, on trio's clock.
 
-`MemoryStore` runs a durable queue in memory on trio's clock, so that under
-`trio.testing.MockClock` (pytest-trio's ``autojump_clock``) delays, backoffs,
-leases and timeouts of hours take no real time.
+Under `trio.testing.MockClock` (pytest-trio's ``autojump_clock``) delays,
+backoffs, leases and timeouts of hours take no real time.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ import time
 
 import trio
 
-from ._stores.memory import MemoryStore as _MemoryStore
-
-__all__ = ["MemoryStore"]
+from .._stores.memory import MemoryStore as _MemoryStore
 
 
 class MemoryStore(_MemoryStore):

@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: MIT
+"""What the testing kit reads of a queue, on any backend.
+
+The helpers are written against the public queue interface (statistics,
+listings, listeners). The one thing it does not offer is a task's function
+and arguments: `TaskInfo` has neither. `call_of` reads them where each
+backend keeps them: the in-memory queue's handle, a durable queue's store.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
+
+import attrs
+
+from .._core.errors import TaskNotFound
+from .._core.info import TaskInfo, TaskPage
+from .._core.status import TaskStatus
+from .._durable.queue import DurableWorkQueue
+from .._durable.serialize import Serializer
+from .._memory.queue import WorkQueue
+from .._runtime.events import TaskEvent
+
+
+class _Statistics(Protocol):
+    """The counters of `QueueStatistics` the kit reads."""
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def scheduled(self) -> int: ...
+
+    @property
+    def retrying(self) -> int: ...
+
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class TaskQueue(Protocol):
+    """The part of a queue the kit uses: both `WorkQueue` and `DurableWorkQueue`."""
+
+    async def statistics(self) -> _Statistics: ...
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage: ...
+
+    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None: ...
+
+
+def in_flight(stats: object, *, with_scheduled: bool) -> int:
+    """Work the status counts do not show yet, from the fields one backend has.
+
+    In memory: callers blocked in ``submit`` (and ``schedule``) for room,
+    whose tasks are about to be queued. Durable: tasks this process holds,
+    which includes the moment between a task's outcome being written to
+    the store and its event here. The other backend's fields are ``None``.
+    """
+    waiting = getattr(stats, "producers_waiting", None) or 0
+    if with_scheduled:
+        waiting += getattr(stats, "schedulers_waiting", None) or 0
+    waiting += getattr(stats, "held", None) or 0
+    return int(waiting)
+
+
+def poll_interval_of(queue: object) -> float | None:
+    """How often to re-read a queue's statistics when no event says something changed.
+
+    A durable queue's own poll interval: tasks of other processes sharing
+    its store change the counts without an event here. ``None`` for the
+    in-memory queue, whose every change is an event.
+    """
+    interval = getattr(queue, "poll_interval", None)
+    if isinstance(interval, (int, float)) and not isinstance(interval, bool):
+        return float(interval)
+    return None
+
+
+@attrs.frozen
+class Call:
+    """What a task was submitted as: its function (in memory) or name, and arguments.
+
+    Attributes:
+        fn: The function (unwrapped from `functools.partial`) on an
+            in-memory queue; ``None`` on a durable one, which keeps a name.
+        args: The positional arguments, as the task receives them.
+        kwargs: The keyword arguments (from a `functools.partial`).
+    """
+
+    fn: Callable[..., Awaitable[Any]] | None
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+async def call_of(queue: object, info: TaskInfo) -> Call | None:
+    """The function and arguments of the task *info* describes; ``None`` if it is gone.
+
+    Always a checkpoint on a durable queue (it reads the store); not one on
+    the in-memory queue.
+
+    Raises:
+        TypeError: If *queue* is not one of trio_workq's queues.
+    """
+    if isinstance(queue, DurableWorkQueue):
+        row = await queue.store.get(info.id)
+        if row is None:  # purged since it was listed
+            return None
+        stored_args, stored_kwargs = load_arguments(queue.serializer, row.payload)
+        return Call(None, stored_args, stored_kwargs)
+    if isinstance(queue, WorkQueue):
+        try:
+            handle = queue.get_handle(info.id)
+        except TaskNotFound:  # its record expired since it was listed
+            return None
+        # The handle is the queue's record of the task; its function is private to it.
+        fn: object = handle._fn  # pyright: ignore[reportPrivateUsage]
+        args = handle.args
+        kwargs: dict[str, Any] = {}
+        while isinstance(fn, functools.partial):
+            args = (*fn.args, *args)
+            kwargs = {**fn.keywords, **kwargs}
+            fn = fn.func
+        return Call(cast("Callable[..., Awaitable[Any]]", fn), args, kwargs)
+    raise TypeError(f"expected a trio_workq queue, not {type(queue).__name__}")
+
+
+def load_arguments(
+    serializer: Serializer, payload: bytes
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of a stored task: its payload is ``{"args": [...], "kwargs": {...}}``.
+
+    (The format ``trio_workq._durable.intake`` writes and the executor reads.)
+    A payload that is not in that format gives no arguments rather than an
+    error: the assertion that asked then reports a mismatch.
+    """
+    try:
+        loaded: object = serializer.loads(payload)
+    except Exception:
+        return (), {}
+    if not isinstance(loaded, dict):
+        return (), {}
+    call = cast("dict[str, object]", loaded)
+    args, kwargs = call.get("args"), call.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return (), {}
+    return tuple(cast("Sequence[Any]", args)), cast("dict[str, Any]", kwargs)
