@@ -17,12 +17,14 @@ from ._core.errors import TaskStateError as TaskStateError
 from ._core.errors import TaskTimeout as TaskTimeout
 from ._core.info import TaskInfo as TaskInfo
 from ._core.info import TaskPage as TaskPage
+from ._core.registry import task as task
 from ._core.retry import Backoff as Backoff
 from ._core.retry import ExponentialBackoff as ExponentialBackoff
 from ._core.retry import FixedBackoff as FixedBackoff
 from ._core.retry import RetryPolicy as RetryPolicy
 from ._core.retry import exponential as exponential
 from ._core.retry import fixed as fixed
+from ._core.stats import QueueStatistics as QueueStatistics
 from ._core.status import EventKind as EventKind
 from ._core.status import TaskStatus as TaskStatus
 from ._durable.queue import DurableTaskHandle as DurableTaskHandle
@@ -30,11 +32,9 @@ from ._durable.queue import DurableWorkQueue as DurableWorkQueue
 from ._durable.queue import StoredError as StoredError
 from ._durable.queue import StoreUnavailable as StoreUnavailable
 from ._durable.queue import open_durable_queue as open_durable_queue
-from ._durable.registry import task as task
 from ._durable.serialize import JSONSerializer as JSONSerializer
 from ._durable.serialize import PickleSerializer as PickleSerializer
 from ._durable.serialize import Serializer as Serializer
-from ._core.stats import QueueStatistics as QueueStatistics
 from ._memory.handle import MemoryTaskHandle as MemoryTaskHandle
 from ._memory.queue import WorkQueue as WorkQueue
 from ._open import open_work_queue as open_work_queue

@@ -37,8 +37,8 @@ from prometheus_client.metrics_core import (
 
 from ._core.errors import TaskTimeout
 from ._core.info import TaskRecord
-from ._core.status import EventKind
 from ._core.stats import QueueStatistics
+from ._core.status import EventKind
 from ._durable.queue import DurableWorkQueue
 from ._memory.queue import WorkQueue
 from ._runtime.api import TaskQueue
@@ -591,8 +591,8 @@ def instrument(
     `~trio_workq.open_work_queue`. Counters and histograms are labelled
     ``queue`` (this *queue_name*) and ``task`` (the task's name, never its
     id); gauges are labelled ``queue`` and read from
-    `WorkQueue.statistics_nowait <trio_workq.WorkQueue.statistics_nowait>` at scrape time. Several queues can
-    share a registry, each under a *queue_name* of its own.
+    `WorkQueue.statistics_nowait <trio_workq.WorkQueue.statistics_nowait>` at scrape
+    time. Several queues can share a registry, each under a *queue_name* of its own.
 
     For a `~trio_workq.DurableWorkQueue`, counters and histograms count
     this process's events (no per-process label: Prometheus tells the

@@ -14,11 +14,11 @@ from typing import Any
 import trio
 
 from .._core.info import MAX_ERROR_HISTORY, TaskInfo, TaskSnapshot, info_from_state, new_snapshot
+from .._core.registry import TaskDefinition
 from .._core.status import TaskStatus
 from .._stores.protocol import StoredTask
 from .errors import StoredError
 from .handle import QueueRef
-from .registry import TaskDefinition
 
 
 class _Attempt:

@@ -26,6 +26,7 @@ import trio
 from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, check_seconds
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskOptions, TaskPage
 from .._core.outcomes import split_attempt_error
+from .._core.registry import QUEUE_DEFAULT, registration_of
 from .._core.retry import RetryPolicy
 from .._core.stats import QueueStatistics as QueueStatistics
 from .._core.status import (
@@ -146,7 +147,10 @@ class WorkQueue(EventSource):
         # set's, running ones are in the workers' slots. Tasks waiting on a
         # timer map task -> mark here (in mark order; their lengths are the
         # counts). Finished tasks are kept in finish order by the retained records.
-        self._live: dict[TaskStatus, dict[MemoryTaskHandle[Any], int]] = {SCHEDULED: {}, RETRYING: {}}
+        self._live: dict[TaskStatus, dict[MemoryTaskHandle[Any], int]] = {
+            SCHEDULED: {},
+            RETRYING: {},
+        }
         # What each worker runs now (None while idle).
         self._running: list[MemoryTaskHandle[Any] | None] = [None] * self._workers
         self._retained = RetainedRecords(self._tasks, self._max_retained, self._retention)
@@ -158,7 +162,9 @@ class WorkQueue(EventSource):
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
-        self._held: MemoryTaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
+        self._held: MemoryTaskHandle[Any] | None = (
+            None  # a due task the scheduler waits to dispatch
+        )
         self._init_events()
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # The workers' shared time slice (see _fair_yield): when the current
@@ -352,9 +358,21 @@ class WorkQueue(EventSource):
             check_async_callable(fn)
         if priority.__class__ is not int:
             check_priority(priority)
-        if name is None and timeout is None and retry is _UNSET and priority == 0:
+        registered = registration_of(fn, name)
+        if (
+            registered is None
+            and name is None
+            and timeout is None
+            and retry is _UNSET
+            and priority == 0
+        ):
             options = self._default_options
         else:
+            if registered is not None:
+                # A @trio_workq.task function: its registered name and policy, as on a store.
+                name = registered.name
+                if retry is _UNSET and registered.retry is not QUEUE_DEFAULT:
+                    retry = registered.retry
             if name is not None:
                 check_name(name)
             if timeout is not None:
@@ -542,7 +560,9 @@ class WorkQueue(EventSource):
         if self._closing:
             self._check_drained()
 
-    def _fail_attempt(self, task: MemoryTaskHandle[Any], error: Exception, *, retry: bool = True) -> None:
+    def _fail_attempt(
+        self, task: MemoryTaskHandle[Any], error: Exception, *, retry: bool = True
+    ) -> None:
         """Record a failed attempt, then retry the task or end it as `decide` says.
 
         *retry* False: the attempt failed while an enclosing scope was cancelled.
@@ -826,7 +846,7 @@ class WorkQueue(EventSource):
         raise TaskNotFound(f"no task with id {task_id!r} (unknown, or its record expired)")
 
     async def get_info(self, task_id: str) -> TaskInfo:
-        """A `TaskInfo` snapshot of the task with this id. Always a checkpoint; see `get_info_nowait`.
+        """A `TaskInfo` snapshot of the task. Always a checkpoint; see `get_info_nowait`.
 
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
@@ -915,7 +935,9 @@ class WorkQueue(EventSource):
         self._set_status(task, RETRYING)
         return task
 
-    def _by_seq_newest_first(self, before: int | None) -> Iterator[tuple[int, MemoryTaskHandle[Any]]]:
+    def _by_seq_newest_first(
+        self, before: int | None
+    ) -> Iterator[tuple[int, MemoryTaskHandle[Any]]]:
         """Retained and live tasks by descending id, below *before*: probes the id space.
 
         Ids are marks, and records expire out of id order, so there are gaps;

@@ -86,7 +86,7 @@ class TaskQueue(Protocol):
         *args: Unpack[Ts],
         name: str | None = None,
         priority: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+        timeout: float | None = None,
     ) -> TaskHandle[T]:
         """Queue ``await fn(*args)`` and return its handle.
 
@@ -106,7 +106,7 @@ class TaskQueue(Protocol):
         *,
         name: str | None = None,
         priority: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+        timeout: float | None = None,
     ) -> Sequence[TaskHandle[T]]:
         """Queue one task per argument tuple in *calls*; their handles, in order.
 
@@ -122,7 +122,7 @@ class TaskQueue(Protocol):
         at: datetime | None = None,
         name: str | None = None,
         priority: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+        timeout: float | None = None,
     ) -> TaskHandle[T]:
         """Run ``await fn(*args)`` after *delay* seconds, or at the instant *at* (one of them)."""
         ...
@@ -178,7 +178,7 @@ class TaskQueue(Protocol):
         """The queue's counters (see `~trio_workq.QueueStatistics`)."""
         ...
 
-    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def shutdown(self, timeout: float | None = None) -> None:
         """Stop taking new tasks, let running ones finish, and wait until the queue has stopped."""
         ...
 

@@ -333,7 +333,9 @@ class QueueSource:
     ) -> TaskListPage:
         await trio.lowlevel.checkpoint()
         try:
-            page = self._queue.list_tasks_nowait(status=status, name=name, limit=limit, cursor=cursor)
+            page = self._queue.list_tasks_nowait(
+                status=status, name=name, limit=limit, cursor=cursor
+            )
         except ValueError as exc:  # list_tasks checks the query's values
             raise InvalidQuery(str(exc)) from exc
         return TaskListPage(tuple(task_summary(info) for info in page.tasks), page.next_cursor)
