@@ -132,8 +132,8 @@ async def test_cancelled_running_task_ends_its_span(
         running = await queue.submit(forever, name="forever")
         never_ran = await queue.submit(forever, name="never")
         await trio.testing.wait_all_tasks_blocked()
-        never_ran.cancel()
-        running.cancel()
+        never_ran.cancel_nowait()
+        running.cancel_nowait()
     [span] = exporter.get_finished_spans()
     assert attributes(span)["trio_workq.task.name"] == "forever"
     assert attributes(span)["trio_workq.task.status"] == "cancelled"
@@ -169,7 +169,7 @@ async def test_uninstrument_stops_tracing(
         tracing.uninstrument()  # a second call does nothing
         assert exporter.get_finished_spans() == ()
         assert len(queue._hooks) == 1  # still there: one span is open
-        running.cancel()
+        running.cancel_nowait()
         await running.wait()
         assert len(queue._hooks) == 0
         await (await queue.submit(traced)).wait()  # same worker: its context was restored

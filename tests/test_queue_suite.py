@@ -35,7 +35,8 @@ from _backends import (
     SUBMITTED,
     UNIX_TIME_STEP,
     Backend,
-    SuiteHandle,
+    counts,
+    wait_for_status,
     wait_until,
 )
 from _backends import backend as backend  # the fixtures
@@ -44,6 +45,7 @@ from _backends import clock as clock
 
 from trio_workq import (
     QueueClosed,
+    QueueStatistics,
     Retry,
     Store,
     StoredError,
@@ -119,7 +121,7 @@ async def test_submit_and_result(backend: Backend, clock: Clock) -> None:
         failing = await q.submit(tasks.fail, "boom")
 
         assert await value.result() == {"a": [1, 2], "b": "x"}
-        assert await none.result() is None
+        assert await none.wait() == outcome.Value(None)
         with pytest.raises(StoredError if backend.durable else ValueError) as raised:
             await failing.result()
         assert_error(backend, raised.value, ValueError, "boom")
@@ -206,7 +208,7 @@ async def test_retry_with_fixed_backoff(backend: Backend, clock: Clock) -> None:
         start = trio.current_time()
         recovers = await q.submit(tasks.flaky, "recovers", 2)
         gives_up = await q.submit(tasks.flaky, "gives up", 5)
-        info = await q.wait_for_status(recovers.id, TaskStatus.RETRYING)
+        info = await wait_for_status(q, recovers.id, TaskStatus.RETRYING)
         assert info.attempts == 1
         assert info.due_at is not None
         with trio.fail_after(5):
@@ -308,7 +310,7 @@ async def test_cancel_retrying(backend: Backend, clock: Clock) -> None:
     """A task waiting out its backoff, cancelled, ends ``cancelled`` with its attempts kept."""
     async with backend.open() as q:
         retrying = await q.submit(tasks.retries_later, "retrying")
-        await q.wait_for_status(retrying.id, TaskStatus.RETRYING)
+        await wait_for_status(q, retrying.id, TaskStatus.RETRYING)
         assert await q.cancel(retrying.id) is True
         info = await retrying.info()
         assert (info.status, info.attempts, len(info.errors)) == (TaskStatus.CANCELLED, 1, 1)
@@ -453,7 +455,7 @@ async def test_graceful_shutdown(backend: Backend, clock: Clock) -> None:
     """`shutdown()` lets the running task finish; afterwards submits raise `QueueClosed`."""
     async with backend.open(workers=1) as q:
         retrying = await q.submit(tasks.retries_in_5s, "retrying")
-        await q.wait_for_status(retrying.id, TaskStatus.RETRYING)
+        await wait_for_status(q, retrying.id, TaskStatus.RETRYING)
         running = await q.submit(tasks.sleep, "running", 0.2)
         await wait_until(lambda: tasks.starts("running") == 1)
         queued = await q.submit(tasks.record, "queued")
@@ -509,14 +511,14 @@ async def test_shutdown_cancel_queued(backend: Backend, clock: Clock) -> None:
         # DIFFERENCE: DurableWorkQueue.shutdown has no cancel_queued (queued
         # tasks stay in the store for other processes).
         async with backend.open() as q:
-            assert "cancel_queued" not in inspect.signature(q.raw.shutdown).parameters
+            assert "cancel_queued" not in inspect.signature(q.shutdown).parameters
         return
     async with backend.open(workers=1) as q:
-        assert isinstance(q.raw, WorkQueue)
+        assert isinstance(q, WorkQueue)
         running = await q.submit(tasks.sleep, "running", 0.2)
         await wait_until(lambda: tasks.starts("running") == 1)
         queued = await q.submit(tasks.record, "queued")
-        await q.raw.shutdown(cancel_queued=True)
+        await q.shutdown(cancel_queued=True)
         assert (await running.info()).status is TaskStatus.COMPLETED
         assert (await queued.info()).status is TaskStatus.CANCELLED
     assert ("run", "queued") not in tasks.runs
@@ -633,17 +635,12 @@ async def test_unknown_ids(backend: Backend, clock: Clock) -> None:
             await q.cancel(unknown)
         with pytest.raises(TaskNotFound):
             await q.retry(unknown)
-        if backend.durable:
-            # DIFFERENCE: DurableWorkQueue.get_handle does no I/O and checks
-            # nothing; the handle's methods raise.
-            handle = SuiteHandle(q.raw.get_handle(unknown))
-            with pytest.raises(TaskNotFound):
-                await handle.wait()
-            with pytest.raises(TaskNotFound):
-                await handle.info()
-        else:
-            with pytest.raises(TaskNotFound):
-                q.raw.get_handle(unknown)
+        with pytest.raises(TaskNotFound):
+            await q.get_handle(unknown)
+        # A handle whose task is gone raises too.
+        same = await q.get_handle(known.id)
+        assert same.id == known.id
+        assert await same.result() == 1
 
 
 async def test_info_fields(backend: Backend, clock: Clock) -> None:
@@ -701,12 +698,26 @@ async def test_listing_and_counts_by_status(backend: Backend, clock: Clock) -> N
             page = await q.list_tasks(status=status)
             assert [info.id for info in page.tasks] == ids, status
             assert all(info.status is status for info in page.tasks)
-        assert await q.counts() == {status: len(ids) for status, ids in expected.items()}
-        # The fields both statistics classes share (DIFFERENCE: the rest differ:
-        # QueueStatistics has submitted, retained, buffer_capacity,
-        # producers_waiting, schedulers_waiting; DurableQueueStatistics held, owner).
+        assert await counts(q) == {status: len(ids) for status, ids in expected.items()}
+        # One QueueStatistics; what a backend cannot know is None (documented per field).
         stats = await q.statistics()
+        assert type(stats) is QueueStatistics
         assert (stats.workers, stats.busy_workers, stats.closed) == (1, 1, False)
+        memory_only = (
+            stats.submitted,
+            stats.retained,
+            stats.buffer_capacity,
+            stats.producers_waiting,
+            stats.schedulers_waiting,
+        )
+        durable_only = (stats.held, stats.owner)
+        if backend.durable:
+            assert memory_only == (None,) * 5
+            assert stats.held == 1
+            assert isinstance(stats.owner, str)
+        else:
+            assert memory_only == (8, 3, 1000, 0, 0)
+            assert durable_only == (None, None)
 
         everything = [cancelled, scheduled, *reversed(queued), running, failed, completed]
         listed: list[str] = []

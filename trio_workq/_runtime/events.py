@@ -131,7 +131,7 @@ def current_task() -> TaskInfo:
         raise RuntimeError(
             "trio_workq.current_task() was called outside a task run by a WorkQueue"
         ) from None
-    return task.info()
+    return task.info_nowait()
 
 
 class EventStream:
