@@ -26,14 +26,7 @@ from _backends import backend_kind as backend_kind
 from _backends import clock as clock
 
 import trio_workq
-from trio_workq import (
-    DurableWorkQueue,
-    QueueClosed,
-    RetryPolicy,
-    TaskStatus,
-    WorkQueue,
-    fixed,
-)
+from trio_workq import QueueClosed, RetryPolicy, TaskQueue, TaskStatus, fixed
 from trio_workq.testing import (
     DrainResult,
     MemoryStore,
@@ -43,14 +36,13 @@ from trio_workq.testing import (
 )
 
 Clock = trio.abc.Clock | None
-AnyQueue = WorkQueue | DurableWorkQueue
 HOUR = 3600.0
 #: How long the tasks below wait before doing anything: the test calls `drain` at once
 #: after submitting, and a drain counts only what happens while it listens.
 SETTLE = 0.2
 
 #: The queue the tasks below submit to (a task cannot reach its queue otherwise).
-current_queue: list[AnyQueue] = []
+current_queue: list[TaskQueue] = []
 #: Attempts of `flaky`, by key.
 attempts: dict[str, int] = {}
 
@@ -103,11 +95,11 @@ async def cancel_task(task_id: str) -> bool:
 
 
 @asynccontextmanager
-async def open_raw(backend: Backend, **options: Any) -> AsyncGenerator[AnyQueue]:
-    """The backend's queue itself, not the suite's adapter: the helpers take any queue."""
-    async with backend.open(**options) as suite:
-        current_queue.append(suite.raw)
-        yield suite.raw
+async def open_raw(backend: Backend, **options: Any) -> AsyncGenerator[TaskQueue]:
+    """The backend's queue, where the tasks above find it."""
+    async with backend.open(**options) as queue:
+        current_queue.append(queue)
+        yield queue
 
 
 # ---------------------------------------------------------------------- drain
@@ -196,14 +188,13 @@ VIRTUAL = ["memory", "memorystore"]
 
 
 @asynccontextmanager
-async def virtual_queue(kind: str, **options: Any) -> AsyncGenerator[AnyQueue]:
+async def virtual_queue(kind: str) -> AsyncGenerator[TaskQueue]:
     if kind == "memory":
-        async with trio_workq.open_work_queue(**options) as memory:
+        async with trio_workq.open_work_queue() as memory:
             current_queue.append(memory)
             yield memory
     else:
-        options.setdefault("poll_interval", 600.0)
-        async with trio_workq.open_work_queue(store=MemoryStore(), **options) as durable:
+        async with trio_workq.open_work_queue(store=MemoryStore(), poll_interval=600) as durable:
             current_queue.append(durable)
             yield durable
 
@@ -420,7 +411,7 @@ async def test_bad_arguments_are_refused(backend: Backend, clock: Clock) -> None
         with pytest.raises(TypeError, match="priority must be an int"):
             await assert_submitted(queue, echo, priority=1.5)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="task must be a function, a task name or None"):
-            await assert_submitted(queue, 3)  # type: ignore[call-overload]
+            await assert_submitted(queue, 3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="expected a trio_workq queue"):
             await assert_submitted(object(), echo)  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ import attrs
 from .._core.info import MAX_PAGE_SIZE, TaskInfo
 from .._core.status import TaskStatus
 from .._durable.queue import DurableWorkQueue
-from .._durable.registry import names_of
+from .._core.registry import names_of
 from .._memory.queue import WorkQueue
 from ._queue import Call, TaskQueue, call_of
 

@@ -9,6 +9,7 @@ import attrs
 import trio
 
 from .._core.errors import QueueClosed, check_seconds
+from .._core.stats import QueueStatistics
 from .._core.status import EventKind
 from .._runtime.events import TaskEvent
 from ._queue import TaskQueue, in_flight, poll_interval_of
@@ -140,9 +141,11 @@ async def drain(
         queue.remove_listener(watcher)
 
 
-def _left(stats: object) -> str:
+def _left(stats: QueueStatistics) -> str:
     counts = {
-        status: getattr(stats, status, 0)
-        for status in ("queued", "running", "retrying", "scheduled")
+        "queued": stats.queued,
+        "running": stats.running,
+        "retrying": stats.retrying,
+        "scheduled": stats.scheduled,
     }
     return ", ".join(f"{count} {status}" for status, count in counts.items() if count)

@@ -1,93 +1,51 @@
 # SPDX-License-Identifier: MIT
-"""What the testing kit reads of a queue, on any backend.
+"""What the testing kit reads of a queue beyond `TaskQueue`.
 
-The helpers are written against the public queue interface (statistics,
-listings, listeners). The one thing it does not offer is a task's function
-and arguments: `TaskInfo` has neither. `call_of` reads them where each
-backend keeps them: the in-memory queue's handle, a durable queue's store.
+The helpers are written against `TaskQueue` (statistics, listings,
+listeners). What it does not offer is a task's function and arguments:
+`TaskInfo` has neither. `call_of` reads them where each backend keeps them:
+the in-memory queue's record of the task, a durable queue's store.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import attrs
 
 from .._core.errors import TaskNotFound
-from .._core.info import TaskInfo, TaskPage
-from .._core.status import TaskStatus
+from .._core.info import TaskInfo
+from .._core.stats import QueueStatistics
 from .._durable.queue import DurableWorkQueue
 from .._durable.serialize import Serializer
 from .._memory.queue import WorkQueue
-from .._runtime.events import TaskEvent
+from .._runtime.api import TaskQueue as TaskQueue
 
 
-class _Statistics(Protocol):
-    """The counters of `QueueStatistics` the kit reads."""
-
-    @property
-    def queued(self) -> int: ...
-
-    @property
-    def scheduled(self) -> int: ...
-
-    @property
-    def retrying(self) -> int: ...
-
-    @property
-    def running(self) -> int: ...
-
-    @property
-    def closed(self) -> bool: ...
-
-
-class TaskQueue(Protocol):
-    """The part of a queue the kit uses: both `WorkQueue` and `DurableWorkQueue`."""
-
-    async def statistics(self) -> _Statistics: ...
-
-    async def list_tasks(
-        self,
-        *,
-        status: TaskStatus | str | None = None,
-        name: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> TaskPage: ...
-
-    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None: ...
-
-    def remove_listener(self, listener: Callable[[TaskEvent], None]) -> None: ...
-
-
-def in_flight(stats: object, *, with_scheduled: bool) -> int:
+def in_flight(stats: QueueStatistics, *, with_scheduled: bool) -> int:
     """Work the status counts do not show yet, from the fields one backend has.
 
     In memory: callers blocked in ``submit`` (and ``schedule``) for room,
     whose tasks are about to be queued. Durable: tasks this process holds,
-    which includes the moment between a task's outcome being written to
-    the store and its event here. The other backend's fields are ``None``.
+    which covers the moment between a task's outcome being written to the
+    store and its event here. The other backend's fields are ``None``.
     """
-    waiting = getattr(stats, "producers_waiting", None) or 0
+    waiting = (stats.producers_waiting or 0) + (stats.held or 0)
     if with_scheduled:
-        waiting += getattr(stats, "schedulers_waiting", None) or 0
-    waiting += getattr(stats, "held", None) or 0
-    return int(waiting)
+        waiting += stats.schedulers_waiting or 0
+    return waiting
 
 
-def poll_interval_of(queue: object) -> float | None:
+def poll_interval_of(queue: TaskQueue) -> float | None:
     """How often to re-read a queue's statistics when no event says something changed.
 
     A durable queue's own poll interval: tasks of other processes sharing
     its store change the counts without an event here. ``None`` for the
     in-memory queue, whose every change is an event.
     """
-    interval = getattr(queue, "poll_interval", None)
-    if isinstance(interval, (int, float)) and not isinstance(interval, bool):
-        return float(interval)
-    return None
+    return queue.poll_interval if isinstance(queue, DurableWorkQueue) else None
 
 
 @attrs.frozen
@@ -123,7 +81,7 @@ async def call_of(queue: object, info: TaskInfo) -> Call | None:
         return Call(None, stored_args, stored_kwargs)
     if isinstance(queue, WorkQueue):
         try:
-            handle = queue.get_handle(info.id)
+            handle = queue.get_handle_nowait(info.id)
         except TaskNotFound:  # its record expired since it was listed
             return None
         # The handle is the queue's record of the task; its function is private to it.

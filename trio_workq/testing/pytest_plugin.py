@@ -41,7 +41,7 @@ from typing import Any, Final, cast
 
 import pytest
 
-from .. import DurableWorkQueue, WorkQueue, open_work_queue
+from .. import TaskQueue, open_work_queue
 from ._store import MemoryStore
 
 #: Every backend, in the order tests run on them.
@@ -53,10 +53,8 @@ VIRTUAL_TIME_BACKENDS: Final = frozenset({"memory", "memorystore"})
 #: The environment variable holding the default ``--workq-postgres-url``.
 POSTGRES_URL_VARIABLE: Final = "TRIO_WORKQ_POSTGRES_URL"
 
-#: What the fixtures give: either queue (until the unified protocol lands).
-AnyQueue = WorkQueue | DurableWorkQueue
 #: The type of the ``work_queue_factory`` fixture.
-QueueFactory = Callable[..., AbstractAsyncContextManager[AnyQueue]]
+QueueFactory = Callable[..., AbstractAsyncContextManager[TaskQueue]]
 
 _SELECTED: Final = pytest.StashKey[tuple[str, ...]]()
 _POSTGRES_URL: Final = pytest.StashKey["str | None"]()
@@ -197,11 +195,11 @@ def work_queue_factory(
     with _store_target(workq_backend, tmp_path, request.config) as target:
 
         @asynccontextmanager
-        async def factory(**options: Any) -> AsyncGenerator[AnyQueue]:
+        async def factory(**options: Any) -> AsyncGenerator[TaskQueue]:
             if target is not None:
                 options["store"] = target
             # Either overload, by the options: the type is the union of both.
-            opening = cast("AbstractAsyncContextManager[AnyQueue]", open_work_queue(**options))
+            opening = cast("AbstractAsyncContextManager[TaskQueue]", open_work_queue(**options))
             async with opening as queue:
                 yield queue
 
@@ -211,7 +209,7 @@ def work_queue_factory(
 @pytest.fixture
 async def work_queue(
     work_queue_factory: QueueFactory, workq_options: dict[str, Any]
-) -> AsyncIterator[AnyQueue]:
+) -> AsyncIterator[TaskQueue]:
     """An open queue on this test's backend, shut down after the test.
 
     Async: it needs pytest-trio (``trio_mode = true``, or the test marked
