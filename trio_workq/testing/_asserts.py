@@ -11,9 +11,9 @@ from typing import Any, cast
 import attrs
 
 from .._core.info import MAX_PAGE_SIZE, TaskInfo
+from .._core.registry import names_of
 from .._core.status import TaskStatus
 from .._durable.queue import DurableWorkQueue
-from .._core.registry import names_of
 from .._memory.queue import WorkQueue
 from ._queue import Call, TaskQueue, call_of
 
