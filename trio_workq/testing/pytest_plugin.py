@@ -152,13 +152,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             return  # the test chose its backends itself
     selected: tuple[str, ...] = metafunc.config.stash[_SELECTED]
     backends = list(selected)
+    why = [f"selected: {', '.join(selected)}"]
     only = metafunc.definition.get_closest_marker("workq_backends")
     if only is not None:
         wanted = _parse_backends(",".join(only.args), "the workq_backends marker")
         backends = [name for name in backends if name in wanted]
+        why.append(f"the workq_backends marker allows {', '.join(wanted)}")
     if "autojump_clock" in metafunc.fixturenames:
         backends = [name for name in backends if name in VIRTUAL_TIME_BACKENDS]
-    metafunc.parametrize("workq_backend", backends, indirect=True)
+        why.append("autojump_clock allows memory, memorystore")
+    if backends:
+        metafunc.parametrize("workq_backend", backends, indirect=True)
+    else:
+        reason = f"no trio_workq backend fits this test ({'; '.join(why)})"
+        skipped = pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-backend")
+        metafunc.parametrize("workq_backend", [skipped], indirect=True)
 
 
 @pytest.fixture
