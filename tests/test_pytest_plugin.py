@@ -365,3 +365,31 @@ def test_the_entry_point_loads_the_plugin(
     result.assert_outcomes(passed=1)
     # -p with the module's name: the entry point's registration, not a second one.
     run(pytester, "--workq-backends=memory").assert_outcomes(passed=1)
+
+
+def docs_example() -> str:
+    """The test module shown in docs/testing.md (the code block after the comment naming this)."""
+    text = (REPO / "docs" / "testing.md").read_text()
+    _, marker, rest = text.partition("% The code below is run by tests/test_pytest_plugin.py")
+    assert marker, "docs/testing.md lost its tested example"
+    _, fence, rest = rest.partition("```python\n")
+    assert fence
+    code, fence, _ = rest.partition("```\n")
+    assert fence
+    return code
+
+
+def test_the_docs_example(pytester: pytest.Pytester) -> None:
+    """The example of docs/testing.md runs as the page says: three backends, then two."""
+    pytester.makepyfile(test_signup=docs_example())
+    result = run(pytester)
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sign_up_sends_a_welcome_email?memory? PASSED*",
+            "*test_sign_up_sends_a_welcome_email?memorystore? PASSED*",
+            "*test_sign_up_sends_a_welcome_email?sqlite? PASSED*",
+            "*test_two_hours_later?memory? PASSED*",
+            "*test_two_hours_later?memorystore? PASSED*",
+        ]
+    )

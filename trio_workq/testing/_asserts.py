@@ -237,23 +237,23 @@ async def assert_submitted(
 
     Args:
         queue: Any trio_workq queue: in memory, or durable on any store.
-        task: The task's function, or its name (`TaskInfo.name`), or
+        task: The task's function, or its name (`~trio_workq.TaskInfo.name`), or
             ``None`` for any task. On the in-memory queue a function
             matches the tasks that run it, whatever their name; on a
             durable queue it matches its registered names.
         args: The positional arguments, compared with ``==``, except that
             tuples and lists with equal items are the same on every backend
             (a JSON store gives tuples back as lists). ``None``: any.
-            `unittest.mock.ANY` stands for any one argument.
+            ``unittest.mock.ANY`` stands for any one argument.
         kwargs: The keyword arguments (a task submitted as a
             `functools.partial` has them); ``None``: any, ``{}``: none.
-        status: A `TaskStatus` (or its value), or several: the task is in
+        status: A `~trio_workq.TaskStatus` (or its value), or several: the task is in
             one of them now. ``None``: any.
         priority: The task's priority. ``None``: any.
         count: How many tasks must match exactly. ``None``: at least one.
 
     Returns:
-        The `TaskInfo` of each matching task, oldest submitted first.
+        The `~trio_workq.TaskInfo` of each matching task, oldest submitted first.
 
     Raises:
         AssertionError: If no task matches, or not *count* of them.

@@ -80,7 +80,7 @@ async def drain(
     It waits on the queue's events, not in a loop: under pytest-trio's
     ``autojump_clock`` the virtual clock jumps straight to the next timer
     (a due time, a backoff, a timeout), so hours of delays take no real
-    time. On a durable queue (`DurableWorkQueue`) the statistics cover the
+    time. On a durable queue (`~trio_workq.DurableWorkQueue`) the statistics cover the
     whole store, so `drain` also waits for tasks that other processes
     sharing it submitted or run; it re-reads them every *poll_interval*
     seconds to see changes made there.
