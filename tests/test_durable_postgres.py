@@ -41,6 +41,7 @@ import trio_workq
 from trio_workq import StoreError, TaskStatus
 from trio_workq._durable.queue import LEASE_EXPIRED_ERROR, DurableWorkQueue, open_durable_queue
 from trio_workq._stores.postgres import SCHEMA_VERSION, PostgresStore
+from trio_workq.testing import drain
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
@@ -121,7 +122,9 @@ async def test_three_processes_run_10000_tasks_exactly_once(
         workers = [await env.start_worker("--workers", "20", "--lease", "10") for _ in range(3)]
         for start in range(0, 10_000, 500):  # batches, so workers run while the rest is added
             await producer.submit_many(helper.quick, [(key,) for key in range(start, start + 500)])
-        await env.wait_for_completed(10_000)
+        # The producer's statistics cover the store: it waits for the workers' processes.
+        await drain(producer)
+        assert (await producer.statistics()).completed == 10_000
         for process in workers:
             assert await env.stop(process) == 0, env.worker_output()
 
