@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import attrs
+import trio
 
 from .._core.errors import TaskNotFound
 from .._core.info import TaskInfo
@@ -67,8 +68,7 @@ class Call:
 async def call_of(queue: object, info: TaskInfo) -> Call | None:
     """The function and arguments of the task *info* describes; ``None`` if it is gone.
 
-    Always a checkpoint on a durable queue (it reads the store); not one on
-    the in-memory queue.
+    Always a checkpoint (a durable queue reads the store).
 
     Raises:
         TypeError: If *queue* is not one of trio_workq's queues.
@@ -80,6 +80,7 @@ async def call_of(queue: object, info: TaskInfo) -> Call | None:
         stored_args, stored_kwargs = load_arguments(queue.serializer, row.payload)
         return Call(None, stored_args, stored_kwargs)
     if isinstance(queue, WorkQueue):
+        await trio.lowlevel.checkpoint()
         try:
             handle = queue.get_handle_nowait(info.id)
         except TaskNotFound:  # its record expired since it was listed
