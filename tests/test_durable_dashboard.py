@@ -8,6 +8,7 @@ throughput chart runs in virtual time, on `trio_workq.testing.MemoryStore`.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import durable_helper as helper
 import httpx
 import pytest
 import trio
@@ -26,6 +28,8 @@ from trio_workq._durable.queue import open_durable_queue
 from trio_workq.testing import MemoryStore
 from trio_workq.web import create_app, serve_dashboard
 from trio_workq.web._source import QueueSource
+
+TESTS = Path(__file__).parent
 
 
 async def started(events: trio_workq.EventStream) -> None:
@@ -262,3 +266,57 @@ def test_dashboard_command(tmp_path: Path) -> None:
     )
     assert public.returncode == 1
     assert "without a token" in public.stderr
+
+
+def test_worker_command_serves_the_dashboard(tmp_path: Path) -> None:
+    """``trio-workq worker --dashboard`` serves the store's tasks and this worker's workers."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env[helper.LOG_ENV] = str(tmp_path / "runs.log")
+    command = [sys.executable, "-m", "trio_workq", "worker", "durable_helper", "--store", url]
+    options = ["--workers", "3", "--poll-interval", "0.05", "--shutdown-timeout", "0"]
+    with subprocess.Popen(
+        [*command, *options, "--dashboard", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            assert "serving sqlite:///" in process.stderr.readline()
+            line = process.stderr.readline()
+            assert line.startswith("trio-workq: dashboard at http://127.0.0.1:"), line
+            base = line.rsplit(" ", 1)[1].strip()
+
+            async def submit_and_watch() -> dict[str, Any]:
+                async with open_durable_queue(store=url, workers=0) as queue:
+                    handle = await queue.submit(helper.block, 1)
+                    with trio.fail_after(20):
+                        async with httpx.AsyncClient(base_url=base) as client:
+                            while True:
+                                stats: dict[str, Any] = (await client.get("api/stats")).json()
+                                if stats["busy_workers"]:
+                                    break
+                                await trio.sleep(0.05)
+                            await client.post(f"api/tasks/{handle.id}/cancel")
+                    return stats
+
+            stats = trio.run(submit_and_watch)
+            assert (stats["workers"], stats["busy_workers"]) == (3, 1)
+            assert stats["workers_scope"] == "process"
+            assert stats["counts"]["running"] == 1
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=20) == 0
+        finally:
+            process.kill()
+    refused = subprocess.run(
+        [*command, "--dashboard", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert refused.returncode == 1
+    assert "without a token" in refused.stderr
+    assert "serving" not in refused.stderr  # refused before the worker started
