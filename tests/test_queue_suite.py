@@ -617,12 +617,7 @@ async def test_events_of_cancel_and_retry(backend: Backend, clock: Clock) -> Non
 
     assert kinds(queued.id) == [SUBMITTED, CANCELLED]
     assert kinds(running.id) == [SUBMITTED, STARTED, CANCELLED]
-    if backend.durable:
-        # DIFFERENCE: DurableWorkQueue.retry() emits no event (the in-memory
-        # queue emits ``retrying``); listeners see the new attempt start.
-        assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, STARTED, FAILED]
-    else:
-        assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, RETRYING, STARTED, FAILED]
+    assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, RETRYING, STARTED, FAILED]
 
 
 async def test_unknown_ids(backend: Backend, clock: Clock) -> None:
