@@ -880,10 +880,7 @@ class WorkQueue(EventSource):
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        cancelled = self.cancel_nowait(task_id)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return cancelled
+        return await self.get_handle_nowait(task_id).cancel()
 
     def cancel_nowait(self, task_id: str) -> bool:
         """Cancel the task with this id, as `cancel` does. Not a checkpoint.
