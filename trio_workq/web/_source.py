@@ -14,7 +14,7 @@ durable one. What genuinely differs by backend is kept to three places:
 - *throughput* (`QueueSource.throughput`): an in-memory queue's chart counts
   its tasks' events as they happen (`ThroughputCounter`, a hook); a durable
   queue's counts the whole store's finished tasks between two polls
-  (`StoreThroughput`), since most of them finish in other processes.
+  (`PolledThroughput`), since most of them finish in other processes.
 """
 
 from __future__ import annotations
@@ -210,11 +210,11 @@ class TaskSource(Protocol):
         ...
 
 
-def check_queue(queue: object) -> WorkQueue | DurableWorkQueue:
-    """*queue*, if it is a `~trio_workq.TaskQueue` the dashboard can show; else `TypeError`."""
-    if not isinstance(queue, WorkQueue | DurableWorkQueue):
+def check_queue(queue: object) -> TaskQueue:
+    """*queue*, if it is a `~trio_workq.TaskQueue`; else `TypeError`."""
+    if not isinstance(queue, TaskQueue):
         raise TypeError(
-            "queue must be a trio_workq.TaskQueue (a WorkQueue or a DurableWorkQueue), "
+            "queue must be a trio_workq.TaskQueue (such as a WorkQueue or a DurableWorkQueue), "
             f"not {type(queue).__name__}"
         )
     return queue
@@ -335,7 +335,7 @@ class ThroughputCounter(_Ring):
         buckets[second % self._window] += 1
 
 
-class StoreThroughput(_Ring):
+class PolledThroughput(_Ring):
     """A durable queue's throughput: the growth of the store's finished counts between polls.
 
     Tasks finish in any process sharing the store, so events of this process
@@ -391,15 +391,19 @@ class QueueSource:
     """The `TaskSource` over a `~trio_workq.TaskQueue`, in memory or durable (same Trio run).
 
     On a durable queue it shows every task of the store, whichever process
-    runs it; its worker counts are this process's.
+    runs it; its worker counts are this process's. Any other `TaskQueue`
+    (a wrapper of one of these, say) is shown through the protocol alone:
+    without the task's arguments, with the chart fed by its counts as a
+    durable queue's is, and without ``/metrics`` (which instruments only
+    the two queues).
     """
 
     def __init__(self, queue: TaskQueue) -> None:
         self._queue = check_queue(queue)
         # In memory, the shared counter counts from the first app on; a store's
         # counts are read at each poll.
-        self._throughput: ThroughputCounter | StoreThroughput = (
-            _counter_for(self._queue) if isinstance(self._queue, WorkQueue) else StoreThroughput()
+        self._throughput: ThroughputCounter | PolledThroughput = (
+            _counter_for(self._queue) if isinstance(self._queue, WorkQueue) else PolledThroughput()
         )
         self._instrumentation: Instrumentation | None = None
         self._closed = False
@@ -415,10 +419,9 @@ class QueueSource:
             TaskStatus.FAILED: stats.failed,
             TaskStatus.CANCELLED: stats.cancelled,
         }
-        scope: WorkersScope
-        if isinstance(self._queue, WorkQueue):
-            scope = "queue"
-        else:
+        # A queue with an owner id in a store shares it with other processes.
+        scope: WorkersScope = "queue"
+        if stats.owner is not None:
             scope = "process" if stats.workers else "none"
         return Stats(
             counts=counts,
@@ -446,13 +449,15 @@ class QueueSource:
             # The handle holds the argument objects; one snapshot of it.
             handle = await queue.get_handle(task_id)
             info, args = handle.info_nowait(), _show_args(handle.args)
-        else:
+        elif isinstance(queue, DurableWorkQueue):
             # The stored row holds them serialized.
             info = await queue.get_info(task_id)
             row = await queue.store.get(task_id)
             if row is None:  # purged since get_info read it
                 raise TaskNotFound(f"no task with id {task_id!r} in the store (unknown, or purged)")
             args = _show_stored_args(queue.serializer, row.payload)
+        else:
+            info, args = await queue.get_info(task_id), None
         return TaskDetail(
             task=task_summary(info), errors=tuple(error_view(e) for e in info.errors), args=args
         )
@@ -473,7 +478,7 @@ class QueueSource:
 
     async def throughput(self) -> Throughput:
         counter = self._throughput
-        if isinstance(counter, StoreThroughput):
+        if isinstance(counter, PolledThroughput):
             stats = await self._queue.statistics()
             second = math.floor(trio.current_time())
             counter.record(second, stats.completed, stats.failed)
@@ -499,6 +504,8 @@ class QueueSource:
             # Instrumented on the first scrape, so a queue nobody scrapes pays nothing.
             # A durable queue's first reading of the store is awaited here (a handler
             # may wait); later ones come from the background refresh.
+            if not isinstance(self._queue, WorkQueue | DurableWorkQueue):
+                return None  # instrument() knows these two
             registry = CollectorRegistry(auto_describe=True)
             instrumentation = instrument(self._queue, registry=registry)
             self._instrumentation = instrumentation
