@@ -144,6 +144,26 @@ async def test_workers_of_this_process(tmp_path: Path) -> None:
                 assert stats["counts"]["cancelled"] == 1
 
 
+async def test_health_follows_the_shutdown(tmp_path: Path) -> None:
+    """/healthz and /api/stats say closing once a durable queue's shutdown begins."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    with trio.fail_after(20):
+        async with open_durable_queue(store=url, workers=1, poll_interval=0.05) as queue:
+            transport = httpx.ASGITransport(app=create_app(queue))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/healthz")).status_code == 200
+                async with queue.subscribe() as events:
+                    running = await queue.submit(block)
+                    await started(events)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(queue.shutdown)
+                    await trio.testing.wait_all_tasks_blocked()  # the shutdown has begun
+                    response = await client.get("/healthz")
+                    assert (response.status_code, response.json()) == (503, {"status": "closing"})
+                    assert (await client.get("/api/stats")).json()["closed"] is True
+                    await queue.cancel(running.id)  # lets the shutdown finish
+
+
 async def test_arguments_with_keywords(tmp_path: Path) -> None:
     """Stored keyword arguments follow the positional ones; unreadable bytes show as a size."""
     url = f"sqlite:///{tmp_path}/t.db"
