@@ -26,7 +26,7 @@ import trio
 from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, check_seconds
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskOptions, TaskPage
 from .._core.outcomes import split_attempt_error
-from .._core.registry import QUEUE_DEFAULT, registration_of
+from .._core.registry import QUEUE_DEFAULT, REGISTERED_FUNCTIONS, registration_of
 from .._core.retry import RetryPolicy
 from .._core.stats import QueueStatistics as QueueStatistics
 from .._core.status import (
@@ -357,9 +357,13 @@ class WorkQueue(EventSource):
         code = getattr(fn, "__code__", None)
         if code is None or not code.co_flags & CO_COROUTINE:  # the common case, inline
             check_async_callable(fn)
+            registered = registration_of(fn, name)  # (a partial of a registered task, ...)
+        elif fn in REGISTERED_FUNCTIONS:  # an async function: hashable; one lookup
+            registered = registration_of(fn, name)
+        else:
+            registered = None
         if priority.__class__ is not int:
             check_priority(priority)
-        registered = registration_of(fn, name)
         if (
             registered is None
             and name is None
@@ -877,10 +881,7 @@ class WorkQueue(EventSource):
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        cancelled = self.cancel_nowait(task_id)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return cancelled
+        return await self.get_handle_nowait(task_id).cancel()
 
     def cancel_nowait(self, task_id: str) -> bool:
         """Cancel the task with this id, as `cancel` does. Not a checkpoint.
