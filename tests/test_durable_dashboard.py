@@ -227,6 +227,37 @@ async def test_throughput_spreads_the_store_counts_between_polls(
         source.close()
 
 
+async def test_overlapping_polls_count_each_task_once(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tabs polling at once: a slow reading answered after a newer one adds nothing twice."""
+    store = MemoryStore()
+    async with open_durable_queue(store=store, workers=2, poll_interval=0.5) as queue:
+        source = QueueSource(queue)
+        await source.throughput()  # the first reading: nothing yet
+        for value in range(4):
+            await (await queue.submit(ok, value)).wait()
+        real_counts = store.counts
+        late = [2.0]  # the first reading below answers two seconds late
+
+        async def counts() -> Any:
+            reading = await real_counts()
+            await trio.sleep(late.pop() if late else 0)
+            return reading
+
+        monkeypatch.setattr(store, "counts", counts)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source.throughput)  # reads 4 finished, answers late
+            await trio.sleep(0.5)
+            for value in range(2):
+                await (await queue.submit(ok, value)).wait()
+            nursery.start_soon(source.throughput)  # would read 6 and answer first
+        await trio.sleep(1)
+        series = await source.throughput()
+        assert sum(series.completed) == 6
+        source.close()
+
+
 async def test_detail_of_a_task_purged_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -405,6 +405,7 @@ class QueueSource:
         self._throughput: ThroughputCounter | PolledThroughput = (
             _counter_for(self._queue) if isinstance(self._queue, WorkQueue) else PolledThroughput()
         )
+        self._polling = False  # a reading of the counts for the chart is under way
         self._instrumentation: Instrumentation | None = None
         self._closed = False
 
@@ -478,8 +479,14 @@ class QueueSource:
 
     async def throughput(self) -> Throughput:
         counter = self._throughput
-        if isinstance(counter, PolledThroughput):
-            stats = await self._queue.statistics()
+        if isinstance(counter, PolledThroughput) and not self._polling:
+            # One reading at a time (pages in several tabs poll together): readings
+            # answered out of order would count the same tasks twice.
+            self._polling = True
+            try:
+                stats = await self._queue.statistics()
+            finally:
+                self._polling = False
             second = math.floor(trio.current_time())
             counter.record(second, stats.completed, stats.failed)
         else:
