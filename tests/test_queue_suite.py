@@ -802,3 +802,20 @@ async def test_submit_many(backend: Backend, clock: Clock) -> None:
                 await q.submit_many(tasks.echo, [(1,), (object(),)])
         assert await counts(q) == before
         assert tasks.runs == []
+
+
+async def test_bad_ids_and_arguments(backend: Backend, clock: Clock) -> None:
+    """A non-string id is a TypeError and bad listing arguments are clear errors, everywhere."""
+    async with backend.open() as q:
+        for call in (q.get_handle, q.get_info, q.cancel, q.retry):
+            with pytest.raises(TypeError, match="task_id must be a str"):
+                await call(7)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="limit must be between"):
+            await q.list_tasks(limit=0)
+        with pytest.raises(ValueError, match="unknown status"):
+            await q.list_tasks(status="lost")
+        with pytest.raises(ValueError):
+            await q.list_tasks(cursor="not a cursor")
+        with pytest.raises(TypeError):
+            await q.submit_many(tasks.echo, 5)  # type: ignore[arg-type]
+        assert await counts(q) == dict.fromkeys(TaskStatus, 0)
