@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _backends import wait_for_status
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskStatus, fixed
@@ -203,18 +204,6 @@ def store_at(url: Store | str) -> Store:
 @pytest.fixture(autouse=True)
 def _clear_runs() -> None:
     runs.clear()
-
-
-async def wait_for_status(
-    queue: DurableWorkQueue, task_id: str, status: TaskStatus, *, within: float = 5.0
-) -> trio_workq.TaskInfo:
-    """Poll the store until the task has *status*."""
-    with trio.fail_after(within):
-        while True:
-            info = await queue.get_info(task_id)
-            if info.status is status:
-                return info
-            await trio.sleep(0.01)
 
 
 async def wait_for_start(count: int = 1, *, within: float = 15) -> None:

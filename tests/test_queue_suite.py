@@ -51,7 +51,9 @@ from trio_workq import (
     StoredError,
     TaskCancelled,
     TaskEvent,
+    TaskHandle,
     TaskNotFound,
+    TaskQueue,
     TaskStateError,
     TaskStatus,
     TaskTimeout,
@@ -615,12 +617,7 @@ async def test_events_of_cancel_and_retry(backend: Backend, clock: Clock) -> Non
 
     assert kinds(queued.id) == [SUBMITTED, CANCELLED]
     assert kinds(running.id) == [SUBMITTED, STARTED, CANCELLED]
-    if backend.durable:
-        # DIFFERENCE: DurableWorkQueue.retry() emits no event (the in-memory
-        # queue emits ``retrying``); listeners see the new attempt start.
-        assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, STARTED, FAILED]
-    else:
-        assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, RETRYING, STARTED, FAILED]
+    assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, RETRYING, STARTED, FAILED]
 
 
 async def test_unknown_ids(backend: Backend, clock: Clock) -> None:
@@ -738,3 +735,115 @@ async def test_listing_and_counts_by_status(backend: Backend, clock: Clock) -> N
 
         opened.set()
         await scheduled.cancel()
+
+
+# ------------------------------------------------------------- the one API
+
+
+async def test_queues_and_handles_implement_the_protocols(backend: Backend, clock: Clock) -> None:
+    """Every backend's queue is a `TaskQueue` and its handles `TaskHandle`s, at run time too."""
+    async with backend.open() as q:
+        assert isinstance(q, TaskQueue)
+        handle = await q.submit(tasks.echo, 1)
+        assert isinstance(handle, TaskHandle)
+        assert isinstance(await q.get_handle(handle.id), TaskHandle)
+        assert await handle.result() == 1
+    assert not isinstance(object(), TaskQueue)
+    assert not isinstance(object(), TaskHandle)
+
+
+async def test_every_async_method_checkpoints(backend: Backend, clock: Clock) -> None:
+    """Each async method of `TaskQueue` and `TaskHandle` is a checkpoint, on every backend."""
+    async with backend.open(workers=1) as q:
+        blocker = gate("blocker")
+        with trio.testing.assert_checkpoints():
+            running = await q.submit(tasks.gate, "blocker")
+        await wait_until(lambda: tasks.starts("blocker") == 1)
+        with trio.testing.assert_checkpoints():
+            (queued,) = await q.submit_many(tasks.record, [("queued",)])
+        with trio.testing.assert_checkpoints():
+            assert await q.submit_many(tasks.record, []) == []
+        with trio.testing.assert_checkpoints():
+            later = await q.schedule(tasks.record, "later", delay=3600)
+        with trio.testing.assert_checkpoints():
+            await q.get_handle(queued.id)
+        with trio.testing.assert_checkpoints():
+            await q.get_info(queued.id)
+        with trio.testing.assert_checkpoints():
+            await q.list_tasks()
+        with trio.testing.assert_checkpoints():
+            await q.statistics()
+        with trio.testing.assert_checkpoints():
+            assert await later.info()
+        with trio.testing.assert_checkpoints():
+            assert await later.cancel() is True
+        with trio.testing.assert_checkpoints():
+            assert await q.cancel(queued.id) is True
+        with trio.testing.assert_checkpoints():
+            again = await q.retry(queued.id)
+        blocker.set()
+        with trio.testing.assert_checkpoints():
+            assert await running.wait() == outcome.Value("blocker")
+        with trio.testing.assert_checkpoints():
+            assert await again.result() == "queued"
+
+
+async def test_submit_many(backend: Backend, clock: Clock) -> None:
+    """`submit_many` queues one task per call, in order; one bad call queues nothing."""
+    async with backend.open(workers=2) as q:
+        handles = await q.submit_many(tasks.echo, [(i,) for i in range(5)], priority=2)
+        assert [await h.result() for h in handles] == list(range(5))
+        assert {(await h.info()).priority for h in handles} == {2}
+        before = await counts(q)
+        with pytest.raises(TypeError):
+            await q.submit_many(tasks.echo, [(1,), 5, (4,)])  # type: ignore[list-item]
+        if backend.durable:  # DIFFERENCE: only a store must serialize the arguments
+            with pytest.raises(TypeError):
+                await q.submit_many(tasks.echo, [(1,), (object(),)])
+        assert await counts(q) == before
+        assert tasks.runs == []
+
+
+async def test_bad_ids_and_arguments(backend: Backend, clock: Clock) -> None:
+    """A non-string id is a TypeError and bad listing arguments are clear errors, everywhere."""
+    async with backend.open() as q:
+        for call in (q.get_handle, q.get_info, q.cancel, q.retry):
+            with pytest.raises(TypeError, match="task_id must be a str"):
+                await call(7)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="limit must be between"):
+            await q.list_tasks(limit=0)
+        with pytest.raises(ValueError, match="unknown status"):
+            await q.list_tasks(status="lost")
+        with pytest.raises(ValueError):
+            await q.list_tasks(cursor="not a cursor")
+        with pytest.raises(TypeError):
+            await q.submit_many(tasks.echo, 5)  # type: ignore[arg-type]
+        assert await counts(q) == dict.fromkeys(TaskStatus, 0)
+
+
+async def test_listeners_are_synchronous(
+    backend: Backend, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An async listener is refused; one returning a coroutine (an async method called
+    without await) is logged as such, and the coroutine is closed, never left pending."""
+
+    async def async_listener(event: TaskEvent) -> None:
+        await trio.lowlevel.checkpoint()
+
+    class AsyncCallable:
+        async def __call__(self, event: TaskEvent) -> None:
+            await trio.lowlevel.checkpoint()
+
+    async with backend.open() as q:
+        for bad in (async_listener, AsyncCallable()):
+            with pytest.raises(TypeError, match=r"use `async with queue\.subscribe\(\)"):
+                q.add_listener(bad)  # type: ignore[arg-type]
+
+        def cancels_without_await(event: TaskEvent) -> object:
+            return q.cancel(event.task_id)
+
+        q.add_listener(cancels_without_await)  # type: ignore[arg-type]
+        handle = await q.submit(tasks.echo, 1)
+        assert await handle.result() == 1  # the coroutine never ran
+    assert "returned a coroutine, which does not run" in caplog.text
+    assert "cancel_nowait" in caplog.text

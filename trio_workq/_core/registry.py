@@ -67,6 +67,10 @@ def policy_for(
 _by_name: dict[str, TaskDefinition] = {}
 _by_function: dict[Callable[..., Awaitable[Any]], list[TaskDefinition]] = {}
 
+#: The registered functions (a live, read-only view): ``fn in REGISTERED_FUNCTIONS`` is the
+#: in-memory queue's cheap test on its hot path before it calls `registration_of`.
+REGISTERED_FUNCTIONS: Final = _by_function.keys()
+
 
 @overload
 def task(fn: F, /) -> F: ...

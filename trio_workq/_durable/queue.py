@@ -330,6 +330,7 @@ class DurableWorkQueue(EventSource):
         """Run a ``failed`` or ``cancelled`` task again, as one more attempt, due now.
 
         Always a checkpoint. Any process sharing the store may run it.
+        Listeners of this queue see a ``retrying`` event, as in memory.
 
         Raises:
             TaskNotFound: If the store has no task with this id.
@@ -337,14 +338,27 @@ class DurableWorkQueue(EventSource):
         """
         if not isinstance(task_id, str):
             raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
-        status = await self._store.requeue(task_id)
-        if status is None:
-            raise not_found(task_id)
-        if status is not FAILED and status is not CANCELLED:
-            raise TaskStateError(
-                f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
-            )
-        self._rt.hint()
+        rt = self._rt
+        # Like a submit: if this process claims the task before its retrying
+        # event is out, the fetcher waits for it (listeners see retrying, then started).
+        announced = trio.Event()
+        rt.adds_in_flight.add(announced)
+        try:
+            status = await self._store.requeue(task_id)
+            if status is None:
+                raise not_found(task_id)
+            if status is not FAILED and status is not CANCELLED:
+                raise TaskStateError(
+                    f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
+                )
+            if self._hooks:
+                row = await self._store.get(task_id)
+                if row is not None:
+                    rt.emit(rt.record_of_row(row), EventKind.RETRYING, was_running=False)
+        finally:
+            rt.adds_in_flight.discard(announced)
+            announced.set()
+        rt.hint()
         return DurableTaskHandle(self, task_id)
 
     async def list_tasks(

@@ -26,7 +26,7 @@ import trio
 from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, check_seconds
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskOptions, TaskPage
 from .._core.outcomes import split_attempt_error
-from .._core.registry import QUEUE_DEFAULT, registration_of
+from .._core.registry import QUEUE_DEFAULT, REGISTERED_FUNCTIONS, registration_of
 from .._core.retry import RetryPolicy
 from .._core.stats import QueueStatistics as QueueStatistics
 from .._core.status import (
@@ -195,12 +195,13 @@ class WorkQueue(EventSource):
             fn: An async function (pass keyword arguments with
                 `functools.partial`).
             *args: Positional arguments for *fn*.
-            name: A label for logs and lookups; defaults to ``module:qualname``.
+            name: A label for logs and lookups; defaults to *fn*'s registered
+                name (see `trio_workq.task`), else ``module:qualname``.
             priority: Higher runs first; FIFO among equal priorities.
             timeout: Seconds one attempt may run (counted from its start);
                 an overrun cancels it and records `TaskTimeout`.
             retry: A `RetryPolicy`, ``None`` for no retries, or omitted for
-                the queue's default.
+                *fn*'s registered policy, else the queue's default.
 
         Raises:
             TypeError, ValueError: For bad arguments; nothing is queued.
@@ -356,9 +357,13 @@ class WorkQueue(EventSource):
         code = getattr(fn, "__code__", None)
         if code is None or not code.co_flags & CO_COROUTINE:  # the common case, inline
             check_async_callable(fn)
+            registered = registration_of(fn, name)  # (a partial of a registered task, ...)
+        elif fn in REGISTERED_FUNCTIONS:  # an async function: hashable; one lookup
+            registered = registration_of(fn, name)
+        else:
+            registered = None
         if priority.__class__ is not int:
             check_priority(priority)
-        registered = registration_of(fn, name)
         if (
             registered is None
             and name is None
@@ -830,16 +835,14 @@ class WorkQueue(EventSource):
 
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
+            TypeError: If *task_id* is not a string.
         """
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
         self._retained.trim(self._clock.current_time())
         # Ids are decimal numbers; "07" or " 7" name no task.
         # (int() refuses more than 4,300 digits; no id has more than 20.)
-        if (
-            isinstance(task_id, str)
-            and len(task_id) <= _MAX_ID_DIGITS
-            and task_id.isascii()
-            and task_id.isdigit()
-        ):
+        if len(task_id) <= _MAX_ID_DIGITS and task_id.isascii() and task_id.isdigit():
             task = self._tasks.get(int(task_id))
             if task is not None and task.id == task_id:
                 return task
@@ -876,10 +879,7 @@ class WorkQueue(EventSource):
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        cancelled = self.cancel_nowait(task_id)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return cancelled
+        return await self.get_handle_nowait(task_id).cancel()
 
     def cancel_nowait(self, task_id: str) -> bool:
         """Cancel the task with this id, as `cancel` does. Not a checkpoint.

@@ -64,6 +64,7 @@ class TaskHandle(Protocol[T_co]):
         ...
 
 
+@runtime_checkable
 class TaskQueue(Protocol):
     """What every queue offers, in memory or on a store.
 
@@ -74,7 +75,8 @@ class TaskQueue(Protocol):
     and so on), as trio's channels have ``send`` and ``send_nowait``; a
     durable queue has none, since its state lives in the store.
 
-    What differs by backend is said where it matters: a durable queue runs
+    ``isinstance(queue, TaskQueue)`` works (it checks that the methods
+    exist). What differs by backend is said where it matters: a durable queue runs
     registered functions only (`trio_workq.task`) and stores their
     arguments and results with its serializer, so a failed task's error is
     a `~trio_workq.StoredError`, and its status counts cover the whole store.
