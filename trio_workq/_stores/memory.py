@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import trio
@@ -28,6 +28,7 @@ from .._core.status import TaskStatus
 from .checks import (
     INT64_MAX,
     check_bytes,
+    check_headers,
     check_held,
     check_int,
     check_new_task,
@@ -41,6 +42,7 @@ from .checks import (
 )
 from .protocol import (
     CLAIMABLE_STATUSES,
+    NO_HEADERS,
     Claimed,
     NewTask,
     Page,
@@ -77,6 +79,7 @@ class _Row:
         "entry",
         "errors",
         "finished_at",
+        "headers",
         "id",
         "lease_until",
         "max_attempts",
@@ -109,6 +112,9 @@ class _Row:
         self.cancel_requested = False
         self.result: bytes | None = None
         self.errors: tuple[str, ...] = ()
+        # A copy, made when checked: later changes to the caller's mapping are not stored.
+        headers = check_headers(task.headers)
+        self.headers: Mapping[str, str] = NO_HEADERS if headers is None else headers
         # The heap entry that stands for this row while it is claimable, else None.
         self.entry: _Entry | None = None
 
@@ -131,6 +137,7 @@ class _Row:
             cancel_requested=self.cancel_requested,
             result=self.result,
             errors=self.errors,
+            headers=self.headers if self.headers is NO_HEADERS else dict(self.headers),
         )
 
 

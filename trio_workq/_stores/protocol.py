@@ -11,7 +11,8 @@ a store, so trio's per-run clock cannot be used there).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final, Protocol, cast
 
 import attrs
@@ -45,6 +46,9 @@ CORRUPT_TASK_ERROR: Final = "trio_workq.CorruptTask"
 _MAX_ABS_TIME: Final = 1e11
 _SHOWN: Final = 80  # characters of a bad value quoted in the error
 
+#: The headers of a task stored without any (shared: it cannot be changed).
+NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
+
 
 def storable_text(text: str) -> str:
     """*text* as every store can hold it: lone surrogates and NUL characters escaped.
@@ -74,6 +78,11 @@ class NewTask:
         max_attempts: How many runs its retry policy allows (1 without one).
         timeout: Seconds one attempt may run, or ``None``.
         status: ``queued`` (due now) or ``scheduled``.
+        headers: Small metadata carried with the task for integrations,
+            ``str`` to ``str`` (trace propagation: ``traceparent``,
+            ``tracestate``); collected from the queue's submit hooks.
+            Stored as given and read back by every read; never
+            interpreted by the store.
     """
 
     name: str
@@ -83,6 +92,7 @@ class NewTask:
     max_attempts: int
     timeout: float | None
     status: TaskStatus
+    headers: Mapping[str, str] = attrs.field(default=NO_HEADERS, hash=False)
 
 
 @attrs.frozen
@@ -103,6 +113,9 @@ class StoredTask:
         result: The serialized return value of a completed task.
         errors: Text (message and traceback) of each failed attempt,
             oldest first.
+        headers: The task's `NewTask.headers`. Advisory: stored headers
+            that cannot be read (a corrupt row) read as none, and the task
+            still runs.
     """
 
     id: str
@@ -122,6 +135,7 @@ class StoredTask:
     cancel_requested: bool
     result: bytes | None
     errors: tuple[str, ...]
+    headers: Mapping[str, str] = attrs.field(default=NO_HEADERS, hash=False)
 
 
 @attrs.frozen
@@ -242,7 +256,13 @@ class Store(Protocol):
         ...
 
     async def add(self, tasks: Sequence[NewTask]) -> list[str]:
-        """Insert *tasks* in one transaction; return their ids, in order."""
+        """Insert *tasks* in one transaction; return their ids, in order.
+
+        Each task's ``headers`` are stored with it and returned by every
+        read of its row (``claim``, ``get``, ``page``, ``expired``);
+        headers whose keys or values are not ``str`` raise `TypeError`
+        and nothing is inserted.
+        """
         ...
 
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> Claimed:
@@ -401,7 +421,7 @@ def _is_time(value: object) -> bool:
 
 
 def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
-    """A `StoredTask` from a row's 17 column values, and what was wrong with them.
+    """A `StoredTask` from a row's 18 column values, and what was wrong with them.
 
     Not a checkpoint. Both stores read every row through this, so that one
     corrupt row (edited by hand, written by an old bug) never stops a
@@ -416,7 +436,9 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
     The columns, in order: id, name, payload, status, priority, attempts,
     max_attempts, timeout, created_at, due_at, started_at, finished_at,
     owner, lease_until, cancel_requested, result, errors (a JSON list as
-    text, or a sequence of str).
+    text, or a sequence of str), headers (a JSON object as text, a mapping,
+    or NULL). Headers that cannot be read are left out (`read_headers`):
+    they never make a row corrupt.
     """
     (
         task_id,
@@ -436,6 +458,7 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
         cancel_requested,
         result,
         errors_value,
+        headers_value,
     ) = row
     bad: list[str] = []
     if type(name) is not str:
@@ -518,8 +541,31 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
         cancel_requested=cancel_requested,
         result=result,
         errors=errors,
+        headers=read_headers(headers_value),
     )
     return task, problem
+
+
+def read_headers(value: object) -> Mapping[str, str]:
+    """The headers a ``headers`` column holds: JSON text, a mapping, or NULL. Not a checkpoint.
+
+    Anything else (text that is not a JSON object, keys or values that are
+    not strings) reads as no headers: they are advisory metadata, and a
+    task whose headers are damaged still runs.
+    """
+    if value is None:
+        return NO_HEADERS
+    if type(value) is str:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return NO_HEADERS
+    if not isinstance(value, dict):
+        return NO_HEADERS
+    items = cast("dict[object, object]", value)
+    if not items or not all(type(k) is str and type(v) is str for k, v in items.items()):
+        return NO_HEADERS
+    return cast("dict[str, str]", items)
 
 
 def _wrong(bad: list[str], column: str, value: object, expected: str) -> None:
