@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Final, cast
 
 from .._core import errors
-from .._core.info import MAX_PAGE_SIZE
+from .._core.info import MAX_PAGE_SIZE, NO_HEADERS
 from .._core.status import TaskStatus
-from .protocol import NO_HEADERS, RECOVERY_STATUSES, NewTask, Recovery, StoreDataError
+from .protocol import RECOVERY_STATUSES, NewTask, Recovery, StoreDataError
 
 #: The largest SQL ``bigint`` (task ids, priorities; attempts outside PostgreSQL).
 INT64_MAX: Final = 2**63 - 1

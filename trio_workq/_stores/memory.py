@@ -23,7 +23,7 @@ from typing import Final
 
 import trio
 
-from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE
+from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, NO_HEADERS
 from .._core.status import TaskStatus
 from .checks import (
     INT64_MAX,
@@ -42,7 +42,6 @@ from .checks import (
 )
 from .protocol import (
     CLAIMABLE_STATUSES,
-    NO_HEADERS,
     Claimed,
     NewTask,
     Page,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, Final, Protocol, cast
 
 import attrs
 
+from .._core.info import NO_HEADERS
 from .._core.status import TaskStatus
 
 #: Statuses a worker may claim a task from (once its ``due_at`` has passed).
@@ -45,9 +45,6 @@ CORRUPT_TASK_ERROR: Final = "trio_workq.CorruptTask"
 # queue wrote, and datetime cannot represent some of them.
 _MAX_ABS_TIME: Final = 1e11
 _SHOWN: Final = 80  # characters of a bad value quoted in the error
-
-#: The headers of a task stored without any (shared: it cannot be changed).
-NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 def storable_text(text: str) -> str:
