@@ -166,7 +166,7 @@ def workq(
                     await submit(job)
             await queue.shutdown()
             elapsed = watch.elapsed()
-            return elapsed, queue.statistics()
+            return elapsed, queue.statistics_nowait()
 
     elapsed, stats = trio.run(main)
     check_tally(tally, tasks, "trio_workq")

@@ -42,9 +42,9 @@ def _workq(quick: bool) -> Metrics:
             watch = Stopwatch()
             # No checkpoint until shutdown(): every task is still queued when cancelled.
             handles = [submit_nowait(noop) for _ in range(tasks)]
-            cancelled = sum(handle.cancel() for handle in handles[::2])
+            cancelled = sum(handle.cancel_nowait() for handle in handles[::2])
             await queue.shutdown()
-            return watch.elapsed(), cancelled, queue.statistics()
+            return watch.elapsed(), cancelled, queue.statistics_nowait()
 
     elapsed, cancelled, stats = trio.run(main)
     half = tasks // 2
@@ -105,13 +105,13 @@ COMPARISON = Comparison(
     title="6c. Cancellation-heavy workload",
     about=(
         "100,000 no-op tasks queued with `submit_nowait` (unbounded buffer, 10 workers), "
-        "every other one cancelled with `handle.cancel()` while still queued, then "
+        "every other one cancelled with `handle.cancel_nowait()` while still queued, then "
         "`await queue.shutdown()` runs the rest. Raw trio: work items with a cancelled flag "
         "that the workers skip. µs per submitted task."
     ),
     variants=(
         Variant("trio_raw", "raw trio: channel of flagged items", _trio_raw),
-        Variant("workq", "trio_workq: `handle.cancel()` on every other queued task", _workq),
+        Variant("workq", "trio_workq: `handle.cancel_nowait()` on every other queued task", _workq),
     ),
     columns=THROUGHPUT_COLUMNS,
     reference="trio_raw",

@@ -50,7 +50,7 @@ def _workq(quick: bool) -> Metrics:
             await trio.sleep(max(delays))
             for handle in handles:
                 await handle.wait()
-            return elapsed, [handle.info() for handle in handles]
+            return elapsed, [handle.info_nowait() for handle in handles]
 
     elapsed, infos = trio.run(main)
     check_tally(tally, tasks, "delayed tasks")

@@ -114,7 +114,7 @@ def _schedule_nowait(tasks: int) -> float:
             handles = [schedule_nowait(_noop, delay=1000.0 + i * 1e-5) for i in range(tasks)]
             elapsed = time.perf_counter() - start
             for handle in handles:
-                handle.cancel()
+                handle.cancel_nowait()
             return elapsed / tasks * 1e6
 
     return trio.run(main)

@@ -7,12 +7,10 @@ and runs once per entry. A new backend is one line in `BACKENDS`: a store
 factory (what to pass as ``open_work_queue(store=...)``) and whether the
 backend may run under a virtual clock.
 
-`SuiteQueue` and `SuiteHandle` give both queues one async API (the shape
-issue 16 plans for `trio_workq.TaskQueue`): today `WorkQueue.cancel`,
-`get_info`, `retry`, `list_tasks`, `statistics` and ``TaskHandle.cancel`` /
-``info`` are sync, their durable counterparts async. The adapter only
-bridges calling conventions; every behavioural difference stays visible to
-the tests, which assert it per backend.
+`Backend.open` yields the queue itself, typed as `trio_workq.TaskQueue`:
+the suite's tests are written against the public protocol, with no
+adapter, so they run unchanged on every backend. Every behavioural
+difference left is asserted per backend.
 """
 
 from __future__ import annotations
@@ -20,33 +18,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 import attrs
-import outcome
 import pytest
 import trio
 import trio.testing
 
 from trio_workq import (
-    DurableQueueStatistics,
-    DurableTaskHandle,
-    DurableWorkQueue,
     EventKind,
-    QueueStatistics,
     RetryPolicy,
     Store,
-    TaskEvent,
-    TaskHandle,
     TaskInfo,
-    TaskPage,
+    TaskQueue,
     TaskStatus,
-    WorkQueue,
     open_work_queue,
 )
-from trio_workq._durable.registry import QUEUE_DEFAULT, definition_for
 from trio_workq._stores.urls import store_from_url
 from trio_workq.testing import MemoryStore
 
@@ -125,154 +113,25 @@ BACKENDS: dict[str, BackendKind] = {
 }
 
 
-# ---------------------------------------------------------------- the adapter
+# ---------------------------------------------------------------- helpers
 
 
-class SuiteHandle(Generic[T]):
-    """A task handle with one async API: `TaskHandle` or `DurableTaskHandle`."""
-
-    def __init__(self, handle: TaskHandle[T] | DurableTaskHandle[T]) -> None:
-        self.raw = handle
-
-    @property
-    def id(self) -> str:
-        return self.raw.id
-
-    async def cancel(self) -> bool:
-        """``handle.cancel()``: sync on `TaskHandle`, a coroutine on `DurableTaskHandle`."""
-        if isinstance(self.raw, TaskHandle):
-            await trio.lowlevel.checkpoint()
-            return self.raw.cancel()
-        return await self.raw.cancel()
-
-    async def wait(self) -> outcome.Outcome[T]:
-        return await self.raw.wait()
-
-    async def result(self) -> T:
-        return await self.raw.result()
-
-    async def info(self) -> TaskInfo:
-        """``handle.info()``: sync on `TaskHandle`, a coroutine on `DurableTaskHandle`."""
-        if isinstance(self.raw, TaskHandle):
-            await trio.lowlevel.checkpoint()
-            return self.raw.info()
-        return await self.raw.info()
+async def counts(queue: TaskQueue) -> dict[TaskStatus, int]:
+    """Tasks per status, from `TaskQueue.statistics` (it has a field per status)."""
+    stats = await queue.statistics()
+    return {status: getattr(stats, status.value) for status in TaskStatus}
 
 
-class SuiteQueue:
-    """A `WorkQueue` or a `DurableWorkQueue`, with async lookups and actions on both."""
-
-    def __init__(self, queue: WorkQueue | DurableWorkQueue) -> None:
-        self.raw = queue
-
-    @property
-    def durable(self) -> bool:
-        return isinstance(self.raw, DurableWorkQueue)
-
-    def _memory_options(self, fn: Any, name: str | None) -> dict[str, Any]:
-        # The in-memory queue ignores `trio_workq.task` registrations: its tasks
-        # are named module:qualname and use the queue's policy unless given
-        # retry=. The suite's tasks are registered; pass their registration's
-        # name and policy, as a durable queue uses them.
-        definition = definition_for(fn, name)
-        options: dict[str, Any] = {"name": definition.name}
-        if definition.retry is not QUEUE_DEFAULT:
-            options["retry"] = definition.retry
-        return options
-
-    async def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        name: str | None = None,
-        priority: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109 - the queue's per-task option
-    ) -> SuiteHandle[Any]:
-        if isinstance(self.raw, WorkQueue):
-            options = self._memory_options(fn, name)
-            return SuiteHandle(
-                await self.raw.submit(fn, *args, priority=priority, timeout=timeout, **options)
-            )
-        return SuiteHandle(
-            await self.raw.submit(fn, *args, name=name, priority=priority, timeout=timeout)
-        )
-
-    async def schedule(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        delay: float | None = None,
-        at: datetime | None = None,
-        priority: int = 0,
-    ) -> SuiteHandle[Any]:
-        if isinstance(self.raw, WorkQueue):
-            options = self._memory_options(fn, None)
-            return SuiteHandle(
-                await self.raw.schedule(fn, *args, delay=delay, at=at, priority=priority, **options)
-            )
-        return SuiteHandle(
-            await self.raw.schedule(fn, *args, delay=delay, at=at, priority=priority)
-        )
-
-    async def get_info(self, task_id: str) -> TaskInfo:
-        if isinstance(self.raw, WorkQueue):
-            await trio.lowlevel.checkpoint()
-            return self.raw.get_info(task_id)
-        return await self.raw.get_info(task_id)
-
-    async def cancel(self, task_id: str) -> bool:
-        if isinstance(self.raw, WorkQueue):
-            await trio.lowlevel.checkpoint()
-            return self.raw.cancel(task_id)
-        return await self.raw.cancel(task_id)
-
-    async def retry(self, task_id: str) -> SuiteHandle[Any]:
-        if isinstance(self.raw, WorkQueue):
-            await trio.lowlevel.checkpoint()
-            return SuiteHandle(self.raw.retry(task_id))
-        return SuiteHandle(await self.raw.retry(task_id))
-
-    async def list_tasks(
-        self,
-        *,
-        status: TaskStatus | None = None,
-        name: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> TaskPage:
-        if isinstance(self.raw, WorkQueue):
-            await trio.lowlevel.checkpoint()
-            return self.raw.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
-        return await self.raw.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
-
-    async def statistics(self) -> QueueStatistics | DurableQueueStatistics:
-        """``statistics()``: sync on `WorkQueue`, async on `DurableWorkQueue`; two classes."""
-        if isinstance(self.raw, WorkQueue):
-            await trio.lowlevel.checkpoint()
-            return self.raw.statistics()
-        return await self.raw.statistics()
-
-    async def counts(self) -> dict[TaskStatus, int]:
-        """Tasks per status, from `statistics` (both classes have a field per status)."""
-        stats = await self.statistics()
-        return {status: getattr(stats, status.value) for status in TaskStatus}
-
-    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - passed on
-        await self.raw.shutdown(timeout)
-
-    def add_listener(self, listener: Callable[[TaskEvent], None]) -> None:
-        self.raw.add_listener(listener)
-
-    async def wait_for_status(
-        self, task_id: str, status: TaskStatus, *, within: float = 5.0
-    ) -> TaskInfo:
-        """Poll until the task has *status*; fail after *within* seconds."""
-        with trio.fail_after(within):
-            while True:
-                info = await self.get_info(task_id)
-                if info.status is status:
-                    return info
-                await trio.sleep(0.01)
+async def wait_for_status(
+    queue: TaskQueue, task_id: str, status: TaskStatus, *, within: float = 5.0
+) -> TaskInfo:
+    """Poll until the task has *status*; fail after *within* seconds."""
+    with trio.fail_after(within):
+        while True:
+            info = await queue.get_info(task_id)
+            if info.status is status:
+                return info
+            await trio.sleep(0.01)
 
 
 async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
@@ -307,7 +166,7 @@ class Backend:
         workers: int = 4,
         retry: RetryPolicy | None = None,
         wrap_store: Callable[[Store], Store] | None = None,
-    ) -> AsyncGenerator[SuiteQueue]:
+    ) -> AsyncGenerator[TaskQueue]:
         """``open_work_queue`` on this backend (both halves block, as there).
 
         *wrap_store*, for a durable backend, wraps its store (e.g. in a fake
@@ -315,7 +174,7 @@ class Backend:
         """
         if self.target is None:
             async with open_work_queue(workers=workers, retry=retry) as queue:
-                yield SuiteQueue(queue)
+                yield queue
         else:
             store = self.target
             if wrap_store is not None:
@@ -324,7 +183,7 @@ class Backend:
             async with open_work_queue(
                 store=store, workers=workers, retry=retry, poll_interval=DURABLE_POLL
             ) as durable:
-                yield SuiteQueue(durable)
+                yield durable
 
 
 # ---------------------------------------------------------------- fixtures

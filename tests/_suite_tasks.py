@@ -4,8 +4,8 @@
 Written once for every backend: each is registered with `trio_workq.task`
 under an explicit ``suite.*`` name (a durable queue stores that name and
 finds the function again by it), and the in-memory queue runs the same
-functions directly. A task's retry policy is its registration's; the suite's
-adapter passes it to the in-memory queue too (see ``_backends.py``).
+functions directly. A task's name and retry policy are its registration's,
+on every backend.
 
 Tasks run in the test's own process on every backend, so they report what
 they did by appending to `runs`.

@@ -33,14 +33,14 @@ class TestCancel:
             await queue.submit(blocker)
             victim = await queue.submit(record)
             assert victim.status is TaskStatus.QUEUED
-            assert victim.cancel() is True
-            assert victim.info().status is TaskStatus.CANCELLED
-            assert queue.statistics().queued == 0
+            assert victim.cancel_nowait() is True
+            assert victim.info_nowait().status is TaskStatus.CANCELLED
+            assert queue.statistics_nowait().queued == 0
             gate.set()
             with pytest.raises(trio_workq.TaskCancelled, match="was cancelled"):
                 await victim.result()
         assert ran == []
-        assert victim.info().attempts == 0
+        assert victim.info_nowait().attempts == 0
 
     async def test_cancel_running_only_that_task(
         self, autojump_clock: trio.testing.MockClock
@@ -50,7 +50,7 @@ class TestCancel:
             handles = [await queue.submit(sleeper, 10) for _ in range(3)]
             await trio.testing.wait_all_tasks_blocked()
             start = trio.current_time()
-            assert queue.cancel(handles[1].id) is True
+            assert queue.cancel_nowait(handles[1].id) is True
             outcome_ = await handles[1].wait()
             assert trio.current_time() == start  # prompt: no time passed
             with pytest.raises(trio_workq.TaskCancelled):
@@ -58,14 +58,14 @@ class TestCancel:
             assert handles[1].status is TaskStatus.CANCELLED
             assert await handles[0].result() == "slept"
             assert await handles[2].result() == "slept"
-            assert queue.statistics().cancelled == 1
+            assert queue.statistics_nowait().cancelled == 1
 
     async def test_worker_survives_cancel(self, autojump_clock: trio.testing.MockClock) -> None:
         """After a task is cancelled its worker runs the next task (its scope is renewed)."""
         async with trio_workq.open_work_queue(workers=1) as queue:
             first = await queue.submit(sleeper, 10)
             await trio.testing.wait_all_tasks_blocked()
-            first.cancel()
+            first.cancel_nowait()
             second = await queue.submit(sleeper, 1)
             assert await second.result() == "slept"
             assert first.status is TaskStatus.CANCELLED
@@ -75,9 +75,9 @@ class TestCancel:
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(sleeper, 0)
             assert await handle.result() == "slept"
-            assert handle.cancel() is False
+            assert handle.cancel_nowait() is False
             assert handle.status is TaskStatus.COMPLETED
-            assert queue.statistics().cancelled == 0
+            assert queue.statistics_nowait().cancelled == 0
 
     async def test_cancel_twice(self, autojump_clock: trio.testing.MockClock) -> None:
         """A second cancel() of a queued task returns False; of a running one, True and harmless."""
@@ -90,13 +90,13 @@ class TestCancel:
             running = await queue.submit(blocker)
             queued = await queue.submit(blocker)
             await trio.testing.wait_all_tasks_blocked()
-            assert queued.cancel() is True
-            assert queued.cancel() is False
-            assert running.cancel() is True
-            assert running.cancel() is True
+            assert queued.cancel_nowait() is True
+            assert queued.cancel_nowait() is False
+            assert running.cancel_nowait() is True
+            assert running.cancel_nowait() is True
             await running.wait()
             assert running.status is TaskStatus.CANCELLED
-            assert queue.statistics().cancelled == 2
+            assert queue.statistics_nowait().cancelled == 2
 
     async def test_cancel_racing_completion(self) -> None:
         """A cancel() that arrives after the task's last checkpoint loses: the task completes."""
@@ -110,7 +110,7 @@ class TestCancel:
             handle = await queue.submit(finish_without_checkpoint_after, event)
             await trio.testing.wait_all_tasks_blocked()
             event.set()  # the task is rescheduled and will return without another checkpoint
-            assert handle.cancel() is True
+            assert handle.cancel_nowait() is True
             assert await handle.result() == "done"
             assert handle.status is TaskStatus.COMPLETED
             # The worker's scope was spent by that cancel(); the next task is unaffected.
@@ -128,7 +128,7 @@ class TestCancel:
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(job)
             await started.wait()
-            handle.cancel()
+            handle.cancel_nowait()
             await handle.wait()
             assert handle.status is TaskStatus.CANCELLED
 
@@ -144,7 +144,7 @@ class TestCancel:
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(stubborn)
             await trio.testing.wait_all_tasks_blocked()
-            handle.cancel()
+            handle.cancel_nowait()
             with pytest.raises(RuntimeError, match="cleanup failed"):
                 await handle.result()
             assert handle.status is TaskStatus.FAILED
@@ -165,10 +165,10 @@ class TestCancel:
             handle = await queue.submit(with_cleanup)
             await trio.testing.wait_all_tasks_blocked()
             start = trio.current_time()
-            handle.cancel()
+            handle.cancel_nowait()
             assert handle.status is TaskStatus.RUNNING
             await handle.wait()
-            assert handle.info().status is TaskStatus.CANCELLED
+            assert handle.info_nowait().status is TaskStatus.CANCELLED
             assert cleaned == [start + 3]
 
 
@@ -191,12 +191,12 @@ class TestTimeout:
             with pytest.raises(trio_workq.TaskTimeout, match=r"timed out after 2.5s"):
                 await handle.result()
             assert trio.current_time() - start == pytest.approx(2.5)
-            info = handle.info()
+            info = handle.info_nowait()
             assert info.status is TaskStatus.FAILED
             assert isinstance(info.last_error, trio_workq.TaskTimeout)
             assert isinstance(info.last_error, trio.TooSlowError)
             assert info.timeout == 2.5
-            assert queue.statistics().failed == 1
+            assert queue.statistics_nowait().failed == 1
 
     async def test_timeout_does_not_leak_to_next_task(
         self, autojump_clock: trio.testing.MockClock
@@ -218,18 +218,18 @@ class TestTimeout:
                 with pytest.raises(trio_workq.TaskTimeout):
                     await h.result()
             assert await c.result() == "slept"
-            assert c.info().started_at is not None
-            assert b.info().finished_at == c.info().started_at
+            assert c.info_nowait().started_at is not None
+            assert b.info_nowait().finished_at == c.info_nowait().started_at
 
     async def test_cancel_wins_over_timeout(self, autojump_clock: trio.testing.MockClock) -> None:
         """A task cancelled before its deadline ends cancelled, not timed out."""
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(sleeper, 100, timeout=10)
             await trio.sleep(1)
-            handle.cancel()
+            handle.cancel_nowait()
             await handle.wait()
             assert handle.status is TaskStatus.CANCELLED
-            assert handle.info().last_error is None
+            assert handle.info_nowait().last_error is None
 
     async def test_timeout_racing_completion(self, autojump_clock: trio.testing.MockClock) -> None:
         """A sleep ending exactly at the deadline loses to the timeout (the outer scope wins)."""

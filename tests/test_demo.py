@@ -346,7 +346,7 @@ class TestTally:
             handle = await queue.submit(perform, job, name="charge_card")
             await handle.wait()
             assert tally.final == {"charge_card": Counter({FAILED: 1})}
-            queue.retry(handle.id)  # what the dashboard's retry button does
+            queue.retry_nowait(handle.id)  # what the dashboard's retry button does
             await handle.wait()
         assert handle.status is COMPLETED
         assert tally.final == {"charge_card": Counter({COMPLETED: 1})}
@@ -382,7 +382,7 @@ class TestTally:
             handle = await queue.submit(perform, hung, name="charge_card", timeout=1)
             await handle.wait()
             assert (tally.timeouts, handle.status) == (1, FAILED)
-            queue.retry(handle.id)  # the dashboard's retry button; this attempt succeeds
+            queue.retry_nowait(handle.id)  # the dashboard's retry button; this attempt succeeds
             await handle.wait()
         assert handle.status is COMPLETED
         assert (tally.timeouts, tally.reruns, tally.retries) == (1, 1, 0)
@@ -400,7 +400,7 @@ class TestTally:
                 for n in range(3)
             ]
             await handles[-1].wait()
-            queue.retry(handles[-1].id)
+            queue.retry_nowait(handles[-1].id)
             await handles[-1].wait()
         assert tally.final == {"a": Counter({FAILED: 2, COMPLETED: 1})}
         assert tally.reruns == 1

@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _backends import wait_for_status
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskStatus, fixed
+from trio_workq._core.registry import definition_for, task
 from trio_workq._durable.queue import (
     LEASE_EXPIRED_ERROR,
     DurableTaskHandle,
@@ -31,7 +33,6 @@ from trio_workq._durable.queue import (
     error_text,
     open_durable_queue,
 )
-from trio_workq._durable.registry import definition_for, task
 from trio_workq._durable.serialize import JSONSerializer, PickleSerializer
 from trio_workq._stores.memory import MemoryStore
 from trio_workq._stores.protocol import NewTask, Store, StoreError
@@ -202,18 +203,6 @@ def store_at(url: Store | str) -> Store:
 @pytest.fixture(autouse=True)
 def _clear_runs() -> None:
     runs.clear()
-
-
-async def wait_for_status(
-    queue: DurableWorkQueue, task_id: str, status: TaskStatus, *, within: float = 5.0
-) -> trio_workq.TaskInfo:
-    """Poll the store until the task has *status*."""
-    with trio.fail_after(within):
-        while True:
-            info = await queue.get_info(task_id)
-            if info.status is status:
-                return info
-            await trio.sleep(0.01)
 
 
 async def wait_for_start(count: int = 1, *, within: float = 15) -> None:
@@ -481,7 +470,7 @@ class TestSubmitAndRun:
         async with open_durable_queue(store=url, workers=0) as producer:
             handle = await producer.submit(add, 20, 22)
         async with open_durable_queue(store=url, workers=1, lease=1, poll_interval=0.05) as worker:
-            assert await worker.get_handle(handle.id).result() == 42
+            assert await (await worker.get_handle(handle.id)).result() == 42
 
     async def test_operations_checkpoint(self, submit_only: DurableWorkQueue) -> None:
         """Every async method of the queue and the handle is a checkpoint."""
@@ -589,23 +578,28 @@ class TestCancelAndRetry:
 
 class TestLookups:
     async def test_unknown_ids(self, submit_only: DurableWorkQueue) -> None:
-        """get_handle does no I/O; the handle and get_info raise TaskNotFound for unknown ids."""
-        handle = submit_only.get_handle("424242")
-        assert handle.id == "424242"
+        """get_handle, get_info and an old handle raise TaskNotFound for unknown ids."""
         with pytest.raises(trio_workq.TaskNotFound):
-            await handle.result()
+            await submit_only.get_handle("424242")
         with pytest.raises(trio_workq.TaskNotFound):
             await submit_only.get_info("424242")
         with pytest.raises(TypeError, match="task_id must be a str"):
-            submit_only.get_handle(1)  # type: ignore[arg-type]
+            await submit_only.get_handle(1)  # type: ignore[arg-type]
+        handle = await submit_only.submit(add, 1, 2)
+        assert await submit_only.cancel(handle.id)
+        await submit_only.store.purge_finished(
+            submit_only.store.now() + 60
+        )  # gone; its handle stays
+        with pytest.raises(trio_workq.TaskNotFound):
+            await handle.result()
 
     async def test_handles_compare_by_id(self, submit_only: DurableWorkQueue) -> None:
         """Two handles of one task are equal and hash alike."""
         handle = await submit_only.submit(add, 1, 2)
-        same = submit_only.get_handle(handle.id)
+        same = await submit_only.get_handle(handle.id)
         assert handle == same
         assert hash(handle) == hash(same)
-        assert handle != submit_only.get_handle("0")
+        assert handle != await submit_only.submit(add, 1, 2)
         assert handle != handle.id
         assert repr(handle) == f"<DurableTaskHandle id={handle.id}>"
 
@@ -673,8 +667,8 @@ class TestShutdownAndRestart:
             scheduled = await producer.schedule(record, "scheduled", delay=0.3)
         assert runs == []
         async with open_durable_queue(store=url, workers=2, lease=1, poll_interval=0.05) as queue:
-            assert await queue.get_handle(queued.id).result() == "queued"
-            assert await queue.get_handle(scheduled.id).result() == "scheduled"
+            assert await (await queue.get_handle(queued.id)).result() == "queued"
+            assert await (await queue.get_handle(scheduled.id)).result() == "scheduled"
 
     async def test_shutdown_deadline_gives_running_tasks_back(self, url: Store | str) -> None:
         """At the shutdown deadline running tasks are cancelled and queued again, uncounted."""
@@ -757,7 +751,7 @@ class TestShutdownAndRestart:
             await first.shutdown(timeout=0)
         async with open_durable_queue(store=url, workers=3, lease=1) as second:
             for handle in handles:
-                assert await second.get_handle(handle.id).result() == "slept"
+                assert await (await second.get_handle(handle.id)).result() == "slept"
         assert (await counts(url))[TaskStatus.COMPLETED] == 30
 
     async def test_delayed_tasks_and_retries_survive_a_restart(self, url: Store | str) -> None:
@@ -771,8 +765,8 @@ class TestShutdownAndRestart:
         async with open_durable_queue(
             store=url, workers=1, lease=1, retry=policy, poll_interval=0.05
         ) as second:
-            assert await second.get_handle(later.id).result() == "later"
-            assert await second.get_handle(retried.id).result() == 2
+            assert await (await second.get_handle(later.id)).result() == "later"
+            assert await (await second.get_handle(retried.id)).result() == 2
 
     async def test_lost_lease_stops_the_attempt_and_records_nothing(
         self, url: Store | str, monkeypatch: pytest.MonkeyPatch
@@ -816,7 +810,7 @@ class TestShutdownAndRestart:
         finally:
             await store.aclose()
         async with open_durable_queue(store=url, workers=1, lease=0.5, poll_interval=0.05) as queue:
-            assert await queue.get_handle(task_id).result() == "orphan"
+            assert await (await queue.get_handle(task_id)).result() == "orphan"
             info = await queue.get_info(task_id)
         assert info.attempts == 2
         assert str(info.errors[0]) == LEASE_EXPIRED_ERROR.split("\n")[0]
@@ -834,7 +828,7 @@ class TestShutdownAndRestart:
             await store.aclose()
         async with open_durable_queue(store=url, workers=1, lease=1) as queue:
             with pytest.raises(StoredError, match=r"no task named 'nobody\.registered\.this'"):
-                await queue.get_handle(task_id).result()
+                await (await queue.get_handle(task_id)).result()
             assert (await queue.get_info(task_id)).attempts == 1  # not retried
 
     async def test_malformed_stored_arguments_fail(self, url: Store | str) -> None:
@@ -849,7 +843,7 @@ class TestShutdownAndRestart:
             )
             for task_id in ids:
                 with pytest.raises(StoredError):
-                    await queue.get_handle(task_id).result()
+                    await (await queue.get_handle(task_id)).result()
 
     @staticmethod
     async def _info(url: Store | str, task_id: str) -> trio_workq.TaskInfo:
@@ -920,7 +914,7 @@ class TestRecordingOutcomes:
         async with open_durable_queue(store=url, workers=0) as queue:
             info = await queue.get_info(handles[0].id)
             assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 1)
-            assert await queue.get_handle(handles[0].id).result() == "done"
+            assert await (await queue.get_handle(handles[0].id)).result() == "done"
 
     @pytest.mark.parametrize("fn", [shielded_work, thread_work])
     async def test_result_returned_after_outside_cancel_is_written(

@@ -29,9 +29,9 @@ from psycopg import sql
 
 import trio_workq
 from trio_workq import RetryPolicy, TaskCancelled, TaskNotFound, TaskStatus, fixed
+from trio_workq._core.registry import task
 from trio_workq._durable import maintenance as _maintenance
 from trio_workq._durable.queue import StoredError, open_durable_queue
-from trio_workq._durable.registry import task
 from trio_workq._stores.protocol import Claimed
 
 # ---------------------------------------------------------------- the tasks
@@ -183,7 +183,7 @@ class TestStoredMaxAttempts:
             store=url, workers=1, lease=1, poll_interval=0.05, retry=run_policy
         ) as queue:
             with trio.fail_after(5), pytest.raises(StoredError) as failed:
-                await queue.get_handle(task_id).result()
+                await (await queue.get_handle(task_id)).result()
             info = await queue.get_info(task_id)
         assert str(failed.value) == f"OSError: attempt {at_submit} failed"
         assert info.status is TaskStatus.FAILED
@@ -337,7 +337,7 @@ class TestClaimedNotStarted:
                     (task_id,) = queue._held  # pyright: ignore[reportPrivateUsage]
                     assert await queue.cancel(task_id) is True
                 with pytest.raises(TaskCancelled):
-                    await queue.get_handle(task_id).result()
+                    await (await queue.get_handle(task_id)).result()
         assert started == []
 
 
@@ -401,7 +401,7 @@ class TestCancelWins:
             assert await other.cancel(handle.id) is True
             gate.set()  # the attempt fails by itself, its worker unaware of the cancel
             with trio.fail_after(5), pytest.raises(TaskCancelled):
-                await other.get_handle(handle.id).result()
+                await (await other.get_handle(handle.id)).result()
             await trio.sleep(0.2)  # a retry would have been claimed by now
             info = await handle.info()
         assert info.status is TaskStatus.CANCELLED
@@ -505,7 +505,7 @@ class TestRefusedWrites:
                 store=url, workers=1, lease=5, poll_interval=0.05
             ) as second:
                 with trio.fail_after(10):  # attempt 1's lease expires, the second queue runs it
-                    assert await second.get_handle(handle.id).result() >= 2
+                    assert await (await second.get_handle(handle.id)).result() >= 2
             may_write.set()
             with trio.fail_after(5):
                 await written.wait()

@@ -40,8 +40,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from trio_workq import StoredError, TaskCancelled, TaskStatus
+from trio_workq._core.registry import task
 from trio_workq._durable.queue import DurableTaskHandle, DurableWorkQueue, open_durable_queue
-from trio_workq._durable.registry import task
 from trio_workq._stores.postgres import PostgresStore
 from trio_workq._stores.protocol import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError, read_row
 from trio_workq._stores.sqlite import SQLiteStore
@@ -181,7 +181,7 @@ async def test_outer_cancel_with_failing_cleanup_gives_the_task_back(backend: Ba
                 async with open_durable_queue(
                     store=backend.url, workers=1, lease=5, poll_interval=0.05
                 ):
-                    await wait_running(producer.get_handle(handle.id))
+                    await wait_running(await producer.get_handle(handle.id))
                     outer.cancel()
                     await trio.sleep_forever()
             assert outer.cancelled_caught  # a cancellation, not an exception group, came out
@@ -407,7 +407,7 @@ async def test_corrupt_row_fails_only_that_task(
         async with open_durable_queue(
             store=backend.url, workers=2, lease=5, poll_interval=0.05
         ) as queue:
-            error = await failure_of(queue.get_handle(bad.id))
+            error = await failure_of(await queue.get_handle(bad.id))
             assert error.summary.startswith(
                 f"{CORRUPT_TASK_ERROR}: the stored row of task {bad.id}"
             )
@@ -430,7 +430,7 @@ async def test_undecodable_arguments_fail_only_that_task(backend: Backend) -> No
         async with open_durable_queue(
             store=backend.url, workers=2, lease=5, poll_interval=0.05
         ) as queue:
-            error = await failure_of(queue.get_handle(bad.id))
+            error = await failure_of(await queue.get_handle(bad.id))
             assert error.summary.startswith(
                 "ValueError: the stored arguments cannot be decoded by JSONSerializer()"
             )

@@ -221,7 +221,7 @@ class TestCommandLine:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A module that registers no task is reported (when none are registered at all)."""
-        monkeypatch.setattr(trio_workq._durable.registry, "_by_name", {})
+        monkeypatch.setattr(trio_workq._core.registry, "_by_name", {})
         assert cli_main(["worker", "json", "--store", f"sqlite:///{tmp_path}/t.db"]) == 1
         assert "no tasks are registered after importing json" in capsys.readouterr().err
 

@@ -13,7 +13,7 @@ import trio
 
 import trio_workq
 from trio_workq import RetryPolicy, fixed
-from trio_workq._durable.registry import (
+from trio_workq._core.registry import (
     QUEUE_DEFAULT,
     _by_function,
     _by_name,

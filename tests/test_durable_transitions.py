@@ -23,8 +23,8 @@ from _pg import require_postgres
 from psycopg import sql
 
 from trio_workq import RetryPolicy, TaskStatus, fixed
+from trio_workq._core.registry import task
 from trio_workq._durable.queue import LEASE_EXPIRED_ERROR, StoredError, open_durable_queue
-from trio_workq._durable.registry import task
 from trio_workq._stores.memory import MemoryStore
 from trio_workq._stores.protocol import NewTask, Store, StoredTask
 from trio_workq._stores.urls import store_from_url

@@ -43,7 +43,7 @@ class TestListeners:
             bad = await queue.submit(sleeper, 5, name="bad", timeout=1)
             delayed = await queue.schedule(sleeper, 0, delay=10, name="delayed")
             dropped = await queue.schedule(sleeper, 0, delay=10, name="dropped")
-            dropped.cancel()
+            dropped.cancel_nowait()
             await delayed.wait()
         assert kinds_of(events, done.id) == ["submitted", "started", "completed"]
         assert kinds_of(events, retried.id) == [
@@ -239,7 +239,7 @@ async def test_cheap_event_fields(autojump_clock: trio.testing.MockClock) -> Non
         slow = queue.submit_nowait(sleeper, 10, name="slow", timeout=2, retry=policy)
         queued = queue.submit_nowait(sleeper, 1, name="never")
         await trio.sleep(5)
-        queued.cancel()
+        queued.cancel_nowait()
         await slow.wait()
     table = [(e.name, str(e.kind), e.attempt, e.queue_wait, e.run_duration) for e in events]
     assert table == [

@@ -14,8 +14,8 @@ import trio.testing
 import trio_workq
 from trio_workq import RetryPolicy, TaskStatus, TaskTimeout, fixed
 from trio_workq._core.outcomes import split_attempt_error
+from trio_workq._core.registry import task
 from trio_workq._durable.queue import DurableWorkQueue, open_durable_queue
-from trio_workq._durable.registry import task
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -88,13 +88,13 @@ class TestGroupsRaisedWhileCancelled:
             handle = await queue.submit(nursery_failing_in_cleanup, started)
             other = await queue.submit(sleeper, 5)
             await trio.sleep(1)
-            assert handle.cancel()
+            assert handle.cancel_nowait()
             await handle.wait()
             assert other.status is TaskStatus.RUNNING
             assert await (await queue.submit(sleeper, 1)).result() == "slept"
         assert handle.status is TaskStatus.CANCELLED
         assert len(started) == 1
-        info = handle.info()
+        info = handle.info_nowait()
         assert info.attempts == 1
         assert group_of_oserror(info.last_error)  # recorded, not raised by the queue
         with pytest.raises(trio_workq.TaskCancelled):
@@ -114,14 +114,14 @@ class TestGroupsRaisedWhileCancelled:
         assert started == [start, start + 3]
         assert handle.status is TaskStatus.FAILED
         assert group_of_oserror(caught.value.__cause__)
-        assert [type(e) for e in handle.info().errors] == [TaskTimeout, TaskTimeout]
+        assert [type(e) for e in handle.info_nowait().errors] == [TaskTimeout, TaskTimeout]
         assert await other.result() == "slept"
 
     async def test_enclosing_cancel(self, autojump_clock: trio.testing.MockClock) -> None:
         """Cancelled by an enclosing scope, such a task ends cancelled; only Cancelled goes on."""
         started: list[float] = []
         policy = RetryPolicy(max_attempts=3, backoff=fixed(0))
-        handles: list[trio_workq.TaskHandle[None]] = []
+        handles: list[trio_workq.MemoryTaskHandle[None]] = []
         with trio.CancelScope() as scope:
             async with trio_workq.open_work_queue(retry=policy) as queue:
                 handles.append(await queue.submit(nursery_failing_in_cleanup, started))
@@ -131,7 +131,7 @@ class TestGroupsRaisedWhileCancelled:
         assert scope.cancelled_caught
         assert handles[0].status is TaskStatus.CANCELLED
         assert len(started) == 1
-        assert group_of_oserror(handles[0].info().last_error)
+        assert group_of_oserror(handles[0].info_nowait().last_error)
 
     async def test_keyboard_interrupt_in_group_propagates(self) -> None:
         """A KeyboardInterrupt raised beside the task's Cancelled still stops the queue."""
@@ -147,12 +147,12 @@ class TestGroupsRaisedWhileCancelled:
                 nursery.start_soon(interrupting_child)
                 await trio.sleep_forever()
 
-        holder: list[trio_workq.TaskHandle[None]] = []
+        holder: list[trio_workq.MemoryTaskHandle[None]] = []
         with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True):
             async with trio_workq.open_work_queue() as queue:
                 holder.append(await queue.submit(parent))
                 await trio.testing.wait_all_tasks_blocked()
-                holder[0].cancel()
+                holder[0].cancel_nowait()
                 await trio.sleep_forever()
         assert holder[0].status is TaskStatus.CANCELLED
 
@@ -185,7 +185,7 @@ async def test_enclosing_cancel_is_never_retried(autojump_clock: trio.testing.Mo
             raise OSError("cleanup failed")
 
     policy = RetryPolicy(max_attempts=5, backoff=fixed(0))
-    handles: list[trio_workq.TaskHandle[None]] = []
+    handles: list[trio_workq.MemoryTaskHandle[None]] = []
     with trio.CancelScope() as scope:
         async with trio_workq.open_work_queue(workers=10, retry=policy) as queue:
             handles.extend([await queue.submit(fails_in_cleanup, key) for key in range(20)])
@@ -193,7 +193,7 @@ async def test_enclosing_cancel_is_never_retried(autojump_clock: trio.testing.Mo
             scope.cancel()
             await trio.sleep_forever()
     assert sorted(starts) == list(range(10))
-    assert [h.info().attempts for h in handles] == [1] * 10 + [0] * 10
+    assert [h.info_nowait().attempts for h in handles] == [1] * 10 + [0] * 10
     assert all(h.status is TaskStatus.FAILED for h in handles[:10])
     assert all(h.status is TaskStatus.CANCELLED for h in handles[10:])
 
@@ -221,7 +221,7 @@ async def test_nothing_starts_after_the_shutdown_deadline(
         assert trio.current_time() - start == pytest.approx(2)
     assert first.status is TaskStatus.COMPLETED
     assert starts == []
-    assert [(h.status, h.info().attempts) for h in queued] == [(TaskStatus.CANCELLED, 0)] * 3
+    assert [(h.status, h.info_nowait().attempts) for h in queued] == [(TaskStatus.CANCELLED, 0)] * 3
 
 
 class TestShutdownFromOwnTask:
@@ -232,7 +232,7 @@ class TestShutdownFromOwnTask:
 
         async def stopper() -> str:
             await queue.shutdown()
-            assert queue.statistics().closed
+            assert queue.statistics_nowait().closed
             await trio.sleep(1)
             return "stopped"
 

@@ -69,7 +69,7 @@ def test_random_workloads_keep_invariants(
             running -= 1
 
     async def main() -> None:
-        handles: list[trio_workq.TaskHandle[int]] = []
+        handles: list[trio_workq.MemoryTaskHandle[int]] = []
         async with trio.open_nursery() as nursery:
             async with trio_workq.open_work_queue(
                 nursery, workers=workers, max_buffer_size=buffer, shutdown_timeout=shutdown_timeout
@@ -86,14 +86,14 @@ def test_random_workloads_keep_invariants(
                     handles.append(handle)
                     if spec.cancel_after is not None:
                         nursery.start_soon(cancel_later, handle, spec.cancel_after)
-                    assert queue.statistics().running <= workers
-            stats = queue.statistics()
+                    assert queue.statistics_nowait().running <= workers
+            stats = queue.statistics_nowait()
 
         assert peak <= workers
         assert stats.queued == stats.running == stats.scheduled == stats.retrying == 0
         assert stats.completed + stats.failed + stats.cancelled == stats.submitted == len(workload)
         for index, (spec, handle) in enumerate(zip(workload, handles, strict=True)):
-            info = queue.get_info(handle.id)
+            info = queue.get_info_nowait(handle.id)
             assert handle.done
             assert info.status is handle.status
             assert info.status.is_terminal
@@ -111,9 +111,9 @@ def test_random_workloads_keep_invariants(
                 assert isinstance(outcome_, outcome.Error)
                 assert isinstance(outcome_.error, trio_workq.TaskCancelled)
 
-    async def cancel_later(handle: trio_workq.TaskHandle[int], after: float) -> None:
+    async def cancel_later(handle: trio_workq.MemoryTaskHandle[int], after: float) -> None:
         await trio.sleep(after)
-        handle.cancel()
+        handle.cancel_nowait()
 
     async def bounded() -> None:
         # Virtual time: a deadlock shows up as TooSlowError (and Hypothesis shrinks it).
@@ -141,12 +141,12 @@ def test_retained_records_match_a_model(
         raise OSError("no")
 
     async def main() -> None:
-        finished: list[tuple[str, trio_workq.TaskHandle[None]]] = []
+        finished: list[tuple[str, trio_workq.MemoryTaskHandle[None]]] = []
         async with trio_workq.open_work_queue(workers=1, max_retained=max_retained) as queue:
             for number, ending in enumerate(endings, 1):
                 if ending == "cancel":
                     handle = await queue.schedule(trio.sleep, 1, delay=5)
-                    handle.cancel()
+                    handle.cancel_nowait()
                 else:
                     handle = await queue.submit(noop if ending == "complete" else fail)
                     await handle.wait()
@@ -157,23 +157,23 @@ def test_retained_records_match_a_model(
             check(queue, finished)
 
     def check(
-        queue: trio_workq.WorkQueue, finished: list[tuple[str, trio_workq.TaskHandle[None]]]
+        queue: trio_workq.WorkQueue, finished: list[tuple[str, trio_workq.MemoryTaskHandle[None]]]
     ) -> None:
         kept = finished[max(0, len(finished) - max_retained) :] if max_retained else []
-        stats = queue.statistics()
+        stats = queue.statistics_nowait()
         assert stats.retained == len(kept)
         for status, ending in [
             (TaskStatus.COMPLETED, "complete"),
             (TaskStatus.FAILED, "fail"),
             (TaskStatus.CANCELLED, "cancel"),
         ]:
-            assert getattr(stats, status.value) == sum(e == ending for e, _ in finished)
-            listed = [info.id for info in queue.list_tasks(status=status, limit=1000).tasks]
+            assert getattr(stats, status.value) == sum(e == ending for e, _ in kept)
+            listed = [info.id for info in queue.list_tasks_nowait(status=status, limit=1000).tasks]
             assert listed == [h.id for e, h in reversed(kept) if e == ending]
         for _, handle in finished[: len(finished) - len(kept)]:
             with pytest.raises(trio_workq.TaskNotFound):
-                queue.get_handle(handle.id)
-        assert all(queue.get_handle(h.id) is h for _, h in kept)
+                queue.get_handle_nowait(handle.id)
+        assert all(queue.get_handle_nowait(h.id) is h for _, h in kept)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -232,7 +232,7 @@ def test_listeners_acting_on_the_queue_keep_invariants(
             raise OSError("fails")
 
     def check(queue: trio_workq.WorkQueue) -> None:
-        stats = queue.statistics()
+        stats = queue.statistics_nowait()
         counts = {
             TaskStatus.QUEUED: stats.queued,
             TaskStatus.SCHEDULED: stats.scheduled,
@@ -244,15 +244,15 @@ def test_listeners_acting_on_the_queue_keep_invariants(
         }
         assert sum(counts.values()) == stats.submitted
         for status, count in counts.items():
-            listed = queue.list_tasks(status=status, limit=1000).tasks
+            listed = queue.list_tasks_nowait(status=status, limit=1000).tasks
             assert len(listed) == count, status
             assert all(info.status is status for info in listed)
-        listed_all = queue.list_tasks(limit=1000).tasks
+        listed_all = queue.list_tasks_nowait(limit=1000).tasks
         assert len({info.id for info in listed_all}) == len(listed_all) == stats.submitted
         assert stats.queued <= buffer + workers - stats.busy_workers
 
     async def main() -> None:
-        handles: list[trio_workq.TaskHandle[None]] = []
+        handles: list[trio_workq.MemoryTaskHandle[None]] = []
         budget = [25]  # listener actions in all: listeners reacting to their own tasks stop
         async with trio_workq.open_work_queue(
             workers=workers, max_buffer_size=buffer, retry=policy
@@ -267,17 +267,17 @@ def test_listeners_acting_on_the_queue_keep_invariants(
                         budget[0] -= 1
                         try:
                             if action == "cancel":
-                                queue.cancel(event.task_id)
+                                queue.cancel_nowait(event.task_id)
                             elif action == "retry":
-                                queue.retry(event.task_id)
+                                queue.retry_nowait(event.task_id)
                             elif action == "submit":
                                 handles.append(queue.submit_nowait(job, 0.0, 1))
                             elif action == "schedule":
                                 handles.append(queue.schedule_nowait(job, 0.0, 0, delay=0.5))
                             elif action == "cancel_other" and handles:
-                                handles[budget[0] % len(handles)].cancel()
+                                handles[budget[0] % len(handles)].cancel_nowait()
                             elif handles:
-                                queue.retry(handles[budget[0] % len(handles)].id)
+                                queue.retry_nowait(handles[budget[0] % len(handles)].id)
                         except expected_errors:
                             pass
                         check(queue)
@@ -298,12 +298,12 @@ def test_listeners_acting_on_the_queue_keep_invariants(
             check(queue)
 
         assert not unexpected
-        stats = queue.statistics()
+        stats = queue.statistics_nowait()
         assert stats.queued == stats.running == stats.scheduled == stats.retrying == 0
         assert stats.completed + stats.failed + stats.cancelled == stats.submitted == len(handles)
         assert stats.producers_waiting == stats.schedulers_waiting == 0
         for handle in handles:
-            info = queue.get_info(handle.id)
+            info = queue.get_info_nowait(handle.id)
             assert info.status.is_terminal
             assert handle.done
             assert info.attempts == runs.get(handle.id, 0)

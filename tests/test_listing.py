@@ -43,7 +43,7 @@ def all_pages(queue: trio_workq.WorkQueue, limit: int, **filters: object) -> lis
     seen: list[str] = []
     cursor = None
     while True:
-        page = queue.list_tasks(limit=limit, cursor=cursor, **filters)  # type: ignore[arg-type]
+        page = queue.list_tasks_nowait(limit=limit, cursor=cursor, **filters)  # type: ignore[arg-type]
         seen += ids(page)
         if page.next_cursor is None:
             return seen
@@ -57,7 +57,7 @@ class TestListTasks:
             handles = [await queue.submit(noop) for _ in range(7)]
             await handles[-1].wait()
             expected = [h.id for h in reversed(handles)]
-            first = queue.list_tasks(limit=3)
+            first = queue.list_tasks_nowait(limit=3)
             assert ids(first) == expected[:3]
             assert first.next_cursor is not None
             assert all_pages(queue, 3) == expected
@@ -70,9 +70,9 @@ class TestListTasks:
             await queue.submit(noop)
             last = await queue.submit(boom)
             await last.wait()
-            assert ids(queue.list_tasks(status=TaskStatus.FAILED)) == [last.id, first.id]
-            assert ids(queue.list_tasks(status="failed", limit=1)) == [last.id]
-            assert queue.list_tasks(status="running").tasks == ()
+            assert ids(queue.list_tasks_nowait(status=TaskStatus.FAILED)) == [last.id, first.id]
+            assert ids(queue.list_tasks_nowait(status="failed", limit=1)) == [last.id]
+            assert queue.list_tasks_nowait(status="running").tasks == ()
 
     async def test_live_statuses_are_listed(self) -> None:
         """Running, queued and scheduled tasks appear under their status."""
@@ -81,12 +81,12 @@ class TestListTasks:
             queued = await queue.submit(noop)
             later = await queue.schedule(noop, delay=60)
             await trio.testing.wait_all_tasks_blocked()
-            assert ids(queue.list_tasks(status="running")) == [running.id]
-            assert ids(queue.list_tasks(status="queued")) == [queued.id]
-            [info] = queue.list_tasks(status="scheduled").tasks
+            assert ids(queue.list_tasks_nowait(status="running")) == [running.id]
+            assert ids(queue.list_tasks_nowait(status="queued")) == [queued.id]
+            [info] = queue.list_tasks_nowait(status="scheduled").tasks
             assert info.id == later.id
             assert info.status is TaskStatus.SCHEDULED
-            running.cancel()
+            running.cancel_nowait()
             queue._abort()
 
     async def test_queued_tasks_of_all_priorities_newest_first(self) -> None:
@@ -95,13 +95,13 @@ class TestListTasks:
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
             blocker = await queue.submit(forever)
             queued = [await queue.submit(noop, priority=p % 3) for p in range(10)]
-            queued[4].cancel()
-            queued[7].cancel()
+            queued[4].cancel_nowait()
+            queued[7].cancel_nowait()
             await trio.testing.wait_all_tasks_blocked()
             expected = [h.id for i, h in enumerate(reversed(queued)) if i not in (2, 5)]
             assert all_pages(queue, 3, status="queued") == expected
-            assert queue.statistics().queued == 8
-            blocker.cancel()
+            assert queue.statistics_nowait().queued == 8
+            blocker.cancel_nowait()
             queue._abort()
 
     async def test_running_tasks_newest_first_with_cursor(self) -> None:
@@ -109,11 +109,11 @@ class TestListTasks:
             running = [await queue.submit(forever) for _ in range(3)]
             await trio.testing.wait_all_tasks_blocked()
             assert all_pages(queue, 2, status="running") == [h.id for h in reversed(running)]
-            assert queue.statistics().running == queue.statistics().busy_workers == 3
-            running[1].cancel()
+            assert queue.statistics_nowait().running == queue.statistics_nowait().busy_workers == 3
+            running[1].cancel_nowait()
             await trio.testing.wait_all_tasks_blocked()
             assert all_pages(queue, 1, status="running") == [running[2].id, running[0].id]
-            assert queue.statistics().running == 2
+            assert queue.statistics_nowait().running == 2
             queue._abort()
 
     async def test_cursor_survives_tasks_moving_on(self) -> None:
@@ -122,11 +122,11 @@ class TestListTasks:
             blocker = await queue.submit(forever)
             queued = [await queue.submit(noop) for _ in range(6)]
             await trio.testing.wait_all_tasks_blocked()
-            page = queue.list_tasks(status="queued", limit=3)
+            page = queue.list_tasks_nowait(status="queued", limit=3)
             assert ids(page) == [h.id for h in reversed(queued)][:3]
-            blocker.cancel()
+            blocker.cancel_nowait()
             await queued[-1].wait()  # every queued task has now moved on
-            rest = queue.list_tasks(status="queued", limit=3, cursor=page.next_cursor)
+            rest = queue.list_tasks_nowait(status="queued", limit=3, cursor=page.next_cursor)
             assert rest.tasks == ()
             assert rest.next_cursor is None
 
@@ -141,17 +141,20 @@ class TestListTasks:
             await trio.testing.wait_all_tasks_blocked()
             assert all_pages(queue, 2, name="a") == wanted[::-1]
             assert all_pages(queue, 2, status="completed", name="b") == [
-                info.id for info in queue.list_tasks(status="completed", name="b").tasks
+                info.id for info in queue.list_tasks_nowait(status="completed", name="b").tasks
             ]
-            assert queue.list_tasks(name="nobody").tasks == ()
+            assert queue.list_tasks_nowait(name="nobody").tasks == ()
 
     async def test_expired_records_leave_the_listing(self) -> None:
         """Records forgotten by max_retained are gone from every listing."""
         async with trio_workq.open_work_queue(workers=1, max_retained=2) as queue:
             handles = [await queue.submit(noop) for _ in range(5)]
             await handles[-1].wait()
-            assert ids(queue.list_tasks()) == [handles[4].id, handles[3].id]
-            assert ids(queue.list_tasks(status="completed")) == [handles[4].id, handles[3].id]
+            assert ids(queue.list_tasks_nowait()) == [handles[4].id, handles[3].id]
+            assert ids(queue.list_tasks_nowait(status="completed")) == [
+                handles[4].id,
+                handles[3].id,
+            ]
 
     async def test_sparse_name_gives_short_pages_with_a_cursor(
         self, monkeypatch: pytest.MonkeyPatch
@@ -161,12 +164,12 @@ class TestListTasks:
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=100) as queue:
             rare = await queue.submit(noop, name="rare")
             common = [await queue.submit(noop, name="common") for _ in range(9)]
-            page = queue.list_tasks(name="rare")
+            page = queue.list_tasks_nowait(name="rare")
             assert page.tasks == ()
             assert page.next_cursor == f"all:{common[-4].id}"  # stopped after four ids
-            page = queue.list_tasks(name="rare", cursor=page.next_cursor)
+            page = queue.list_tasks_nowait(name="rare", cursor=page.next_cursor)
             assert page.tasks == ()
-            page = queue.list_tasks(name="rare", cursor=page.next_cursor)
+            page = queue.list_tasks_nowait(name="rare", cursor=page.next_cursor)
             assert ids(page) == [rare.id]
             assert page.next_cursor is None
             assert all_pages(queue, 2, name="common") == [h.id for h in reversed(common)]
@@ -178,7 +181,7 @@ class TestListTasks:
             quick = [await queue.submit(noop) for _ in range(5)]
             await quick[-1].wait()
             assert all_pages(queue, 1) == [quick[4].id, quick[3].id, slow.id]
-            slow.cancel()
+            slow.cancel_nowait()
             await slow.wait()
             assert all_pages(queue, 10) == [quick[4].id, slow.id]
             assert all_pages(queue, 10, status="cancelled") == [slow.id]
@@ -186,7 +189,7 @@ class TestListTasks:
     async def test_many_finished_records_stay_in_order(self) -> None:
         """Expiring from the front (and compacting) keeps every status listing exact."""
         async with trio_workq.open_work_queue(workers=1, max_retained=50) as queue:
-            handles: list[trio_workq.TaskHandle[None]] = []
+            handles: list[trio_workq.MemoryTaskHandle[None]] = []
             for i in range(400):
                 handle = queue.submit_nowait(boom if i % 3 == 0 else noop)
                 handles.append(handle)
@@ -225,7 +228,7 @@ class TestListTasks:
     ) -> None:
         async with trio_workq.open_work_queue(workers=1) as queue:
             with pytest.raises(error, match=match):
-                queue.list_tasks(**kwargs)  # type: ignore[arg-type]
+                queue.list_tasks_nowait(**kwargs)  # type: ignore[arg-type]
 
     @settings(max_examples=30, deadline=None)
     @given(
@@ -237,12 +240,12 @@ class TestListTasks:
 
         async def main() -> None:
             async with trio_workq.open_work_queue(workers=3) as queue:
-                handles: list[trio_workq.TaskHandle[None]] = []
+                handles: list[trio_workq.MemoryTaskHandle[None]] = []
                 for kind in outcomes:
                     fn = boom if kind == "fail" else noop
                     handle = queue.submit_nowait(fn)
                     if kind == "cancel":
-                        handle.cancel()
+                        handle.cancel_nowait()
                     handles.append(handle)
                 await trio.testing.wait_all_tasks_blocked()
                 assert all_pages(queue, limit) == [h.id for h in reversed(handles)]
@@ -270,29 +273,29 @@ class TestRetryFinishedTask:
             handle = await queue.submit(flaky)
             with pytest.raises(ValueError, match="first"):
                 await handle.result()
-            assert queue.retry(handle.id) is handle
+            assert queue.retry_nowait(handle.id) is handle
             assert handle.status is TaskStatus.RETRYING
             assert not handle.done
             assert await handle.result() == "ok"
-            info = handle.info()
+            info = handle.info_nowait()
             assert info.status is TaskStatus.COMPLETED
             assert info.attempts == 2
             assert [str(e) for e in info.errors] == ["first"]
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.failed, stats.completed, stats.submitted) == (0, 1, 1)
-            assert ids(queue.list_tasks(status="failed")) == []
-            assert ids(queue.list_tasks(status="completed")) == [handle.id]
+            assert ids(queue.list_tasks_nowait(status="failed")) == []
+            assert ids(queue.list_tasks_nowait(status="completed")) == [handle.id]
 
     async def test_cancelled_task_can_be_retried(self) -> None:
         async with trio_workq.open_work_queue(workers=1) as queue:
             blocker = await queue.submit(forever)
             handle = await queue.submit(noop)
-            handle.cancel()
+            handle.cancel_nowait()
             assert handle.status is TaskStatus.CANCELLED
-            queue.retry(handle.id)
-            blocker.cancel()
+            queue.retry_nowait(handle.id)
+            blocker.cancel_nowait()
             await handle.result()
-            assert handle.info().status is TaskStatus.COMPLETED
+            assert handle.info_nowait().status is TaskStatus.COMPLETED
 
     async def test_task_cancelled_while_queued_is_queued_once_when_retried(self) -> None:
         """Its old place in line is gone: it is listed once, behind tasks queued before
@@ -306,16 +309,16 @@ class TestRetryFinishedTask:
             blocker = await queue.submit(forever)
             handle = await queue.submit(record, "retried")
             behind = await queue.submit(record, "behind")
-            handle.cancel()
-            queue.retry(handle.id)
+            handle.cancel_nowait()
+            queue.retry_nowait(handle.id)
             await trio.testing.wait_all_tasks_blocked()
-            assert ids(queue.list_tasks(status="queued")) == [handle.id, behind.id]
-            assert queue.statistics().queued == 2
-            blocker.cancel()
+            assert ids(queue.list_tasks_nowait(status="queued")) == [handle.id, behind.id]
+            assert queue.statistics_nowait().queued == 2
+            blocker.cancel_nowait()
             await handle.result()
             await behind.result()
             assert runs == ["behind", "retried"]
-            assert handle.info().attempts == 1
+            assert handle.info_nowait().attempts == 1
 
     async def test_retried_task_waits_for_room(self) -> None:
         """A re-run respects backpressure: it is queued only when the buffer has room."""
@@ -325,24 +328,24 @@ class TestRetryFinishedTask:
             blocker = await queue.submit(forever)
             filler = await queue.submit(noop)
             await trio.testing.wait_all_tasks_blocked()
-            queue.retry(failed.id)
+            queue.retry_nowait(failed.id)
             await trio.testing.wait_all_tasks_blocked()
             assert failed.status is TaskStatus.RETRYING
-            assert queue.statistics().queued == 1
-            blocker.cancel()
+            assert queue.statistics_nowait().queued == 1
+            blocker.cancel_nowait()
             await failed.wait()
             assert filler.status is TaskStatus.COMPLETED
-            assert failed.info().attempts == 2
+            assert failed.info_nowait().attempts == 2
 
     async def test_retried_task_can_be_cancelled_before_it_runs(self) -> None:
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=0) as queue:
             failed = await queue.submit(boom)
             await failed.wait()
             blocker = await queue.submit(forever)
-            queue.retry(failed.id)
-            assert failed.cancel()
+            queue.retry_nowait(failed.id)
+            assert failed.cancel_nowait()
             assert failed.status is TaskStatus.CANCELLED
-            blocker.cancel()
+            blocker.cancel_nowait()
 
     async def test_policy_still_applies(self) -> None:
         """A task that used all its attempts gets exactly one more run from retry()."""
@@ -351,7 +354,7 @@ class TestRetryFinishedTask:
             handle = await queue.submit(boom)
             await handle.wait()
             assert handle.attempts == 2
-            queue.retry(handle.id)
+            queue.retry_nowait(handle.id)
             await handle.wait()
             assert handle.status is TaskStatus.FAILED
             assert handle.attempts == 3
@@ -364,25 +367,25 @@ class TestRetryFinishedTask:
             await trio.testing.wait_all_tasks_blocked()
             handle = {"running": running, "queued": queued}.get(status)
             if handle is None:
-                running.cancel()
+                running.cancel_nowait()
                 await queued.wait()
                 handle = queued
             with pytest.raises(trio_workq.TaskStateError, match=f"is {status}"):
-                queue.retry(handle.id)
+                queue.retry_nowait(handle.id)
             assert handle.status == status
-            running.cancel()
+            running.cancel_nowait()
 
     async def test_unknown_id_and_closed_queue(self) -> None:
         async with trio_workq.open_work_queue(workers=1) as queue:
             failed = await queue.submit(boom)
             await failed.wait()
             with pytest.raises(trio_workq.TaskNotFound):
-                queue.retry("12345")
+                queue.retry_nowait("12345")
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await queue.shutdown()
             with pytest.raises(trio_workq.QueueClosed):
-                queue.retry(failed.id)
+                queue.retry_nowait(failed.id)
             assert failed.status is TaskStatus.FAILED
 
     async def test_waiters_of_the_old_run_keep_its_outcome(self) -> None:
@@ -390,7 +393,7 @@ class TestRetryFinishedTask:
         async with trio_workq.open_work_queue(workers=1) as queue:
             handle = await queue.submit(boom)
             old = await handle.wait()
-            queue.retry(handle.id)
+            queue.retry_nowait(handle.id)
             new = await handle.wait()
             with pytest.raises(ValueError, match="boom"):
                 old.unwrap()

@@ -14,8 +14,8 @@ from _recovery import recover_expired
 
 import trio_workq
 from trio_workq import RetryPolicy, fixed
+from trio_workq._core.registry import task
 from trio_workq._core.status import TaskStatus
-from trio_workq._durable.registry import task
 from trio_workq._stores.memory import MemoryStore
 from trio_workq._stores.protocol import Claimed, NewTask, StoreError
 

@@ -160,7 +160,7 @@ async def test_each_attempt_links_to_the_submitting_span(
         assert [await h.result() for h in (submitted, nowait, scheduled, plain)] == [2, 4, 6, 8]
         await failing.wait()
         with tracer.start_as_current_span("operator"):  # a retry by hand keeps the submitter
-            await queue.retry(failing.id).wait()
+            await (await queue.retry(failing.id)).wait()
     by_task: dict[object, list[ReadableSpan]] = {}
     for span in exporter.get_finished_spans():
         if span.name.startswith("trio_workq.task"):
@@ -184,8 +184,8 @@ async def test_cancelled_running_task_ends_its_span(
         running = await queue.submit(forever, name="forever")
         never_ran = await queue.submit(forever, name="never")
         await trio.testing.wait_all_tasks_blocked()
-        never_ran.cancel()
-        running.cancel()
+        never_ran.cancel_nowait()
+        running.cancel_nowait()
     [span] = exporter.get_finished_spans()
     assert attributes(span)["trio_workq.task.name"] == "forever"
     assert attributes(span)["trio_workq.task.status"] == "cancelled"
@@ -221,7 +221,7 @@ async def test_uninstrument_stops_tracing(
         tracing.uninstrument()  # a second call does nothing
         assert exporter.get_finished_spans() == ()
         assert len(queue._hooks) == 1  # still there: one span is open
-        running.cancel()
+        running.cancel_nowait()
         await running.wait()
         assert len(queue._hooks) == 0
         await (await queue.submit(traced)).wait()  # same worker: its context was restored
@@ -233,7 +233,9 @@ async def test_uninstrument_stops_tracing(
 
 async def test_bad_arguments(provider: TracerProvider) -> None:
     with pytest.raises(
-        TypeError, match=r"^queue must be a trio_workq\.WorkQueue or DurableWorkQueue"
+        TypeError,
+        match=r"^queue must be a trio_workq\.TaskQueue \(a WorkQueue or a DurableWorkQueue\), "
+        r"not object$",
     ):
         instrument(object(), tracer_provider=provider)  # type: ignore[arg-type]
     async with trio_workq.open_work_queue(workers=1) as queue:

@@ -160,7 +160,7 @@ async def durable(
     store: trio_workq.Store | str
     store = MemoryStore() if kind == "memory" else f"sqlite:///{tmp_path}/tasks.db"
     options.setdefault("poll_interval", 0.05)
-    async with trio_workq.open_work_queue(store=store, **options) as queue:
+    async with trio_workq.open_durable_queue(store=store, **options) as queue:
         yield queue
 
 
@@ -496,7 +496,9 @@ async def test_uninstrument(
 
 async def test_bad_arguments(tmp_path: Path, provider: TracerProvider) -> None:
     with pytest.raises(
-        TypeError, match=r"^queue must be a trio_workq\.WorkQueue or DurableWorkQueue"
+        TypeError,
+        match=r"^queue must be a trio_workq\.TaskQueue \(a WorkQueue or a DurableWorkQueue\), "
+        r"not object$",
     ):
         instrument(object(), tracer_provider=provider)  # type: ignore[arg-type]
     with trio.fail_after(20):
@@ -540,7 +542,7 @@ async def run_with_stored_headers(
         await execute(update, int(handle.id))
         async with trio_workq.open_work_queue(store=url, workers=1, poll_interval=0.05) as queue:
             instrument(queue, tracer_provider=provider)
-            assert await (queue.get_handle(handle.id)).result() == 7
+            assert await (await queue.get_handle(handle.id)).result() == 7
             assert (await queue.get_info(handle.id)).errors == ()  # not a corrupt row
     [span] = attempts(exporter)
     assert attributes(span)["trio_workq.task.status"] == "completed"
@@ -634,8 +636,10 @@ async def test_a_propagator_that_raises_never_stops_a_task(
         assert await stored_headers(store, unstored.id) == {}
     async with trio_workq.open_work_queue(store=store, workers=1) as queue:
         instrument(queue, tracer_provider=provider)
-        assert await queue.get_handle(stored.id).result() == 1  # headers not extractable now
-        assert await queue.get_handle(unstored.id).result() == 2
+        assert (
+            await (await queue.get_handle(stored.id)).result() == 1
+        )  # headers not extractable now
+        assert await (await queue.get_handle(unstored.id)).result() == 2
     assert [links_of(span) for span in attempts(exporter)] == [[], []]
 
 

@@ -169,12 +169,12 @@ class TestWorkload:
             victim = await queue.submit(sleeper, 100, name="victim")
             later = await queue.schedule(sleeper, 1, delay=50, name="later")
             dropped = await queue.schedule(sleeper, 1, delay=50, name="dropped")
-            dropped.cancel()
+            dropped.cancel_nowait()
             await trio.sleep(3)
             assert victim.status is trio_workq.TaskStatus.RUNNING
-            victim.cancel()
+            victim.cancel_nowait()
             await later.wait()
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             samples = scrape(registry)
 
         expected = {
@@ -412,7 +412,7 @@ class TestArguments:
         """Wrong types and bad values are rejected with clear errors."""
         registry = CollectorRegistry()
         async with trio_workq.open_work_queue() as queue:
-            with pytest.raises(TypeError, match=r"queue must be a trio_workq\.WorkQueue"):
+            with pytest.raises(TypeError, match=r"queue must be a trio_workq\.TaskQueue"):
                 instrument("queue", registry)  # type: ignore[arg-type]
             with pytest.raises(TypeError, match=r"registry must be a prometheus_client\."):
                 instrument(queue, {})  # type: ignore[arg-type]

@@ -48,7 +48,7 @@ class TestSubmitAndResult:
             handle = await queue.submit(double, 21)
             assert await handle.result() == 42
             assert handle.done
-            assert handle.info().status is TaskStatus.COMPLETED
+            assert handle.info_nowait().status is TaskStatus.COMPLETED
 
     async def test_failure_is_reraised_and_recorded(self) -> None:
         """A task's exception is re-raised by result() and recorded, and the worker survives."""
@@ -56,7 +56,7 @@ class TestSubmitAndResult:
             bad = await queue.submit(boom, "nope")
             with pytest.raises(ValueError, match=r"^nope$"):
                 await bad.result()
-            info = queue.get_info(bad.id)
+            info = queue.get_info_nowait(bad.id)
             assert info.status is TaskStatus.FAILED
             assert isinstance(info.last_error, ValueError)
             assert info.errors == (info.last_error,)
@@ -87,7 +87,7 @@ class TestSubmitAndResult:
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(functools.partial(greet, punctuation="!"), "ann")
             assert await handle.result() == "hi ann!"
-            assert handle.info().name.endswith("greet")
+            assert handle.info_nowait().name.endswith("greet")
 
     async def test_async_callable_object_and_method(self) -> None:
         """Objects with an async __call__ and bound async methods are accepted."""
@@ -121,7 +121,7 @@ class TestSubmitAndResult:
             default = await queue.submit(double, 1)
             named = await queue.submit(double, 1, name="doubler")
             assert default.name == f"{__name__}:double"
-            assert named.info().name == "doubler"
+            assert named.info_nowait().name == "doubler"
             assert "doubler" in repr(named)
 
     async def test_default_names_of_many_callables(self) -> None:
@@ -148,7 +148,7 @@ class TestSubmitAndResult:
             assert len({h.id for h in handles}) == 50
             assert all(isinstance(h.id, str) for h in handles)
             for h in handles:
-                assert queue.get_handle(h.id) is h
+                assert queue.get_handle_nowait(h.id) is h
             assert [await h.result() for h in handles] == [2 * i for i in range(50)]
 
     async def test_unknown_id(self) -> None:
@@ -156,9 +156,9 @@ class TestSubmitAndResult:
         async with trio_workq.open_work_queue() as queue:
             for bad_id in ("nope", "999", 5):
                 with pytest.raises(trio_workq.TaskNotFound, match="no task with id"):
-                    queue.get_info(bad_id)  # type: ignore[arg-type]
+                    queue.get_info_nowait(bad_id)  # type: ignore[arg-type]
                 with pytest.raises(KeyError):
-                    queue.cancel(bad_id)  # type: ignore[arg-type]
+                    queue.cancel_nowait(bad_id)  # type: ignore[arg-type]
             assert "no task with id 'x'" in str(trio_workq.TaskNotFound("no task with id 'x'"))
 
     async def test_timestamps_are_aware_utc(self, autojump_clock: trio.testing.MockClock) -> None:
@@ -171,7 +171,7 @@ class TestSubmitAndResult:
             blocker = await queue.submit(nap)
             handle = await queue.submit(nap)
             await handle.result()
-            info = handle.info()
+            info = handle.info_nowait()
             assert info.created_at.tzinfo is timezone.utc
             assert info.started_at is not None
             assert info.finished_at is not None
@@ -206,7 +206,7 @@ class TestSubmitAndResult:
                 scope.cancel()
                 await queue.submit(noop)
             assert scope.cancelled_caught
-            assert queue.statistics().submitted == 0
+            assert queue.statistics_nowait().submitted == 0
 
 
 class TestBadInput:
@@ -229,7 +229,7 @@ class TestBadInput:
                 await queue.submit(fn)
             with pytest.raises(TypeError, match=message):
                 queue.submit_nowait(fn)
-            assert queue.statistics().submitted == 0
+            assert queue.statistics_nowait().submitted == 0
 
     async def test_coroutine_object(self) -> None:
         """A coroutine object is refused with a hint, and closed (no 'never awaited' warning)."""
@@ -238,7 +238,7 @@ class TestBadInput:
             with pytest.raises(TypeError, match=r"not a coroutine object"):
                 await queue.submit(coro)  # type: ignore[arg-type]
             assert inspect.getcoroutinestate(coro) == "CORO_CLOSED"
-            assert queue.statistics().submitted == 0
+            assert queue.statistics_nowait().submitted == 0
 
     async def test_async_generator_function(self) -> None:
         """An async generator function is not a task."""
@@ -286,13 +286,13 @@ class TestBadInput:
                 await queue.submit(noop, **kwargs)
             with pytest.raises(error, match=message):
                 queue.submit_nowait(noop, **kwargs)
-            assert queue.statistics().submitted == 0
+            assert queue.statistics_nowait().submitted == 0
 
     async def test_infinite_timeout_means_none(self) -> None:
         """timeout=math.inf is accepted and means no timeout."""
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(noop, timeout=math.inf)
-            assert handle.info().timeout is None
+            assert handle.info_nowait().timeout is None
             await handle.result()
 
     @pytest.mark.parametrize(
@@ -327,7 +327,7 @@ class TestBadInput:
                 await queue.submit(noop)
             with pytest.raises(trio_workq.QueueClosed):
                 queue.submit_nowait(noop)
-            assert queue.statistics().closed
+            assert queue.statistics_nowait().closed
 
 
 class TestConcurrency:
@@ -350,7 +350,7 @@ class TestConcurrency:
             for i in range(50):
                 await queue.submit(job, (i % 7) * 0.1 + 0.05)
                 if i % 5 == 0:
-                    assert queue.statistics().running <= workers
+                    assert queue.statistics_nowait().running <= workers
         assert peak == workers
 
     async def test_busy_workers_in_statistics(self, autojump_clock: trio.testing.MockClock) -> None:
@@ -364,11 +364,11 @@ class TestConcurrency:
             for _ in range(5):
                 await queue.submit(wait_for_release)
             await trio.testing.wait_all_tasks_blocked()
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.workers, stats.busy_workers, stats.running, stats.queued) == (2, 2, 2, 3)
             assert (stats.submitted, stats.buffer_capacity) == (5, 10)
             release.set()
-        stats = queue.statistics()
+        stats = queue.statistics_nowait()
         assert (stats.completed, stats.queued, stats.running, stats.closed) == (5, 0, 0, True)
 
     async def test_task_can_submit_to_its_own_queue(self) -> None:
@@ -434,7 +434,7 @@ class TestPriority:
         """TaskInfo reports the task's priority."""
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.submit(noop, priority=-7)
-            assert handle.info().priority == -7
+            assert handle.info_nowait().priority == -7
 
 
 class TestBackpressure:
@@ -461,10 +461,10 @@ class TestBackpressure:
                 nursery.start_soon(producer)
                 await trio.testing.wait_all_tasks_blocked()
                 assert not submitted.is_set()
-                assert queue.statistics().producers_waiting == 1
+                assert queue.statistics_nowait().producers_waiting == 1
                 gate.set()
             assert submitted.is_set()
-            assert queue.statistics().producers_waiting == 0
+            assert queue.statistics_nowait().producers_waiting == 0
 
     async def test_waiting_producers_are_fifo(self) -> None:
         """Producers blocked on a full buffer are admitted in arrival order."""
@@ -500,7 +500,7 @@ class TestBackpressure:
             with trio.move_on_after(1) as scope:
                 await queue.submit(noop)
             assert scope.cancelled_caught
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.submitted, stats.producers_waiting) == (1, 0)
             gate.set()
 
@@ -528,7 +528,7 @@ class TestBackpressure:
                 nursery.start_soon(producer)
                 await trio.testing.wait_all_tasks_blocked()
                 assert taken_status == []
-                assert queue.statistics().queued == 0
+                assert queue.statistics_nowait().queued == 0
                 gate.set()
             assert len(taken_status) == 1
             assert taken_status[0] is not TaskStatus.QUEUED
@@ -537,7 +537,7 @@ class TestBackpressure:
         """max_buffer_size=math.inf never blocks."""
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=math.inf) as queue:
             handles = [queue.submit_nowait(double, i) for i in range(5000)]
-            assert queue.statistics().queued >= 4999
+            assert queue.statistics_nowait().queued >= 4999
         assert all(h.done for h in handles)
 
     async def test_cancelling_queued_task_frees_room(self) -> None:
@@ -550,7 +550,7 @@ class TestBackpressure:
         async with trio_workq.open_work_queue(workers=1, max_buffer_size=1) as queue:
             await queue.submit(blocker)
             buffered = await queue.submit(blocker)
-            got: list[trio_workq.TaskHandle[None]] = []
+            got: list[trio_workq.MemoryTaskHandle[None]] = []
 
             async def producer() -> None:
                 got.append(await queue.submit(noop))
@@ -559,7 +559,7 @@ class TestBackpressure:
                 nursery.start_soon(producer)
                 await trio.testing.wait_all_tasks_blocked()
                 assert got == []
-                assert buffered.cancel()
+                assert buffered.cancel_nowait()
                 await trio.testing.wait_all_tasks_blocked()
                 assert len(got) == 1
                 assert got[0].status is TaskStatus.QUEUED
@@ -573,12 +573,14 @@ class TestRetention:
             handles = [await queue.submit(double, i) for i in range(6)]
             for h in handles:
                 await h.wait()
-            assert queue.statistics().retained == 3
+            assert queue.statistics_nowait().retained == 3
             for old in handles[:3]:
                 with pytest.raises(trio_workq.TaskNotFound):
-                    queue.get_info(old.id)
+                    queue.get_info_nowait(old.id)
                 assert await old.result() == 2 * handles.index(old)
-            assert [queue.get_info(h.id).status for h in handles[3:]] == [TaskStatus.COMPLETED] * 3
+            assert [queue.get_info_nowait(h.id).status for h in handles[3:]] == [
+                TaskStatus.COMPLETED
+            ] * 3
 
     async def test_retention_time(self, autojump_clock: trio.testing.MockClock) -> None:
         """Finished records are forgotten after `retention` seconds."""
@@ -586,10 +588,10 @@ class TestRetention:
             handle = await queue.submit(double, 1)
             await handle.wait()
             await trio.sleep(59)
-            assert queue.get_info(handle.id).status is TaskStatus.COMPLETED
+            assert queue.get_info_nowait(handle.id).status is TaskStatus.COMPLETED
             await trio.sleep(2)
             with pytest.raises(trio_workq.TaskNotFound):
-                queue.get_info(handle.id)
+                queue.get_info_nowait(handle.id)
             assert await handle.result() == 2
 
     async def test_old_records_leave_memory_without_lookups(
@@ -613,10 +615,10 @@ class TestRetention:
         """max_retained=0 forgets records as soon as tasks finish."""
         async with trio_workq.open_work_queue(max_retained=0) as queue:
             handle = queue.submit_nowait(double, 1)
-            assert queue.get_info(handle.id).status is TaskStatus.QUEUED
+            assert queue.get_info_nowait(handle.id).status is TaskStatus.QUEUED
             assert await handle.result() == 2
             with pytest.raises(trio_workq.TaskNotFound):
-                queue.get_info(handle.id)
+                queue.get_info_nowait(handle.id)
 
 
 class TestOpenWorkQueue:
@@ -632,7 +634,7 @@ class TestOpenWorkQueue:
         """Given a nursery, the queue's workers live in it."""
         async with trio_workq.open_work_queue(nursery, workers=2) as queue:
             assert await (await queue.submit(double, 2)).result() == 4
-        assert queue.statistics().closed
+        assert queue.statistics_nowait().closed
 
     async def test_public_api(self) -> None:
         """__all__ lists the public names, each re-exported from the package."""
@@ -662,6 +664,6 @@ def _typed(fn: Callable[[int], Awaitable[int]]) -> Callable[[int], Awaitable[int
 async def test_handle_is_generic_in_result() -> None:
     """TaskHandle[T] carries the result type (checked by mypy/pyright on this file)."""
     async with trio_workq.open_work_queue() as queue:
-        handle: trio_workq.TaskHandle[int] = await queue.submit(_typed(double), 5)
+        handle: trio_workq.MemoryTaskHandle[int] = await queue.submit(_typed(double), 5)
         value: int = await handle.result()
         assert value == 10

@@ -35,7 +35,8 @@ from _backends import (
     SUBMITTED,
     UNIX_TIME_STEP,
     Backend,
-    SuiteHandle,
+    counts,
+    wait_for_status,
     wait_until,
 )
 from _backends import backend as backend  # the fixtures
@@ -44,12 +45,15 @@ from _backends import clock as clock
 
 from trio_workq import (
     QueueClosed,
+    QueueStatistics,
     Retry,
     Store,
     StoredError,
     TaskCancelled,
     TaskEvent,
+    TaskHandle,
     TaskNotFound,
+    TaskQueue,
     TaskStateError,
     TaskStatus,
     TaskTimeout,
@@ -119,7 +123,7 @@ async def test_submit_and_result(backend: Backend, clock: Clock) -> None:
         failing = await q.submit(tasks.fail, "boom")
 
         assert await value.result() == {"a": [1, 2], "b": "x"}
-        assert await none.result() is None
+        assert await none.wait() == outcome.Value(None)
         with pytest.raises(StoredError if backend.durable else ValueError) as raised:
             await failing.result()
         assert_error(backend, raised.value, ValueError, "boom")
@@ -206,7 +210,7 @@ async def test_retry_with_fixed_backoff(backend: Backend, clock: Clock) -> None:
         start = trio.current_time()
         recovers = await q.submit(tasks.flaky, "recovers", 2)
         gives_up = await q.submit(tasks.flaky, "gives up", 5)
-        info = await q.wait_for_status(recovers.id, TaskStatus.RETRYING)
+        info = await wait_for_status(q, recovers.id, TaskStatus.RETRYING)
         assert info.attempts == 1
         assert info.due_at is not None
         with trio.fail_after(5):
@@ -308,7 +312,7 @@ async def test_cancel_retrying(backend: Backend, clock: Clock) -> None:
     """A task waiting out its backoff, cancelled, ends ``cancelled`` with its attempts kept."""
     async with backend.open() as q:
         retrying = await q.submit(tasks.retries_later, "retrying")
-        await q.wait_for_status(retrying.id, TaskStatus.RETRYING)
+        await wait_for_status(q, retrying.id, TaskStatus.RETRYING)
         assert await q.cancel(retrying.id) is True
         info = await retrying.info()
         assert (info.status, info.attempts, len(info.errors)) == (TaskStatus.CANCELLED, 1, 1)
@@ -453,7 +457,7 @@ async def test_graceful_shutdown(backend: Backend, clock: Clock) -> None:
     """`shutdown()` lets the running task finish; afterwards submits raise `QueueClosed`."""
     async with backend.open(workers=1) as q:
         retrying = await q.submit(tasks.retries_in_5s, "retrying")
-        await q.wait_for_status(retrying.id, TaskStatus.RETRYING)
+        await wait_for_status(q, retrying.id, TaskStatus.RETRYING)
         running = await q.submit(tasks.sleep, "running", 0.2)
         await wait_until(lambda: tasks.starts("running") == 1)
         queued = await q.submit(tasks.record, "queued")
@@ -509,14 +513,14 @@ async def test_shutdown_cancel_queued(backend: Backend, clock: Clock) -> None:
         # DIFFERENCE: DurableWorkQueue.shutdown has no cancel_queued (queued
         # tasks stay in the store for other processes).
         async with backend.open() as q:
-            assert "cancel_queued" not in inspect.signature(q.raw.shutdown).parameters
+            assert "cancel_queued" not in inspect.signature(q.shutdown).parameters
         return
     async with backend.open(workers=1) as q:
-        assert isinstance(q.raw, WorkQueue)
+        assert isinstance(q, WorkQueue)
         running = await q.submit(tasks.sleep, "running", 0.2)
         await wait_until(lambda: tasks.starts("running") == 1)
         queued = await q.submit(tasks.record, "queued")
-        await q.raw.shutdown(cancel_queued=True)
+        await q.shutdown(cancel_queued=True)
         assert (await running.info()).status is TaskStatus.COMPLETED
         assert (await queued.info()).status is TaskStatus.CANCELLED
     assert ("run", "queued") not in tasks.runs
@@ -613,12 +617,7 @@ async def test_events_of_cancel_and_retry(backend: Backend, clock: Clock) -> Non
 
     assert kinds(queued.id) == [SUBMITTED, CANCELLED]
     assert kinds(running.id) == [SUBMITTED, STARTED, CANCELLED]
-    if backend.durable:
-        # DIFFERENCE: DurableWorkQueue.retry() emits no event (the in-memory
-        # queue emits ``retrying``); listeners see the new attempt start.
-        assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, STARTED, FAILED]
-    else:
-        assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, RETRYING, STARTED, FAILED]
+    assert kinds(failed.id) == [SUBMITTED, STARTED, FAILED, RETRYING, STARTED, FAILED]
 
 
 async def test_unknown_ids(backend: Backend, clock: Clock) -> None:
@@ -633,17 +632,12 @@ async def test_unknown_ids(backend: Backend, clock: Clock) -> None:
             await q.cancel(unknown)
         with pytest.raises(TaskNotFound):
             await q.retry(unknown)
-        if backend.durable:
-            # DIFFERENCE: DurableWorkQueue.get_handle does no I/O and checks
-            # nothing; the handle's methods raise.
-            handle = SuiteHandle(q.raw.get_handle(unknown))
-            with pytest.raises(TaskNotFound):
-                await handle.wait()
-            with pytest.raises(TaskNotFound):
-                await handle.info()
-        else:
-            with pytest.raises(TaskNotFound):
-                q.raw.get_handle(unknown)
+        with pytest.raises(TaskNotFound):
+            await q.get_handle(unknown)
+        # A handle whose task is gone raises too.
+        same = await q.get_handle(known.id)
+        assert same.id == known.id
+        assert await same.result() == 1
 
 
 async def test_info_fields(backend: Backend, clock: Clock) -> None:
@@ -701,12 +695,26 @@ async def test_listing_and_counts_by_status(backend: Backend, clock: Clock) -> N
             page = await q.list_tasks(status=status)
             assert [info.id for info in page.tasks] == ids, status
             assert all(info.status is status for info in page.tasks)
-        assert await q.counts() == {status: len(ids) for status, ids in expected.items()}
-        # The fields both statistics classes share (DIFFERENCE: the rest differ:
-        # QueueStatistics has submitted, retained, buffer_capacity,
-        # producers_waiting, schedulers_waiting; DurableQueueStatistics held, owner).
+        assert await counts(q) == {status: len(ids) for status, ids in expected.items()}
+        # One QueueStatistics; what a backend cannot know is None (documented per field).
         stats = await q.statistics()
+        assert type(stats) is QueueStatistics
         assert (stats.workers, stats.busy_workers, stats.closed) == (1, 1, False)
+        memory_only = (
+            stats.submitted,
+            stats.retained,
+            stats.buffer_capacity,
+            stats.producers_waiting,
+            stats.schedulers_waiting,
+        )
+        durable_only = (stats.held, stats.owner)
+        if backend.durable:
+            assert memory_only == (None,) * 5
+            assert stats.held == 1
+            assert isinstance(stats.owner, str)
+        else:
+            assert memory_only == (8, 3, 1000, 0, 0)
+            assert durable_only == (None, None)
 
         everything = [cancelled, scheduled, *reversed(queued), running, failed, completed]
         listed: list[str] = []
@@ -727,3 +735,70 @@ async def test_listing_and_counts_by_status(backend: Backend, clock: Clock) -> N
 
         opened.set()
         await scheduled.cancel()
+
+
+# ------------------------------------------------------------- the one API
+
+
+async def test_queues_and_handles_implement_the_protocols(backend: Backend, clock: Clock) -> None:
+    """Every backend's queue is a `TaskQueue` and its handles `TaskHandle`s, at run time too."""
+    async with backend.open() as q:
+        assert isinstance(q, TaskQueue)
+        handle = await q.submit(tasks.echo, 1)
+        assert isinstance(handle, TaskHandle)
+        assert isinstance(await q.get_handle(handle.id), TaskHandle)
+        assert await handle.result() == 1
+    assert not isinstance(object(), TaskQueue)
+    assert not isinstance(object(), TaskHandle)
+
+
+async def test_every_async_method_checkpoints(backend: Backend, clock: Clock) -> None:
+    """Each async method of `TaskQueue` and `TaskHandle` is a checkpoint, on every backend."""
+    async with backend.open(workers=1) as q:
+        blocker = gate("blocker")
+        with trio.testing.assert_checkpoints():
+            running = await q.submit(tasks.gate, "blocker")
+        await wait_until(lambda: tasks.starts("blocker") == 1)
+        with trio.testing.assert_checkpoints():
+            (queued,) = await q.submit_many(tasks.record, [("queued",)])
+        with trio.testing.assert_checkpoints():
+            assert await q.submit_many(tasks.record, []) == []
+        with trio.testing.assert_checkpoints():
+            later = await q.schedule(tasks.record, "later", delay=3600)
+        with trio.testing.assert_checkpoints():
+            await q.get_handle(queued.id)
+        with trio.testing.assert_checkpoints():
+            await q.get_info(queued.id)
+        with trio.testing.assert_checkpoints():
+            await q.list_tasks()
+        with trio.testing.assert_checkpoints():
+            await q.statistics()
+        with trio.testing.assert_checkpoints():
+            assert await later.info()
+        with trio.testing.assert_checkpoints():
+            assert await later.cancel() is True
+        with trio.testing.assert_checkpoints():
+            assert await q.cancel(queued.id) is True
+        with trio.testing.assert_checkpoints():
+            again = await q.retry(queued.id)
+        blocker.set()
+        with trio.testing.assert_checkpoints():
+            assert await running.wait() == outcome.Value("blocker")
+        with trio.testing.assert_checkpoints():
+            assert await again.result() == "queued"
+
+
+async def test_submit_many(backend: Backend, clock: Clock) -> None:
+    """`submit_many` queues one task per call, in order; one bad call queues nothing."""
+    async with backend.open(workers=2) as q:
+        handles = await q.submit_many(tasks.echo, [(i,) for i in range(5)], priority=2)
+        assert [await h.result() for h in handles] == list(range(5))
+        assert {(await h.info()).priority for h in handles} == {2}
+        before = await counts(q)
+        with pytest.raises(TypeError):
+            await q.submit_many(tasks.echo, [(1,), 5, (4,)])  # type: ignore[list-item]
+        if backend.durable:  # DIFFERENCE: only a store must serialize the arguments
+            with pytest.raises(TypeError):
+                await q.submit_many(tasks.echo, [(1,), (object(),)])
+        assert await counts(q) == before
+        assert tasks.runs == []

@@ -304,7 +304,7 @@ async def test_queue_rejects_non_policy_retry() -> None:
             await queue.submit(noop, retry=fixed(1))  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="retry must be a RetryPolicy or None"):
             await queue.schedule(noop, delay=1, retry=3)  # type: ignore[arg-type]
-        assert queue.statistics().submitted == 0
+        assert queue.statistics_nowait().submitted == 0
 
 
 # ------------------------------------------------------------------ timing of attempts
@@ -379,7 +379,7 @@ async def test_retry_timer_wakes_the_scheduler(autojump_clock: trio.testing.Mock
         await trio.sleep(1)
         handle = await queue.submit(job, retry=RetryPolicy(max_attempts=2, backoff=fixed(5)))
         await handle.result()
-        late.cancel()
+        late.cancel_nowait()
     assert job.offsets() == [0, 5]
 
 
@@ -398,7 +398,7 @@ async def test_max_attempts_counts_the_first_run(
         await handle.wait()
         await trio.sleep(100)
     assert len(job.starts) == max_attempts
-    info = handle.info()
+    info = handle.info_nowait()
     assert (info.status, info.attempts, info.max_attempts) == (
         TaskStatus.FAILED,
         max_attempts,
@@ -413,7 +413,7 @@ async def test_success_stops_retrying(autojump_clock: trio.testing.MockClock) ->
         handle = await queue.submit(job, retry=RetryPolicy(max_attempts=5, backoff=fixed(1)))
         assert await handle.result() == "ok after 3"
         await trio.sleep(100)
-    info = handle.info()
+    info = handle.info_nowait()
     assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 3)
     assert [str(e) for e in info.errors] == ["attempt 1", "attempt 2"]
     assert info.last_error is info.errors[-1]
@@ -491,7 +491,7 @@ async def test_retry_exception_uses_its_delay(autojump_clock: trio.testing.MockC
         assert await handle.result() == "ok after 2"
     assert job.offsets() == [0, 3]
     assert handle.attempts == 2
-    assert isinstance(handle.info().errors[0], Retry)
+    assert isinstance(handle.info_nowait().errors[0], Retry)
 
 
 async def test_retry_exception_without_delay_uses_backoff(
@@ -540,7 +540,7 @@ async def test_retry_exception_without_policy_fails(autojump_clock: trio.testing
         await trio.sleep(100)
     assert excinfo.value.delay == 1
     assert len(job.starts) == 1
-    info = handle.info()
+    info = handle.info_nowait()
     assert (info.status, info.attempts, info.max_attempts) == (TaskStatus.FAILED, 1, 1)
     assert info.last_error is excinfo.value
 
@@ -565,7 +565,7 @@ async def test_timeout_is_retried(autojump_clock: trio.testing.MockClock) -> Non
         )
         assert await handle.result() == "done"
     assert [t - start for t in runs] == [0, 3]
-    info = handle.info()
+    info = handle.info_nowait()
     assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 2)
     assert len(info.errors) == 1
     assert isinstance(info.errors[0], TaskTimeout)
@@ -583,7 +583,7 @@ async def test_timeout_on_every_attempt_fails_with_task_timeout(
         with pytest.raises(TaskTimeout, match="timed out"):
             await handle.result()
     assert job.offsets() == [0, 3, 6]
-    assert all(isinstance(e, TaskTimeout) for e in handle.info().errors)
+    assert all(isinstance(e, TaskTimeout) for e in handle.info_nowait().errors)
     assert handle.attempts == 3
 
 
@@ -611,14 +611,14 @@ async def test_cancelled_running_task_not_retried(autojump_clock: trio.testing.M
         handle = await queue.submit(forever)
         await trio.sleep(1)
         assert handle.status is TaskStatus.RUNNING
-        assert handle.cancel() is True
+        assert handle.cancel_nowait() is True
         with pytest.raises(trio_workq.TaskCancelled):
             await handle.result()
         await trio.sleep(100)
-    assert handle.info().status is TaskStatus.CANCELLED
+    assert handle.info_nowait().status is TaskStatus.CANCELLED
     assert len(runs) == 1
     assert handle.attempts == 1
-    assert queue.statistics().retrying == 0
+    assert queue.statistics_nowait().retrying == 0
 
 
 async def test_cancelled_task_failing_while_unwinding_not_retried(
@@ -638,7 +638,7 @@ async def test_cancelled_task_failing_while_unwinding_not_retried(
     async with trio_workq.open_work_queue(retry=policy) as queue:
         handle = await queue.submit(unwinds_badly)
         await trio.sleep(1)
-        assert handle.cancel() is True
+        assert handle.cancel_nowait() is True
         with trio.move_on_after(100):
             await handle.wait()
         assert len(runs) == 1, f"a cancelled task ran again at {runs[1:]}"
@@ -655,17 +655,17 @@ async def test_cancel_during_backoff(autojump_clock: trio.testing.MockClock) -> 
         handle = await queue.submit(job, retry=RetryPolicy(max_attempts=5, backoff=fixed(10)))
         await trio.sleep(1)
         assert handle.status is TaskStatus.RETRYING
-        assert queue.statistics().retrying == 1
-        assert handle.cancel() is True
-        assert handle.info().status is TaskStatus.CANCELLED
-        assert queue.statistics().retrying == 0
+        assert queue.statistics_nowait().retrying == 1
+        assert handle.cancel_nowait() is True
+        assert handle.info_nowait().status is TaskStatus.CANCELLED
+        assert queue.statistics_nowait().retrying == 0
         await trio.sleep(100)
-        assert handle.cancel() is False
+        assert handle.cancel_nowait() is False
         with pytest.raises(trio_workq.TaskCancelled):
             await handle.result()
     assert len(job.starts) == 1
     assert handle.attempts == 1
-    assert isinstance(handle.info().last_error, ValueError)
+    assert isinstance(handle.info_nowait().last_error, ValueError)
 
 
 async def test_cancel_during_backoff_by_id(autojump_clock: trio.testing.MockClock) -> None:
@@ -674,9 +674,9 @@ async def test_cancel_during_backoff_by_id(autojump_clock: trio.testing.MockCloc
     async with trio_workq.open_work_queue(retry=RetryPolicy(backoff=fixed(5))) as queue:
         handle = await queue.submit(job)
         await trio.sleep(1)
-        assert queue.cancel(handle.id) is True
+        assert queue.cancel_nowait(handle.id) is True
         await trio.sleep(50)
-        assert queue.get_info(handle.id).status is TaskStatus.CANCELLED
+        assert queue.get_info_nowait(handle.id).status is TaskStatus.CANCELLED
     assert len(job.starts) == 1
 
 
@@ -694,7 +694,7 @@ async def test_worker_free_during_backoff(autojump_clock: trio.testing.MockClock
         a = await queue.submit(job, retry=RetryPolicy(max_attempts=2, backoff=fixed(100)))
         await trio.sleep(1)
         assert a.status is TaskStatus.RETRYING
-        assert queue.statistics().busy_workers == 0
+        assert queue.statistics_nowait().busy_workers == 0
         b = await queue.submit(other)
         await b.result()
         assert a.status is TaskStatus.RETRYING
@@ -734,8 +734,8 @@ async def test_shutdown_deadline_settles_retrying_tasks(
         stopped = trio.current_time()
     assert stopped - start <= 11
     assert handle.done
-    assert handle.info().status in (TaskStatus.CANCELLED, TaskStatus.FAILED)
-    assert queue.statistics().retrying == 0
+    assert handle.info_nowait().status in (TaskStatus.CANCELLED, TaskStatus.FAILED)
+    assert queue.statistics_nowait().retrying == 0
     await trio.sleep(5000)
     assert len(job.starts) == 1
     assert handle.attempts == 1
@@ -751,8 +751,8 @@ async def test_graceful_shutdown_settles_retrying_tasks(
         await trio.sleep(1)
         assert handle.status is TaskStatus.RETRYING
     assert handle.done
-    assert handle.info().status in (TaskStatus.CANCELLED, TaskStatus.FAILED)
-    assert queue.statistics().retrying == 0
+    assert handle.info_nowait().status in (TaskStatus.CANCELLED, TaskStatus.FAILED)
+    assert queue.statistics_nowait().retrying == 0
     runs = len(job.starts)
     await trio.sleep(1000)
     assert len(job.starts) == runs
@@ -776,7 +776,12 @@ async def test_queue_default_policy_and_overrides(autojump_clock: trio.testing.M
     assert none_job.offsets() == [0]
     assert own_job.offsets() == [0, 2, 4, 6, 8]
     assert scheduled_job.offsets() == [0, 1, 2]
-    assert [h.info().max_attempts for h in (by_default, no_retry, own, scheduled)] == [3, 1, 5, 3]
+    assert [h.info_nowait().max_attempts for h in (by_default, no_retry, own, scheduled)] == [
+        3,
+        1,
+        5,
+        3,
+    ]
     assert all(h.status is TaskStatus.FAILED for h in (by_default, no_retry, own, scheduled))
 
 
@@ -789,7 +794,7 @@ async def test_no_default_policy_means_no_retries(autojump_clock: trio.testing.M
         await first.wait()
         await second.wait()
     assert (len(once.starts), len(twice.starts)) == (1, 2)
-    assert first.info().max_attempts == 1
+    assert first.info_nowait().max_attempts == 1
 
 
 # ------------------------------------------------------------------ TaskInfo and failure
@@ -803,7 +808,7 @@ async def test_exhausted_task_fails_with_last_error(autojump_clock: trio.testing
         outcome = await handle.wait()
         with pytest.raises(ValueError, match=r"^attempt 3$") as excinfo:
             await handle.result()
-    info = handle.info()
+    info = handle.info_nowait()
     assert info.status is TaskStatus.FAILED
     assert info.last_error is excinfo.value
     assert [str(e) for e in info.errors] == ["attempt 1", "attempt 2", "attempt 3"]
@@ -812,7 +817,7 @@ async def test_exhausted_task_fails_with_last_error(autojump_clock: trio.testing
     assert info.due_at is None
     with pytest.raises(ValueError, match=r"^attempt 3$"):
         outcome.unwrap()
-    stats = queue.statistics()
+    stats = queue.statistics_nowait()
     assert (stats.failed, stats.retrying) == (1, 0)
 
 
@@ -822,7 +827,7 @@ async def test_info_while_retrying(autojump_clock: trio.testing.MockClock) -> No
     async with trio_workq.open_work_queue() as queue:
         handle = await queue.submit(job, retry=RetryPolicy(max_attempts=4, backoff=fixed(30)))
         await trio.sleep(1)
-        info = queue.get_info(handle.id)
+        info = queue.get_info_nowait(handle.id)
         assert info.status is TaskStatus.RETRYING
         assert (info.attempts, info.max_attempts) == (1, 4)
         assert isinstance(info.last_error, ValueError)
@@ -834,7 +839,7 @@ async def test_info_while_retrying(autojump_clock: trio.testing.MockClock) -> No
         )
         assert info.finished_at is None
         await trio.sleep(29.5)
-        running = handle.info()
+        running = handle.info_nowait()
         assert running.status is TaskStatus.COMPLETED
         assert running.due_at is None
         assert running.attempts == 2
@@ -846,7 +851,7 @@ async def test_error_history_bounded_to_ten(autojump_clock: trio.testing.MockClo
     async with trio_workq.open_work_queue() as queue:
         handle = await queue.submit(job, retry=RetryPolicy(max_attempts=15, backoff=fixed(0)))
         await handle.wait()
-    info = handle.info()
+    info = handle.info_nowait()
     assert info.attempts == 15
     assert [str(e) for e in info.errors] == [f"attempt {n}" for n in range(6, 16)]
     assert str(info.last_error) == "attempt 15"
@@ -885,7 +890,7 @@ async def test_broken_backoff_fails_the_task(
             await handle.result()
         assert handle.status is TaskStatus.FAILED
         assert handle.attempts == 1
-        info = handle.info()
+        info = handle.info_nowait()
         assert [str(e) for e in info.errors] == ["attempt 1"]
         assert info.last_error is excinfo.value
         assert excinfo.value.__context__ is info.errors[0]  # the attempt's own exception

@@ -56,7 +56,7 @@ def utcnow() -> datetime:
 
 async def schedule_either(
     queue: trio_workq.WorkQueue, nowait: bool, **kwargs: Any
-) -> trio_workq.TaskHandle[None]:
+) -> trio_workq.MemoryTaskHandle[None]:
     if nowait:
         return queue.schedule_nowait(noop, **kwargs)
     return await queue.schedule(noop, **kwargs)
@@ -76,7 +76,7 @@ class TestDelay:
             assert handle.status is TaskStatus.SCHEDULED
             assert await handle.result() == "a"
             assert log.start_of("a") - start == 5
-            assert handle.info().status is TaskStatus.COMPLETED
+            assert handle.info_nowait().status is TaskStatus.COMPLETED
 
     async def test_never_starts_before_due(self, autojump_clock: trio.testing.MockClock) -> None:
         """Each delayed task starts at its own due time, never earlier, whatever the call order."""
@@ -113,15 +113,15 @@ class TestDelay:
             handle = await queue.schedule(late, delay=2)
             await trio.sleep(1.5)
             assert handle.status is TaskStatus.SCHEDULED
-            assert queue.statistics().scheduled == 1
+            assert queue.statistics_nowait().scheduled == 1
             await trio.sleep(1)  # now past due, but the only worker is busy
-            assert handle.info().status is TaskStatus.QUEUED
-            stats = queue.statistics()
+            assert handle.info_nowait().status is TaskStatus.QUEUED
+            stats = queue.statistics_nowait()
             assert (stats.scheduled, stats.queued) == (0, 1)
             gate.set()
             await trio.testing.wait_all_tasks_blocked()
-            assert handle.info().status is TaskStatus.RUNNING
-            assert handle.info().started_at is not None
+            assert handle.info_nowait().status is TaskStatus.RUNNING
+            assert handle.info_nowait().started_at is not None
             release.set()
             await handle.result()
             assert trio.current_time() - start == pytest.approx(2.5)
@@ -130,7 +130,7 @@ class TestDelay:
         """TaskInfo.due_at is created_at + delay while scheduled, and None once the task has run."""
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.schedule(noop, delay=90)
-            info = queue.get_info(handle.id)
+            info = queue.get_info_nowait(handle.id)
             assert info.status is TaskStatus.SCHEDULED
             assert info.due_at is not None
             assert info.due_at.tzinfo is not None
@@ -139,7 +139,7 @@ class TestDelay:
             )
             assert info.started_at is None
             await handle.result()
-            assert handle.info().due_at is None
+            assert handle.info_nowait().due_at is None
 
     async def test_zero_delay_runs_now(self, autojump_clock: trio.testing.MockClock) -> None:
         """delay=0 is accepted and the task runs without the clock advancing."""
@@ -158,7 +158,7 @@ class TestDelay:
             handle = await queue.schedule(
                 sleeper, 3, delay=10, timeout=5, name="nightly", priority=4
             )
-            info = handle.info()
+            info = handle.info_nowait()
             assert (info.name, info.priority, info.timeout) == ("nightly", 4, 5.0)
             await handle.result()  # 10 s waiting + 3 s running: within a 5 s timeout
             assert handle.status is TaskStatus.COMPLETED
@@ -187,7 +187,7 @@ class TestAt:
             start = trio.current_time()
             at = (utcnow() + timedelta(seconds=60)).astimezone(plus_five)
             handle = await queue.schedule(log.job, "tz", at=at)
-            assert handle.info().due_at is not None
+            assert handle.info_nowait().due_at is not None
             await handle.result()
         assert log.start_of("tz") - start == pytest.approx(60, abs=0.5)
 
@@ -235,7 +235,7 @@ class TestBadInput:
         async with trio_workq.open_work_queue() as queue:
             with pytest.raises(error, match=message):
                 await schedule_either(queue, nowait, **kwargs)
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.submitted, stats.scheduled, stats.schedulers_waiting) == (0, 0, 0)
 
     async def test_bad_function(self) -> None:
@@ -243,7 +243,7 @@ class TestBadInput:
         async with trio_workq.open_work_queue() as queue:
             with pytest.raises(TypeError, match="async function"):
                 await queue.schedule(sync_function, delay=1)  # type: ignore[arg-type]
-            assert queue.statistics().submitted == 0
+            assert queue.statistics_nowait().submitted == 0
 
     async def test_cancelled_caller_schedules_nothing(self) -> None:
         """schedule() called in a cancelled scope raises Cancelled and schedules nothing."""
@@ -252,7 +252,7 @@ class TestBadInput:
                 scope.cancel()
                 await queue.schedule(noop, delay=1)
             assert scope.cancelled_caught
-            assert queue.statistics().submitted == 0
+            assert queue.statistics_nowait().submitted == 0
 
 
 class TestCancel:
@@ -262,17 +262,17 @@ class TestCancel:
         async with trio_workq.open_work_queue() as queue:
             handle = await queue.schedule(log.job, "x", delay=10)
             other = await queue.schedule(log.job, "y", delay=10)
-            assert handle.cancel() is True
+            assert handle.cancel_nowait() is True
             assert handle.status is TaskStatus.CANCELLED
             assert handle.done
-            assert queue.cancel(other.id) is True
-            stats = queue.statistics()
+            assert queue.cancel_nowait(other.id) is True
+            stats = queue.statistics_nowait()
             assert (stats.scheduled, stats.cancelled) == (0, 2)
             await trio.sleep(20)
-            assert handle.cancel() is False
+            assert handle.cancel_nowait() is False
             with pytest.raises(trio_workq.TaskCancelled, match="cancelled"):
                 await handle.result()
-            assert queue.get_info(other.id).status is TaskStatus.CANCELLED
+            assert queue.get_info_nowait(other.id).status is TaskStatus.CANCELLED
         assert log.starts == []
         assert handle.attempts == 0
 
@@ -283,8 +283,8 @@ class TestCancel:
             start = trio.current_time()
             handles = [await queue.schedule(log.job, str(i), delay=i) for i in range(1, 201)]
             for handle in handles[::2]:  # "1", "3", ...
-                handle.cancel()
-            assert queue.statistics().scheduled == 100
+                handle.cancel_nowait()
+            assert queue.statistics_nowait().scheduled == 100
             await handles[-1].wait()
             assert all(h.status is TaskStatus.COMPLETED for h in handles[1::2])
         assert log.labels == [str(i) for i in range(2, 201, 2)]
@@ -301,7 +301,7 @@ class TestCancel:
             first = await queue.schedule(log.job, "first", delay=5)
             second = await queue.schedule(log.job, "second", delay=8)
             await trio.sleep(1)
-            first.cancel()
+            first.cancel_nowait()
             await second.wait()
         assert log.starts == [("second", start + 8)]
 
@@ -357,13 +357,14 @@ class TestScheduler:
                 queue.schedule_nowait(job, index, delay=delay, priority=priority)
                 for index, (delay, priority) in enumerate(plan)
             ]
-            assert queue.statistics().scheduled == count
+            assert queue.statistics_nowait().scheduled == count
             for handle in handles:
                 await handle.wait()
         expected = sorted(range(count), key=lambda i: (plan[i][0], -plan[i][1], i))
         assert [index for index, _ in started] == expected
         assert all(t - start == plan[index][0] for index, t in started)
-        assert queue.statistics().completed == count
+        assert queue.statistics_nowait().submitted == count
+        assert all(handle.status is TaskStatus.COMPLETED for handle in handles)
 
     async def test_full_buffer_delays_but_never_drops(
         self, autojump_clock: trio.testing.MockClock
@@ -378,7 +379,7 @@ class TestScheduler:
             handles = [await queue.schedule(log.job, str(i), delay=1) for i in range(count)]
             await trio.sleep(5)
             assert all(h.status is TaskStatus.SCHEDULED for h in handles)  # delayed, not dropped
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.scheduled, stats.queued, stats.producers_waiting) == (count, 1, 0)
             for handle in handles:
                 await handle.wait()
@@ -397,9 +398,9 @@ class TestScheduler:
             held = await queue.schedule(log.job, "held", delay=1)
             after = await queue.schedule(log.job, "after", delay=2)
             await trio.sleep(5)
-            assert held.cancel() is True
+            assert held.cancel_nowait() is True
             assert held.status is TaskStatus.CANCELLED
-            assert queue.statistics().scheduled == 1
+            assert queue.statistics_nowait().scheduled == 1
             assert await after.result() == "after"
         assert log.labels == ["after"]
         assert held.status is TaskStatus.CANCELLED
@@ -415,17 +416,17 @@ class TestMaxScheduled:
             queue.schedule_nowait(noop, at=utcnow() + timedelta(seconds=10))
             with pytest.raises(trio.WouldBlock):
                 queue.schedule_nowait(noop, delay=1)
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.scheduled, stats.submitted) == (2, 2)
-            first.cancel()  # frees a slot
+            first.cancel_nowait()  # frees a slot
             third = queue.schedule_nowait(noop, delay=1)
             assert third.status is TaskStatus.SCHEDULED
             with pytest.raises(trio.WouldBlock):
                 queue.schedule_nowait(noop, delay=1)
             await trio.sleep(2)  # third fell due and ran: its slot is free again
-            assert third.info().status is TaskStatus.COMPLETED
+            assert third.info_nowait().status is TaskStatus.COMPLETED
             fourth = queue.schedule_nowait(noop, delay=1)
-            assert queue.statistics().scheduled == 2
+            assert queue.statistics_nowait().scheduled == 2
             await fourth.wait()
 
     async def test_schedule_waits_until_due_task_frees_a_slot(
@@ -446,7 +447,7 @@ class TestMaxScheduled:
                 nursery.start_soon(scheduler)
                 await trio.sleep(5)
                 assert returned == []
-                stats = queue.statistics()
+                stats = queue.statistics_nowait()
                 assert (stats.scheduled, stats.schedulers_waiting, stats.submitted) == (1, 1, 1)
         assert returned == [start + 10]
         # Its delay counted from the call: already past when admitted, so it runs at once.
@@ -459,7 +460,7 @@ class TestMaxScheduled:
         async with trio_workq.open_work_queue(max_scheduled=1) as queue:
             start = trio.current_time()
             first = await queue.schedule(noop, delay=100)
-            got: list[trio_workq.TaskHandle[None]] = []
+            got: list[trio_workq.MemoryTaskHandle[None]] = []
 
             async def scheduler() -> None:
                 got.append(await queue.schedule(noop, delay=100))
@@ -468,11 +469,11 @@ class TestMaxScheduled:
                 nursery.start_soon(scheduler)
                 await trio.testing.wait_all_tasks_blocked()
                 assert got == []
-                first.cancel()
+                first.cancel_nowait()
             assert len(got) == 1
             assert got[0].status is TaskStatus.SCHEDULED
             assert trio.current_time() == start
-            got[0].cancel()
+            got[0].cancel_nowait()
 
     async def test_waiting_schedulers_are_fifo(
         self, autojump_clock: trio.testing.MockClock
@@ -485,7 +486,7 @@ class TestMaxScheduled:
                 for i in range(1, 5):
                     nursery.start_soon(schedule_labelled, queue, log, str(i))
                     await trio.testing.wait_all_tasks_blocked()
-                assert queue.statistics().schedulers_waiting == 4
+                assert queue.statistics_nowait().schedulers_waiting == 4
         assert log.labels == ["0", "1", "2", "3", "4"]
 
     async def test_cancelled_blocked_schedule_leaves_nothing(
@@ -497,10 +498,10 @@ class TestMaxScheduled:
             with trio.move_on_after(1) as scope:
                 await queue.schedule(noop, delay=1)
             assert scope.cancelled_caught
-            stats = queue.statistics()
+            stats = queue.statistics_nowait()
             assert (stats.submitted, stats.scheduled, stats.schedulers_waiting) == (1, 1, 0)
             await trio.sleep(200)
-            assert queue.statistics().completed == 1
+            assert queue.statistics_nowait().completed == 1
 
 
 class TestShutdown:
@@ -522,7 +523,7 @@ class TestShutdown:
             with pytest.raises(trio_workq.TaskCancelled):
                 await handle.result()
         assert log.labels == ["due"]
-        stats = queue.statistics()
+        stats = queue.statistics_nowait()
         assert (stats.scheduled, stats.cancelled, stats.completed) == (0, 2, 1)
 
     async def test_schedule_after_shutdown(self) -> None:
@@ -535,7 +536,7 @@ class TestShutdown:
                 queue.schedule_nowait(noop, at=utcnow())
         with pytest.raises(trio_workq.QueueClosed):
             await queue.schedule(noop, delay=0)
-        assert queue.statistics().submitted == 0
+        assert queue.statistics_nowait().submitted == 0
 
     async def test_blocked_schedule_gets_queue_closed(
         self, autojump_clock: trio.testing.MockClock
@@ -557,7 +558,7 @@ class TestShutdown:
                 await queue.shutdown()
         assert len(errors) == 1
         assert first.status is TaskStatus.CANCELLED
-        assert queue.statistics().submitted == 1
+        assert queue.statistics_nowait().submitted == 1
 
     async def test_due_task_waiting_for_room_still_runs_at_shutdown(
         self, autojump_clock: trio.testing.MockClock
@@ -570,7 +571,7 @@ class TestShutdown:
             held = await queue.schedule(log.job, "held", delay=1)
             await trio.sleep(5)
             assert held.status is TaskStatus.SCHEDULED
-        assert held.info().status is TaskStatus.COMPLETED
+        assert held.info_nowait().status is TaskStatus.COMPLETED
         assert log.labels == ["held"]
 
     async def test_due_task_waiting_for_room_cancelled_with_enclosing_scope(
@@ -578,7 +579,7 @@ class TestShutdown:
     ) -> None:
         """When the enclosing scope is cancelled, a due task waiting for room ends 'cancelled'."""
         log = StartLog()
-        handles: list[trio_workq.TaskHandle[str]] = []
+        handles: list[trio_workq.MemoryTaskHandle[str]] = []
         queues: list[trio_workq.WorkQueue] = []
         with trio.move_on_after(5):
             async with trio_workq.open_work_queue(workers=1, max_buffer_size=1) as queue:
@@ -592,7 +593,7 @@ class TestShutdown:
         with trio.move_on_after(1):
             await held.wait()
         assert held.status is TaskStatus.CANCELLED
-        stats = queue.statistics()
+        stats = queue.statistics_nowait()
         assert (stats.scheduled, stats.cancelled) == (0, 3)
 
 
@@ -605,9 +606,9 @@ async def test_cancelled_timers_are_compacted() -> None:
     async with trio_workq.open_work_queue() as queue:
         handles = [queue.schedule_nowait(never, delay=1000 + i) for i in range(200)]
         for handle in handles[:150]:
-            assert handle.cancel()
+            assert handle.cancel_nowait()
         assert len(queue._timers._heap) < 200
         assert queue._timers.live == 50
-        assert queue.statistics().scheduled == 50
+        assert queue.statistics_nowait().scheduled == 50
         await queue.shutdown()
     assert all(h.status is trio_workq.TaskStatus.CANCELLED for h in handles)

@@ -26,7 +26,7 @@ async def test_leaving_block_drains(autojump_clock: trio.testing.MockClock) -> N
     async with trio_workq.open_work_queue(workers=2) as queue:
         handles = [await queue.submit(sleeper, 1 + i) for i in range(6)]
     assert all(h.status is TaskStatus.COMPLETED for h in handles)
-    assert queue.statistics().completed == 6
+    assert queue.statistics_nowait().completed == 6
 
 
 async def test_shutdown_deadline_cancels_rest(autojump_clock: trio.testing.MockClock) -> None:
@@ -41,7 +41,7 @@ async def test_shutdown_deadline_cancels_rest(autojump_clock: trio.testing.MockC
     assert quick.status is TaskStatus.COMPLETED
     assert slow.status is TaskStatus.CANCELLED
     assert never.status is TaskStatus.CANCELLED
-    assert never.info().attempts == 0
+    assert never.info_nowait().attempts == 0
     with pytest.raises(trio_workq.TaskCancelled):
         await never.result()
 
@@ -122,18 +122,18 @@ async def test_producers_waiting_get_queue_closed(autojump_clock: trio.testing.M
             nursery.start_soon(producer, queue)
             nursery.start_soon(producer, queue)
             await trio.testing.wait_all_tasks_blocked()
-            assert queue.statistics().producers_waiting == 2
+            assert queue.statistics_nowait().producers_waiting == 2
             nursery.start_soon(queue.shutdown)  # it then waits for the blocked task
             await trio.testing.wait_all_tasks_blocked()
             assert len(errors) == 2
-            assert queue.statistics().submitted == 1
+            assert queue.statistics_nowait().submitted == 1
             gate.set()
 
 
 async def test_exception_in_block_cancels_tasks(autojump_clock: trio.testing.MockClock) -> None:
     """An exception escaping the block cancels tasks promptly and propagates as itself."""
     start = trio.current_time()
-    handles: list[trio_workq.TaskHandle[str]] = []
+    handles: list[trio_workq.MemoryTaskHandle[str]] = []
     with pytest.raises(KeyError, match="boom"):
         async with trio_workq.open_work_queue(workers=1) as queue:
             handles.append(await queue.submit(sleeper, 100))  # runs
@@ -142,14 +142,14 @@ async def test_exception_in_block_cancels_tasks(autojump_clock: trio.testing.Moc
             raise KeyError("boom")
     assert trio.current_time() == start
     assert [h.status for h in handles] == [TaskStatus.CANCELLED] * 2
-    assert handles[0].info().attempts == 1
+    assert handles[0].info_nowait().attempts == 1
 
 
 async def test_exception_in_block_with_callers_nursery(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """With the caller's nursery, an escaping exception still cancels the queue's tasks."""
-    handles: list[trio_workq.TaskHandle[str]] = []
+    handles: list[trio_workq.MemoryTaskHandle[str]] = []
     with pytest.RaisesGroup(ValueError):
         async with trio.open_nursery() as nursery:
             async with trio_workq.open_work_queue(nursery, workers=1) as queue:
@@ -161,7 +161,7 @@ async def test_exception_in_block_with_callers_nursery(
 
 async def test_enclosing_cancel_cancels_tasks(autojump_clock: trio.testing.MockClock) -> None:
     """Cancelling the enclosing scope cancels the queue's tasks and records them cancelled."""
-    handles: list[trio_workq.TaskHandle[str]] = []
+    handles: list[trio_workq.MemoryTaskHandle[str]] = []
     with trio.move_on_after(2) as scope:
         async with trio_workq.open_work_queue(workers=1) as queue:
             handles.append(await queue.submit(sleeper, 100))
@@ -204,7 +204,7 @@ async def test_shutdown_checkpoints_and_rejects_bad_timeout() -> None:
     async with trio_workq.open_work_queue() as queue:
         with pytest.raises(ValueError, match="timeout must be >= 0"):
             await queue.shutdown(timeout=-1)
-        assert not queue.statistics().closed
+        assert not queue.statistics_nowait().closed
         with trio.testing.assert_checkpoints():
             await queue.shutdown()
 
@@ -216,7 +216,7 @@ async def test_keyboard_interrupt_is_not_swallowed() -> None:
         await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
-    holder: list[trio_workq.TaskHandle[None]] = []
+    holder: list[trio_workq.MemoryTaskHandle[None]] = []
     with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True):
         async with trio_workq.open_work_queue() as queue:
             holder.append(await queue.submit(interrupt))
@@ -247,7 +247,7 @@ async def test_drain_gives_retrying_tasks_their_attempts(
     assert await handle.result() == "finally"
     assert attempts == [start, start + 3, start + 6]
     assert later.status is TaskStatus.CANCELLED
-    assert later.info().attempts == 0
+    assert later.info_nowait().attempts == 0
 
 
 async def test_cancelling_task_held_for_room_lets_queue_drain(
@@ -271,8 +271,8 @@ async def test_cancelling_task_held_for_room_lets_queue_drain(
             blocker = await queue.submit(sleeper, 5)
             nursery.start_soon(queue.shutdown)  # drains: the retry is due at 1 s, held for room
             await trio.sleep(2)
-            assert flaky.info().status is TaskStatus.RETRYING
-            assert flaky.cancel()
+            assert flaky.info_nowait().status is TaskStatus.RETRYING
+            assert flaky.cancel_nowait()
         assert trio.current_time() - start == pytest.approx(5)
     assert flaky.status is TaskStatus.CANCELLED
     assert runs == [start]
@@ -297,7 +297,7 @@ async def test_deadline_cancelled_task_failing_in_cleanup_is_not_retried(
         handle = await queue.submit(bad_cleanup)
     assert len(runs) == 1
     assert handle.status is TaskStatus.FAILED
-    assert isinstance(handle.info().last_error, OSError)
+    assert isinstance(handle.info_nowait().last_error, OSError)
 
 
 async def test_exception_group_from_block_is_not_double_wrapped() -> None:

@@ -155,7 +155,7 @@ async def test_a_lease_of_minutes_runs_out_in_virtual_minutes(
             task_id = await _add_and_claim(store, lease=300.0)
             start = trio.current_time()
             async with durable(store, lease=300.0) as queue:
-                handle = queue.get_handle(task_id)
+                handle = await queue.get_handle(task_id)
                 assert await handle.result() == "ran"
                 recovered = trio.current_time()
                 info = await handle.info()

@@ -126,7 +126,7 @@ class TestStats:
                 assert response.json() == {"status": "closing"}
                 stats = (await client.get("/api/stats")).json()
                 assert stats["closed"] is True
-                queue.cancel(blocked.id)
+                queue.cancel_nowait(blocked.id)
 
 
 class TestListing:
@@ -162,7 +162,7 @@ class TestListing:
             body = (await client.get("/api/tasks")).json()
             assert body["next_cursor"] is None
             [row] = body["tasks"]
-            info = handle.info()
+            info = handle.info_nowait()
             assert row == {
                 "id": handle.id,
                 "name": "broken",
@@ -384,7 +384,7 @@ class TestActions:
         async with open_client(workers=1) as (queue, client):
             await queue.submit(block)
             waiting = await queue.submit(succeed, 5)
-            waiting.cancel()
+            waiting.cancel_nowait()
             response = await client.post(f"/api/tasks/{waiting.id}/retry")
             assert response.status_code == 200
             assert waiting.status is not TaskStatus.CANCELLED
@@ -415,7 +415,7 @@ class TestActions:
                     await client.post(f"/api/tasks/{failed.id}/retry"), 409, "conflict"
                 )
                 assert "shutting down" in body["message"]
-                blocker.cancel()
+                blocker.cancel_nowait()
             assert failed.status is TaskStatus.FAILED
 
     @pytest.mark.parametrize("action", ["cancel", "retry"])

@@ -29,7 +29,7 @@ from _web_helpers import XSS_ERROR, XSS_NAME
 from _web_helpers import quiet_failures as quiet_failures
 
 import trio_workq
-from trio_workq import TaskHandle, TaskStatus, WorkQueue, open_work_queue
+from trio_workq import MemoryTaskHandle, TaskStatus, WorkQueue, open_work_queue
 from trio_workq.web import serve_dashboard
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ async def test_dashboard_in_chromium() -> None:
                 later = trio_workq.RetryPolicy(max_attempts=3, backoff=trio_workq.fixed(3600))
                 for number in range(12):
                     await queue.submit(fetch_page, number, name="fetch-page")
-                email: TaskHandle[None] = await queue.submit(
+                email: MemoryTaskHandle[None] = await queue.submit(
                     send_email, "ops@example.org", name="send-email"
                 )
                 await queue.submit(send_email, "team@example.org", name="send-email")
@@ -236,7 +236,9 @@ async def test_dashboard_in_chromium() -> None:
                     for month, event in zip(months, started, strict=True)
                 ]
                 await queue.schedule(fetch_page, 1, delay=600, name="nightly-cleanup")
-                (await queue.schedule(fetch_page, 2, delay=900, name="nightly-cleanup")).cancel()
+                await (
+                    await queue.schedule(fetch_page, 2, delay=900, name="nightly-cleanup")
+                ).cancel()
                 await email.wait()
                 await xss.wait()
                 for event in started:

@@ -17,28 +17,29 @@ from ._core.errors import TaskStateError as TaskStateError
 from ._core.errors import TaskTimeout as TaskTimeout
 from ._core.info import TaskInfo as TaskInfo
 from ._core.info import TaskPage as TaskPage
+from ._core.registry import task as task
 from ._core.retry import Backoff as Backoff
 from ._core.retry import ExponentialBackoff as ExponentialBackoff
 from ._core.retry import FixedBackoff as FixedBackoff
 from ._core.retry import RetryPolicy as RetryPolicy
 from ._core.retry import exponential as exponential
 from ._core.retry import fixed as fixed
+from ._core.stats import QueueStatistics as QueueStatistics
 from ._core.status import EventKind as EventKind
 from ._core.status import TaskStatus as TaskStatus
-from ._durable.queue import DurableQueueStatistics as DurableQueueStatistics
 from ._durable.queue import DurableTaskHandle as DurableTaskHandle
 from ._durable.queue import DurableWorkQueue as DurableWorkQueue
 from ._durable.queue import StoredError as StoredError
 from ._durable.queue import StoreUnavailable as StoreUnavailable
 from ._durable.queue import open_durable_queue as open_durable_queue
-from ._durable.registry import task as task
 from ._durable.serialize import JSONSerializer as JSONSerializer
 from ._durable.serialize import PickleSerializer as PickleSerializer
 from ._durable.serialize import Serializer as Serializer
-from ._memory.handle import TaskHandle as TaskHandle
-from ._memory.queue import QueueStatistics as QueueStatistics
+from ._memory.handle import MemoryTaskHandle as MemoryTaskHandle
 from ._memory.queue import WorkQueue as WorkQueue
 from ._open import open_work_queue as open_work_queue
+from ._runtime.api import TaskHandle as TaskHandle
+from ._runtime.api import TaskQueue as TaskQueue
 from ._runtime.events import EventStream as EventStream
 from ._runtime.events import TaskEvent as TaskEvent
 from ._runtime.events import current_task as current_task
@@ -49,7 +50,6 @@ from ._stores.sqlite import SQLiteStore as SQLiteStore
 
 __all__ = [
     "Backoff",
-    "DurableQueueStatistics",
     "DurableTaskHandle",
     "DurableWorkQueue",
     "EventKind",
@@ -57,6 +57,7 @@ __all__ = [
     "ExponentialBackoff",
     "FixedBackoff",
     "JSONSerializer",
+    "MemoryTaskHandle",
     "PickleSerializer",
     "QueueClosed",
     "QueueStatistics",
@@ -75,6 +76,7 @@ __all__ = [
     "TaskInfo",
     "TaskNotFound",
     "TaskPage",
+    "TaskQueue",
     "TaskStateError",
     "TaskStatus",
     "TaskTimeout",

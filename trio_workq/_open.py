@@ -11,6 +11,7 @@ import trio
 
 from ._core.retry import RetryPolicy
 from ._memory.queue import WorkQueue, open_memory_queue
+from ._runtime.api import TaskQueue
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple
@@ -56,12 +57,21 @@ def open_work_queue(
 ) -> contextlib.AbstractAsyncContextManager[DurableWorkQueue]: ...
 
 
+@overload
+def open_work_queue(
+    nursery: trio.Nursery | None = None,
+    *,
+    store: Store | str | None,
+    workers: int = 10,
+    retry: RetryPolicy | None = None,
+    retention: float | None = ...,
+    shutdown_timeout: float | None = None,
+) -> contextlib.AbstractAsyncContextManager[TaskQueue]: ...
+
+
 def open_work_queue(
     nursery: trio.Nursery | None = None, *, store: Store | str | None = None, **options: Any
-) -> (
-    contextlib.AbstractAsyncContextManager[WorkQueue]
-    | contextlib.AbstractAsyncContextManager[DurableWorkQueue]
-):
+) -> contextlib.AbstractAsyncContextManager[TaskQueue]:
     if store is None:
         return open_memory_queue(nursery, **options)
     from ._durable.queue import open_durable_queue
@@ -69,10 +79,24 @@ def open_work_queue(
     return open_durable_queue(nursery, store=store, **options)
 
 
+if TYPE_CHECKING:
+
+    def _both_are_task_queues(  # pyright: ignore[reportUnusedFunction] - checked, never called
+        memory: WorkQueue, durable: DurableWorkQueue
+    ) -> list[TaskQueue]:
+        # The type checkers prove here that both queues implement TaskQueue.
+        return [memory, durable]
+
+
 _DURABLE_DOC = """
     With *store* (a `Store`, or a URL such as ``sqlite:///tasks.db``), it
     opens a `DurableWorkQueue` on that store instead, which takes the options
     of `open_durable_queue`; *max_buffer_size*, *max_scheduled* and
     *max_retained* do not apply to it. See the persistence guide.
+
+    Both kinds implement `TaskQueue`: code that takes a `TaskQueue` runs on
+    either. When *store* is a variable that may be ``None``, the type
+    checkers see a `TaskQueue` (only the options both kinds take are
+    accepted there).
     """
 open_work_queue.__doc__ = (open_memory_queue.__doc__ or "") + _DURABLE_DOC

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """OpenTelemetry tracing for any trio_workq queue: ``pip install 'trio_workq[otel]'``.
 
-`instrument` works on a `~trio_workq.WorkQueue` and on a
-`~trio_workq.DurableWorkQueue` alike. It does two things:
+`instrument` works on any `~trio_workq.TaskQueue`: a `~trio_workq.WorkQueue`
+and a `~trio_workq.DurableWorkQueue` alike. It does two things:
 
 * **At submit**, it stores the submitter's trace context with each new task:
   a submit hook injects the current context as headers (``traceparent``,
@@ -48,6 +48,7 @@ from ._core.info import TaskRecord
 from ._core.status import EventKind
 from ._durable.queue import DurableWorkQueue
 from ._memory.queue import WorkQueue
+from ._runtime.api import TaskQueue
 from ._runtime.events import AttemptHook, AttemptSignal, Hook, SubmitHook
 
 __all__ = ["TracingInstrumentation", "instrument"]
@@ -244,7 +245,7 @@ def _restore(opened: _Open) -> None:
 
 
 def instrument(
-    queue: WorkQueue | DurableWorkQueue,
+    queue: TaskQueue,
     *,
     tracer_provider: trace.TracerProvider | None = None,
     queue_name: str = "default",
@@ -257,17 +258,19 @@ def instrument(
     processes are all instrumented).
 
     Args:
-        queue: An open `~trio_workq.WorkQueue` or `~trio_workq.DurableWorkQueue`.
+        queue: The queue to trace: any `~trio_workq.TaskQueue` that
+            `~trio_workq.open_work_queue` opened.
         tracer_provider: Where spans go; the global provider by default.
         queue_name: The ``trio_workq.queue`` attribute of every span.
 
     Raises:
-        TypeError: If *queue* is not a `~trio_workq.WorkQueue` or
+        TypeError: If *queue* is not a `~trio_workq.WorkQueue` or a
             `~trio_workq.DurableWorkQueue`, or *queue_name* is not a string.
     """
-    if not isinstance(queue, (WorkQueue, DurableWorkQueue)):
+    if not isinstance(queue, WorkQueue | DurableWorkQueue):
         raise TypeError(
-            f"queue must be a trio_workq.WorkQueue or DurableWorkQueue, not {type(queue).__name__}"
+            "queue must be a trio_workq.TaskQueue (a WorkQueue or a DurableWorkQueue), "
+            f"not {type(queue).__name__}"
         )
     if not isinstance(queue_name, str):
         raise TypeError(f"queue_name must be a str, not {type(queue_name).__name__}")

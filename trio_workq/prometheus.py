@@ -5,7 +5,7 @@
 `instrument` adds a listener to a queue and a collector to a registry. The
 listener keeps plain counts in the queue's own thread (cheap, no locks); the
 collector turns them into counter and histogram families at scrape time and
-reads the gauges from `~trio_workq.WorkQueue.statistics` then. A scrape from
+reads the gauges from `~trio_workq.WorkQueue.statistics_nowait` then. A scrape from
 another thread (``prometheus_client.start_http_server``) takes its snapshot in
 the queue's Trio thread through `trio.from_thread.run_sync`.
 
@@ -37,9 +37,11 @@ from prometheus_client.metrics_core import (
 
 from ._core.errors import TaskTimeout
 from ._core.info import TaskRecord
+from ._core.stats import QueueStatistics
 from ._core.status import EventKind
-from ._durable.queue import DurableQueueStatistics, DurableWorkQueue
-from ._memory.queue import QueueStatistics, WorkQueue
+from ._durable.queue import DurableWorkQueue
+from ._memory.queue import WorkQueue
+from ._runtime.api import TaskQueue
 from ._runtime.events import Hook
 
 __all__ = ["QUEUE_WAIT_BUCKETS", "RUN_DURATION_BUCKETS", "Instrumentation", "instrument"]
@@ -180,7 +182,7 @@ _SeriesSnapshot = tuple[tuple[int, ...], tuple[list[int], float], tuple[list[int
 # (queue label, statistics or None, oldest due age or None, [(task label, series snapshot)])
 _QueueSnapshot = tuple[
     str,
-    "QueueStatistics | DurableQueueStatistics | None",
+    "QueueStatistics | None",
     "float | None",
     list[tuple[str, _SeriesSnapshot]],
 ]
@@ -398,7 +400,7 @@ class Instrumentation:
         )
         # A durable queue's last store reading (None until the first one, or after
         # a failed one); written in the Trio thread, read by scrapes under its token.
-        self._cached: DurableQueueStatistics | None = None
+        self._cached: QueueStatistics | None = None
         self._oldest: float | None = None
         # Readings may overlap (the background one and refresh_gauges()): only one
         # that started after the reading shown may replace it.
@@ -415,16 +417,16 @@ class Instrumentation:
                 self._refresh_loop, self.gauge_interval, name="trio_workq.prometheus gauges"
             )
 
-    def current_statistics(self) -> QueueStatistics | DurableQueueStatistics | None:
+    def current_statistics(self) -> QueueStatistics | None:
         """What the gauges show now; call it in the queue's Trio thread. Not a checkpoint.
 
-        An in-memory queue's `~trio_workq.WorkQueue.statistics`; for a
+        An in-memory queue's `~trio_workq.WorkQueue.statistics_nowait`; for a
         durable queue, the last reading of the store (``None`` before the
         first one), never a wait on the store.
         """
         queue = self.queue
         if isinstance(queue, WorkQueue):
-            return queue.statistics()
+            return queue.statistics_nowait()
         return self._cached
 
     @property
@@ -576,7 +578,7 @@ def _make_hook(instrumentation: Instrumentation, series_by_name: dict[str, _Task
 
 
 def instrument(
-    queue: WorkQueue | DurableWorkQueue,
+    queue: TaskQueue,
     registry: CollectorRegistry | None = None,
     namespace: str = "trio_workq",
     queue_name: str = "default",
@@ -589,8 +591,8 @@ def instrument(
     `~trio_workq.open_work_queue`. Counters and histograms are labelled
     ``queue`` (this *queue_name*) and ``task`` (the task's name, never its
     id); gauges are labelled ``queue`` and read from
-    `WorkQueue.statistics <trio_workq.WorkQueue.statistics>` at scrape time. Several queues can
-    share a registry, each under a *queue_name* of its own.
+    `WorkQueue.statistics_nowait <trio_workq.WorkQueue.statistics_nowait>` at scrape
+    time. Several queues can share a registry, each under a *queue_name* of its own.
 
     For a `~trio_workq.DurableWorkQueue`, counters and histograms count
     this process's events (no per-process label: Prometheus tells the
@@ -602,7 +604,8 @@ def instrument(
     waits on the store.
 
     Args:
-        queue: The queue to instrument.
+        queue: The queue to instrument: any `~trio_workq.TaskQueue` that
+            `~trio_workq.open_work_queue` opened.
         registry: Where the metrics are registered; ``None`` means
             ``prometheus_client.REGISTRY``.
         namespace: The prefix of every metric name (``trio_workq`` gives
@@ -626,7 +629,8 @@ def instrument(
     """
     if not isinstance(queue, WorkQueue | DurableWorkQueue):
         raise TypeError(
-            f"queue must be a trio_workq.WorkQueue or DurableWorkQueue, not {type(queue).__name__}"
+            "queue must be a trio_workq.TaskQueue (a WorkQueue or a DurableWorkQueue), "
+            f"not {type(queue).__name__}"
         )
     if isinstance(gauge_interval, bool) or not isinstance(gauge_interval, int | float):
         raise TypeError(f"gauge_interval must be a number, not {type(gauge_interval).__name__}")

@@ -23,7 +23,7 @@ import trio
 
 from .._core.errors import TaskTimeout
 from .._core.status import EventKind, TaskStatus
-from .._memory.handle import TaskHandle
+from .._memory.handle import MemoryTaskHandle
 from .._memory.queue import WorkQueue
 from .._open import open_work_queue
 from .._runtime.events import TaskEvent
@@ -287,7 +287,7 @@ class Console:
 
 def progress_text(queue: WorkQueue, tally: Tally, elapsed: float) -> str:
     """One line of live counters, the busiest first (a narrow terminal cuts the end)."""
-    stats = queue.statistics()
+    stats = queue.statistics_nowait()
     return (
         f"{elapsed:5.1f}s: {stats.running}/{stats.workers} running, {stats.queued} queued, "
         f"{tally.finished(TaskStatus.COMPLETED)} completed, "
@@ -457,9 +457,9 @@ def _extent(config: DemoConfig) -> str:
 
 async def _feed(
     queue: WorkQueue, nursery: trio.Nursery, config: DemoConfig
-) -> list[TaskHandle[str]]:
+) -> list[MemoryTaskHandle[str]]:
     """Submit the workload: *config.tasks* tasks, whose handles it returns, or forever."""
-    handles: list[TaskHandle[str]] = []
+    handles: list[MemoryTaskHandle[str]] = []
     workload = Workload(config.seed, rate=config.rate, speed=config.speed)
     while True:
         pause, planned = next(workload)
@@ -473,7 +473,7 @@ async def _feed(
                 return handles
 
 
-async def _submit(queue: WorkQueue, planned: Planned) -> TaskHandle[str]:
+async def _submit(queue: WorkQueue, planned: Planned) -> MemoryTaskHandle[str]:
     job = planned.job
     if planned.delay is None:
         return await queue.submit(
@@ -495,10 +495,10 @@ async def _submit(queue: WorkQueue, planned: Planned) -> TaskHandle[str]:
     )
 
 
-async def _cancel_later(handle: TaskHandle[str], delay: float) -> None:
+async def _cancel_later(handle: MemoryTaskHandle[str], delay: float) -> None:
     """The operator: cancel a task a while after it was submitted."""
     await trio.sleep(delay)
-    handle.cancel()
+    await handle.cancel()
 
 
 async def _stop_after(stopper: _Stopper, duration: float) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import trio
 
+from .._core.registry import registered_names
 from .._durable.queue import DurableWorkQueue, open_durable_queue
-from .._durable.registry import registered_names
 from .._stores.protocol import Store, StoreError
 from .common import (
     EXIT_OK,

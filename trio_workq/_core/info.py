@@ -48,7 +48,7 @@ new_snapshot: Final = cast(
 class TaskRecord(Protocol):
     """What the runtime reads of a task: hooks, events, `current_task`.
 
-    Both a `TaskHandle` (in memory) and the durable queue's record of an
+    Both a `MemoryTaskHandle` (in memory) and the durable queue's record of an
     attempt satisfy it. Internal but stable: integrations built on hooks
     (metrics, tracing) may rely on it.
     """
@@ -101,7 +101,7 @@ class TaskRecord(Protocol):
         """Its `TaskInfo` as of *snapshot*. Not a checkpoint."""
         ...
 
-    def info(self) -> TaskInfo:
+    def info_nowait(self) -> TaskInfo:
         """Its `TaskInfo` now. Not a checkpoint."""
         ...
 

@@ -100,3 +100,18 @@ def check_aware(at: object) -> datetime:
             "use e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
         )
     return at
+
+
+def storable_text(text: str) -> str:
+    """*text* as every store can hold it: lone surrogates and NUL characters escaped.
+
+    Not a checkpoint. Exception messages may hold anything; PostgreSQL text
+    holds no NUL character and UTF-8 no lone surrogate (``"\\ud800"``).
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text

@@ -21,17 +21,17 @@ from .._core.info import (
     info_from_state,
     new_snapshot,
 )
+from .._core.registry import TaskDefinition
 from .._core.status import TaskStatus
 from .._stores.protocol import StoredTask
 from .errors import StoredError
 from .handle import QueueRef
-from .registry import TaskDefinition
 
 
 class _Attempt:
     """This process's record of a task: for lifecycle events and `current_task`.
 
-    It is a `TaskRecord`, as a `TaskHandle` is, so durable tasks produce the
+    It is a `TaskRecord`, as a `MemoryTaskHandle` is, so durable tasks produce the
     same events as in-memory ones. Times are trio times.
     """
 
@@ -143,7 +143,7 @@ class _Attempt:
             self._queue.wall_time,
         )
 
-    def info(self) -> TaskInfo:
+    def info_nowait(self) -> TaskInfo:
         return self.info_from(self.snapshot())
 
     def wall_time(self, trio_time: float) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import trio
 
 from .._core.info import MAX_ERROR_HISTORY
+from .._core.registry import policy_for
 from .._core.retry import RetryPolicy
 from .._core.status import CANCELLED, COMPLETED, FAILED, RETRYING
 from .._core.transitions import Ending, decide
@@ -27,7 +28,6 @@ from .._runtime.events import AttemptSignal, logger
 from .._stores.protocol import StoreDataError, StoreError
 from .attempt import _Attempt
 from .errors import conversion_error, error_text
-from .registry import policy_for
 from .runtime import Runtime
 
 R = TypeVar("R")

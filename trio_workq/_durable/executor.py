@@ -22,12 +22,12 @@ import trio
 
 from .._core.errors import TaskTimeout
 from .._core.outcomes import split_attempt_error
+from .._core.registry import TaskDefinition, lookup
 from .._core.status import RUNNING
 from .._core.transitions import Ending
 from .._runtime.events import AttemptSignal, logger, set_current
 from .attempt import _Attempt
 from .completer import Completer
-from .registry import TaskDefinition, lookup
 from .runtime import CLEANUP_TIMEOUT, Runtime
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there

@@ -16,6 +16,7 @@ import trio
 
 from .._core.errors import check_seconds
 from .._core.info import NO_HEADERS
+from .._core.registry import definition_for, policy_for
 from .._core.retry import RetryPolicy
 from .._core.status import QUEUED, SCHEDULED, EventKind
 from .._core.validate import check_aware, check_name, check_priority, check_timeout
@@ -23,7 +24,6 @@ from .._stores.protocol import NewTask
 from .attempt import _Attempt
 from .errors import closed_error, conversion_error
 from .handle import DurableTaskHandle
-from .registry import definition_for, policy_for
 from .runtime import Runtime
 
 

@@ -7,12 +7,12 @@ from typing import Final
 
 import trio
 
+from .._core.registry import lookup, policy_for
 from .._core.retry import RetryPolicy
 from .._core.transitions import Ending, decide
 from .._runtime.events import logger
 from .._stores.protocol import Recovery, StoreError
 from .errors import LEASE_EXPIRED_ERROR, StoredError, error_text
-from .registry import lookup, policy_for
 from .runtime import Runtime
 
 #: Longest gap between two lease renewals, which is also how soon a running

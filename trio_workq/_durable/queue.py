@@ -29,13 +29,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import outcome
 import trio
 
 from .._core.errors import TaskStateError, check_seconds
 from .._core.info import MAX_PAGE_SIZE, TaskInfo, TaskPage
 from .._core.retry import RetryPolicy
+from .._core.stats import QueueStatistics
 from .._core.status import (
     CANCELLED,
     COMPLETED,
@@ -73,45 +73,6 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
     Ts = TypeVarTuple("Ts")
-
-
-@attrs.frozen
-class DurableQueueStatistics:
-    """Counters of a `DurableWorkQueue`, from `DurableWorkQueue.statistics`.
-
-    The status counts cover the whole store (every process sharing it);
-    the worker counts are this process's.
-
-    Attributes:
-        workers: Size of this process's worker pool.
-        busy_workers: This process's workers running a task now.
-        held: Tasks this process has claimed and not finished: running,
-            claimed and about to run, or finished with the outcome not yet
-            written (the store counts all of them as ``running``).
-        queued: Tasks in the store waiting for a worker.
-        scheduled: Delayed tasks in the store.
-        running: Tasks running in any process.
-        retrying: Tasks waiting out a retry backoff.
-        completed: Finished tasks still in the store, per status (older
-            ones are purged after the retention time).
-        failed: As *completed*.
-        cancelled: As *completed*.
-        closed: Whether this queue's shutdown has begun.
-        owner: This process's owner id in the store.
-    """
-
-    workers: int
-    busy_workers: int
-    held: int
-    queued: int
-    scheduled: int
-    running: int
-    retrying: int
-    completed: int
-    failed: int
-    cancelled: int
-    closed: bool
-    owner: str
 
 
 class DurableWorkQueue(EventSource):
@@ -312,14 +273,13 @@ class DurableWorkQueue(EventSource):
 
     # ----------------------------------------------------------- lookups & acts
 
-    def get_handle(self, task_id: str) -> DurableTaskHandle[Any]:
-        """A handle for the task with this id. Not a checkpoint; does no I/O.
+    async def get_handle(self, task_id: str) -> DurableTaskHandle[Any]:
+        """A handle for the task with this id, once the store has it. Always a checkpoint.
 
-        The id is not checked here: the handle's methods raise `TaskNotFound`
-        for an unknown id.
+        Raises:
+            TaskNotFound: If the store has no task with this id.
         """
-        if not isinstance(task_id, str):
-            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+        await self._get(task_id)
         return DurableTaskHandle(self, task_id)
 
     async def get_info(self, task_id: str) -> TaskInfo:
@@ -371,6 +331,7 @@ class DurableWorkQueue(EventSource):
         """Run a ``failed`` or ``cancelled`` task again, as one more attempt, due now.
 
         Always a checkpoint. Any process sharing the store may run it.
+        Listeners of this queue see a ``retrying`` event, as in memory.
 
         Raises:
             TaskNotFound: If the store has no task with this id.
@@ -378,14 +339,27 @@ class DurableWorkQueue(EventSource):
         """
         if not isinstance(task_id, str):
             raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
-        status = await self._store.requeue(task_id)
-        if status is None:
-            raise not_found(task_id)
-        if status is not FAILED and status is not CANCELLED:
-            raise TaskStateError(
-                f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
-            )
-        self._rt.hint()
+        rt = self._rt
+        # Like a submit: if this process claims the task before its retrying
+        # event is out, the fetcher waits for it (listeners see retrying, then started).
+        announced = trio.Event()
+        rt.adds_in_flight.add(announced)
+        try:
+            status = await self._store.requeue(task_id)
+            if status is None:
+                raise not_found(task_id)
+            if status is not FAILED and status is not CANCELLED:
+                raise TaskStateError(
+                    f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
+                )
+            if self._hooks:
+                row = await self._store.get(task_id)
+                if row is not None:
+                    rt.emit(rt.record_of_row(row), EventKind.RETRYING, was_running=False)
+        finally:
+            rt.adds_in_flight.discard(announced)
+            announced.set()
+        rt.hint()
         return DurableTaskHandle(self, task_id)
 
     async def list_tasks(
@@ -419,21 +393,26 @@ class DurableWorkQueue(EventSource):
         page = await self._store.page(status=status, name=name, limit=limit, cursor=cursor)
         return TaskPage(tuple(info_of_row(row) for row in page.tasks), page.next_cursor)
 
-    async def statistics(self) -> DurableQueueStatistics:
-        """Counts per status across the store, and this process's workers. Always a checkpoint."""
+    async def statistics(self) -> QueueStatistics:
+        """Counts per status across the store, and this process's workers. Always a checkpoint.
+
+        The fields only an in-memory queue knows (``submitted``,
+        ``retained``, ``buffer_capacity``, ``producers_waiting``,
+        ``schedulers_waiting``) are ``None``.
+        """
         counts = await self._store.counts()
-        return DurableQueueStatistics(
+        return QueueStatistics(
             workers=self._workers,
             busy_workers=self._rt.busy,
-            held=len(self._rt.held),
             queued=counts.get(QUEUED, 0),
             scheduled=counts.get(SCHEDULED, 0),
-            running=counts.get(RUNNING, 0),
             retrying=counts.get(RETRYING, 0),
+            running=counts.get(RUNNING, 0),
             completed=counts.get(COMPLETED, 0),
             failed=counts.get(FAILED, 0),
             cancelled=counts.get(CANCELLED, 0),
             closed=self._rt.closing,
+            held=len(self._rt.held),
             owner=self._owner,
         )
 

@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: MIT
-"""The in-memory queue: `WorkQueue`, `TaskHandle`, the ready set, the timer heap, kept records."""
+"""The in-memory queue: `WorkQueue`, `MemoryTaskHandle`, ready set, timer heap, kept records."""

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""`TaskHandle`: an in-memory task's public handle, which is also the queue's record of it."""
+"""`MemoryTaskHandle`: an in-memory task's public handle, which is also the queue's record of it."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class TaskHandle(Generic[T]):
-    """The handle of one submitted task, and the queue's record of it.
+class MemoryTaskHandle(Generic[T]):
+    """The handle of one task of an in-memory `WorkQueue`, and the queue's record of it.
 
+    It implements `TaskHandle`, and adds synchronous forms
+    (`cancel_nowait`, `info_nowait`) and the task's live state.
     Handles are created by `WorkQueue.submit` and friends, never directly.
     A handle keeps its task's final result even after the queue has
     forgotten the task's record.
@@ -98,7 +100,7 @@ class TaskHandle(Generic[T]):
         # _headers is set only by a queue with submit hooks: the hot path skips it.
 
     def __repr__(self) -> str:
-        return f"<TaskHandle id={self.id} name={self.name!r} status={self.status.value}>"
+        return f"<MemoryTaskHandle id={self.id} name={self.name!r} status={self.status.value}>"
 
     @property
     def id(self) -> str:
@@ -145,7 +147,12 @@ class TaskHandle(Generic[T]):
         """When the latest attempt started, in trio time, or ``None`` (internal, stable)."""
         return self._started
 
-    def info(self) -> TaskInfo:
+    async def info(self) -> TaskInfo:
+        """A `TaskInfo` snapshot of this task. Always a checkpoint; see `info_nowait`."""
+        await trio.lowlevel.checkpoint()
+        return self.info_from(self.snapshot())
+
+    def info_nowait(self) -> TaskInfo:
         """A `TaskInfo` snapshot of this task. Not a checkpoint."""
         return self.info_from(self.snapshot())
 
@@ -191,8 +198,19 @@ class TaskHandle(Generic[T]):
         """A trio time of this task's queue as an aware UTC datetime. Not a checkpoint."""
         return self._queue.wall_time(trio_time)
 
-    def cancel(self) -> bool:
-        """Cancel the task. Synchronous; not a checkpoint.
+    async def cancel(self) -> bool:
+        """Cancel the task. Always a checkpoint; `cancel_nowait` is the synchronous form.
+
+        Returns:
+            ``True`` if the task had not finished, ``False`` if it had.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        cancelled = self.cancel_nowait()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return cancelled
+
+    def cancel_nowait(self) -> bool:
+        """Cancel the task. Not a checkpoint.
 
         A queued or scheduled task is removed and never runs; a running task
         is cancelled through its own cancel scope (it ends ``cancelled`` once

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# The queue owns its records: a `TaskHandle` is the queue's record of its task, and
+# The queue owns its records: a `MemoryTaskHandle` is the queue's record of its task, and
 # the queue reads and writes its slots directly on the hot path (a property per field
 # would cost time per task). Hence this module's waiver; nothing outside ``_memory``
 # reads those slots (integrations use the record's read-only accessors).
@@ -16,18 +16,19 @@ import sys
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import attrs
 import trio
 
 from .._core.errors import QueueClosed, TaskNotFound, TaskStateError, TaskTimeout, check_seconds
 from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, TaskInfo, TaskOptions, TaskPage
 from .._core.outcomes import split_attempt_error
+from .._core.registry import QUEUE_DEFAULT, REGISTERED_FUNCTIONS, registration_of
 from .._core.retry import RetryPolicy
+from .._core.stats import QueueStatistics as QueueStatistics
 from .._core.status import (
     CANCELLED,
     COMPLETED,
@@ -53,7 +54,7 @@ from .._core.validate import (
 from .._runtime.events import EventSource, current_task_var, log_listener_error, logger, running_in
 from .._runtime.lifecycle import only_cancelled, run_queue
 from .._runtime.waiters import Waiters
-from .handle import TaskHandle
+from .handle import MemoryTaskHandle
 from .ready import ReadySet
 from .records import RetainedRecords
 from .timers import TimerHeap
@@ -92,47 +93,8 @@ class _Unset(enum.Enum):
 _UNSET: Final = _Unset.UNSET
 
 
-@attrs.frozen
-class QueueStatistics:
-    """Counters of a `WorkQueue`, from `WorkQueue.statistics`.
-
-    Attributes:
-        workers: Size of the worker pool.
-        busy_workers: Workers running a task now.
-        queued: Tasks waiting for a worker.
-        scheduled: Delayed tasks not yet queued.
-        retrying: Tasks waiting out a retry backoff.
-        running: Tasks running now (equals *busy_workers*).
-        submitted: Tasks accepted since the queue opened.
-        completed: Tasks that ended ``completed`` since the queue opened.
-        failed: Tasks that ended ``failed``.
-        cancelled: Tasks that ended ``cancelled``.
-        retained: Task records kept for `WorkQueue.get_info`.
-        buffer_capacity: ``max_buffer_size``.
-        producers_waiting: Callers blocked in `WorkQueue.submit` for room.
-        schedulers_waiting: Callers blocked in `WorkQueue.schedule` for room.
-        closed: Whether shutdown has begun.
-    """
-
-    workers: int
-    busy_workers: int
-    queued: int
-    scheduled: int
-    retrying: int
-    running: int
-    submitted: int
-    completed: int
-    failed: int
-    cancelled: int
-    retained: int
-    buffer_capacity: int | float
-    producers_waiting: int
-    schedulers_waiting: int
-    closed: bool
-
-
-_value_of: Callable[[tuple[TaskHandle[Any], int]], int] = operator.itemgetter(1)
-_first: Callable[[tuple[int, TaskHandle[Any]]], int] = operator.itemgetter(0)
+_value_of: Callable[[tuple[MemoryTaskHandle[Any], int]], int] = operator.itemgetter(1)
+_first: Callable[[tuple[int, MemoryTaskHandle[Any]]], int] = operator.itemgetter(0)
 
 # A listing call examines at most this many entries (a sparse name filter
 # returns a short page and a cursor instead of walking everything).
@@ -176,18 +138,21 @@ class WorkQueue(EventSource):
         # Parked idle workers (trio tasks), woken directly with reschedule().
         self._idle: deque[trio.lowlevel.Task] = deque()
         # Callers of submit() waiting for room; also the scheduler, with a due task.
-        self._producers: Waiters[TaskHandle[Any]] = Waiters()
-        self._schedulers: Waiters[tuple[TaskHandle[Any], float]] = Waiters()
-        self._tasks: dict[int, TaskHandle[Any]] = {}  # by id, oldest first
+        self._producers: Waiters[MemoryTaskHandle[Any]] = Waiters()
+        self._schedulers: Waiters[tuple[MemoryTaskHandle[Any], float]] = Waiters()
+        self._tasks: dict[int, MemoryTaskHandle[Any]] = {}  # by id, oldest first
         # The status indexes. Every transition stamps the task with a new mark
         # (a counter), and listings walk an index newest mark first. The two
         # hot statuses need no index of their own: queued tasks are the ready
         # set's, running ones are in the workers' slots. Tasks waiting on a
         # timer map task -> mark here (in mark order; their lengths are the
         # counts). Finished tasks are kept in finish order by the retained records.
-        self._live: dict[TaskStatus, dict[TaskHandle[Any], int]] = {SCHEDULED: {}, RETRYING: {}}
+        self._live: dict[TaskStatus, dict[MemoryTaskHandle[Any], int]] = {
+            SCHEDULED: {},
+            RETRYING: {},
+        }
         # What each worker runs now (None while idle).
-        self._running: list[TaskHandle[Any] | None] = [None] * self._workers
+        self._running: list[MemoryTaskHandle[Any] | None] = [None] * self._workers
         self._retained = RetainedRecords(self._tasks, self._max_retained, self._retention)
         self._mark = 0
         self._submitted = 0
@@ -197,7 +162,9 @@ class WorkQueue(EventSource):
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
-        self._held: TaskHandle[Any] | None = None  # a due task the scheduler waits to dispatch
+        self._held: MemoryTaskHandle[Any] | None = (
+            None  # a due task the scheduler waits to dispatch
+        )
         self._init_events()
         self._crashed = False  # the queue's own tasks raised something other than Cancelled
         # The workers' shared time slice (see _fair_yield): when the current
@@ -219,7 +186,7 @@ class WorkQueue(EventSource):
         priority: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
         retry: RetryPolicy | _Unset | None = _UNSET,
-    ) -> TaskHandle[T]:
+    ) -> MemoryTaskHandle[T]:
         """Queue ``await fn(*args)`` and return its handle, waiting while the buffer is full.
 
         Always a checkpoint. If cancelled while waiting, nothing was queued.
@@ -260,7 +227,7 @@ class WorkQueue(EventSource):
         priority: int = 0,
         timeout: float | None = None,
         retry: RetryPolicy | _Unset | None = _UNSET,
-    ) -> TaskHandle[T]:
+    ) -> MemoryTaskHandle[T]:
         """Queue ``await fn(*args)`` if there is room now. Not a checkpoint.
 
         Takes the same arguments as `submit`.
@@ -277,6 +244,47 @@ class WorkQueue(EventSource):
         self._accept(task)
         return task
 
+    async def submit_many(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        calls: Iterable[tuple[Unpack[Ts]]],
+        *,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
+        retry: RetryPolicy | _Unset | None = _UNSET,
+    ) -> list[MemoryTaskHandle[T]]:
+        """Queue one task per argument tuple in *calls*; return their handles, in order.
+
+        ``submit_many(fn, [(1,), (2,)])`` is ``submit(fn, 1)`` then
+        ``submit(fn, 2)``, except that every call is checked first: if one
+        is bad, nothing is queued. Then the tasks are queued in order, each
+        waiting for room like `submit`. Always a checkpoint. If cancelled
+        while waiting for room, the tasks queued before stay queued and the
+        rest are not (as with a loop of `submit`).
+
+        Raises:
+            TypeError, ValueError, QueueClosed: As for `submit`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        now = self._clock.current_time()
+        tasks = [
+            self._new_task(fn, tuple(args), name, priority, timeout, retry, now) for args in calls
+        ]
+        waited = False
+        for task in tasks:
+            if self._closing:
+                raise _closed_error()
+            if self._has_room():
+                self._make_ready(task)
+                self._accept(task)
+            else:
+                waited = True
+                await self._producers.wait(task)
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return tasks
+
     async def schedule(
         self,
         fn: Callable[[Unpack[Ts]], Awaitable[T]],
@@ -287,7 +295,7 @@ class WorkQueue(EventSource):
         priority: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - per task, from its start
         retry: RetryPolicy | _Unset | None = _UNSET,
-    ) -> TaskHandle[T]:
+    ) -> MemoryTaskHandle[T]:
         """Run ``await fn(*args)`` later: after *delay* seconds, or at the instant *at*.
 
         The task is ``scheduled`` until due, then ``queued`` like any
@@ -325,7 +333,7 @@ class WorkQueue(EventSource):
         priority: int = 0,
         timeout: float | None = None,
         retry: RetryPolicy | _Unset | None = _UNSET,
-    ) -> TaskHandle[T]:
+    ) -> MemoryTaskHandle[T]:
         """Like `schedule`, but raise `trio.WouldBlock` instead of waiting. Not a checkpoint."""
         task, due = self._new_scheduled(fn, args, delay, at, name, priority, timeout, retry)
         if not self._has_scheduling_room():
@@ -342,17 +350,33 @@ class WorkQueue(EventSource):
         timeout: float | None,
         retry: RetryPolicy | _Unset | None,
         now: float,
-    ) -> TaskHandle[T]:
+    ) -> MemoryTaskHandle[T]:
         if self._closing:
             raise _closed_error()
         code = getattr(fn, "__code__", None)
         if code is None or not code.co_flags & CO_COROUTINE:  # the common case, inline
             check_async_callable(fn)
+            registered = registration_of(fn, name)  # (a partial of a registered task, ...)
+        elif fn in REGISTERED_FUNCTIONS:  # an async function: hashable; one lookup
+            registered = registration_of(fn, name)
+        else:
+            registered = None
         if priority.__class__ is not int:
             check_priority(priority)
-        if name is None and timeout is None and retry is _UNSET and priority == 0:
+        if (
+            registered is None
+            and name is None
+            and timeout is None
+            and retry is _UNSET
+            and priority == 0
+        ):
             options = self._default_options
         else:
+            if registered is not None:
+                # A @trio_workq.task function: its registered name and policy, as on a store.
+                name = registered.name
+                if retry is _UNSET and registered.retry is not QUEUE_DEFAULT:
+                    retry = registered.retry
             if name is not None:
                 check_name(name)
             if timeout is not None:
@@ -362,7 +386,7 @@ class WorkQueue(EventSource):
             elif retry is not None and not isinstance(retry, RetryPolicy):
                 raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
             options = TaskOptions(name, priority, timeout, retry)
-        task = TaskHandle(self, fn, args, options, now)
+        task = MemoryTaskHandle(self, fn, args, options, now)
         if self._submit_hooks:  # called here, in the submitting task
             task._headers = self._submit_headers()
         return task
@@ -377,7 +401,7 @@ class WorkQueue(EventSource):
         priority: int,
         timeout: float | None,
         retry: RetryPolicy | _Unset | None,
-    ) -> tuple[TaskHandle[T], float]:
+    ) -> tuple[MemoryTaskHandle[T], float]:
         now = self._clock.current_time()
         if at is None:
             if delay is None:
@@ -401,7 +425,7 @@ class WorkQueue(EventSource):
     def _has_scheduling_room(self) -> bool:
         return len(self._live[SCHEDULED]) < self._max_scheduled
 
-    def _accept(self, task: TaskHandle[Any]) -> None:
+    def _accept(self, task: MemoryTaskHandle[Any]) -> None:
         """Register a new task: from now on it can be looked up and counted.
 
         A queued task is already in the ready set; a scheduled one enters the
@@ -424,7 +448,7 @@ class WorkQueue(EventSource):
                 except Exception:
                     log_listener_error(hook)
 
-    def _set_status(self, task: TaskHandle[Any], status: TaskStatus) -> None:
+    def _set_status(self, task: MemoryTaskHandle[Any], status: TaskStatus) -> None:
         """Where a registered task changes status (`_finish` inlines it for terminal ones).
 
         Callers put the task where its new status lives (ready set, timer
@@ -459,13 +483,13 @@ class WorkQueue(EventSource):
         if old is SCHEDULED and self._schedulers:
             self._admit_scheduled()
 
-    def _make_ready(self, task: TaskHandle[Any]) -> None:
+    def _make_ready(self, task: MemoryTaskHandle[Any]) -> None:
         """Put a queued task in the ready set and wake an idle worker for it."""
         self._ready.push(task)
         if self._idle:
             trio.lowlevel.reschedule(self._idle.pop())
 
-    def _admit(self, task: TaskHandle[Any]) -> None:
+    def _admit(self, task: MemoryTaskHandle[Any]) -> None:
         """Queue a task whose turn came in the producers' line (unless it was cancelled)."""
         if task is self._held:
             self._held = None  # now, not when the scheduler next runs: drain checks read it
@@ -475,7 +499,7 @@ class WorkQueue(EventSource):
         elif not task.done:  # a due task the scheduler held (unless cancelled meanwhile)
             self._queue_due(task)
 
-    def _queue_due(self, task: TaskHandle[Any]) -> None:
+    def _queue_due(self, task: MemoryTaskHandle[Any]) -> None:
         """Queue a scheduled or retrying task whose time has come."""
         task._queued = self._clock.current_time()
         self._make_ready(task)  # first: the status change may call listeners
@@ -493,17 +517,17 @@ class WorkQueue(EventSource):
             task, due = schedulers.wake_first()
             self._add_scheduled(task, due)
 
-    def _add_scheduled(self, task: TaskHandle[Any], due: float) -> None:
+    def _add_scheduled(self, task: MemoryTaskHandle[Any], due: float) -> None:
         task.status = SCHEDULED
         task._due = due
         self._accept(task)  # (it adds the timer)
 
-    def _add_timer(self, task: TaskHandle[Any], due: float) -> None:
+    def _add_timer(self, task: MemoryTaskHandle[Any], due: float) -> None:
         task._due = due
         if self._timers.push(task, due) and self._timer_scope is not None:
             self._timer_scope.deadline = due
 
-    def _finish(self, task: TaskHandle[Any], status: TaskStatus) -> None:
+    def _finish(self, task: MemoryTaskHandle[Any], status: TaskStatus) -> None:
         """Move a task to a terminal status, wake its waiters, retain its record.
 
         What `_set_status` does, inlined, with the listeners called last: the
@@ -543,7 +567,9 @@ class WorkQueue(EventSource):
         if self._closing:
             self._check_drained()
 
-    def _fail_attempt(self, task: TaskHandle[Any], error: Exception, *, retry: bool = True) -> None:
+    def _fail_attempt(
+        self, task: MemoryTaskHandle[Any], error: Exception, *, retry: bool = True
+    ) -> None:
         """Record a failed attempt, then retry the task or end it as `decide` says.
 
         *retry* False: the attempt failed while an enclosing scope was cancelled.
@@ -601,7 +627,7 @@ class WorkQueue(EventSource):
 
     # ------------------------------------------------------------- the pool
 
-    def _take_unbuffered(self) -> TaskHandle[Any] | None:
+    def _take_unbuffered(self) -> MemoryTaskHandle[Any] | None:
         """With an empty ready set: a waiting producer's task (max_buffer_size=0), or None."""
         producers = self._producers
         ready = self._ready
@@ -614,7 +640,7 @@ class WorkQueue(EventSource):
         return None
 
     async def _worker(self, slot: int) -> None:
-        task: TaskHandle[Any] | None = None
+        task: MemoryTaskHandle[Any] | None = None
         running = self._running
         idle = self._idle
         me = trio.lowlevel.current_task()
@@ -735,7 +761,7 @@ class WorkQueue(EventSource):
             running[slot] = None
             raise
 
-    def _end_cancelled(self, task: TaskHandle[Any], beside: Exception | None) -> None:
+    def _end_cancelled(self, task: MemoryTaskHandle[Any], beside: Exception | None) -> None:
         """End a task ``cancelled``; record errors it raised beside its Cancelled (a group)."""
         if beside is not None:
             task._last_error = beside
@@ -797,7 +823,16 @@ class WorkQueue(EventSource):
 
     # -------------------------------------------------------------- lookups
 
-    def get_handle(self, task_id: str) -> TaskHandle[Any]:
+    async def get_handle(self, task_id: str) -> MemoryTaskHandle[Any]:
+        """The handle of the task with this id. Always a checkpoint; see `get_handle_nowait`.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+        """
+        await trio.lowlevel.checkpoint()
+        return self.get_handle_nowait(task_id)
+
+    def get_handle_nowait(self, task_id: str) -> MemoryTaskHandle[Any]:
         """The handle of the task with this id. Not a checkpoint.
 
         Raises:
@@ -817,23 +852,59 @@ class WorkQueue(EventSource):
                 return task
         raise TaskNotFound(f"no task with id {task_id!r} (unknown, or its record expired)")
 
-    def get_info(self, task_id: str) -> TaskInfo:
+    async def get_info(self, task_id: str) -> TaskInfo:
+        """A `TaskInfo` snapshot of the task. Always a checkpoint; see `get_info_nowait`.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+        """
+        await trio.lowlevel.checkpoint()
+        return self.get_info_nowait(task_id)
+
+    def get_info_nowait(self, task_id: str) -> TaskInfo:
         """A `TaskInfo` snapshot of the task with this id. Not a checkpoint.
 
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        return self.get_handle(task_id).info()
+        return self.get_handle_nowait(task_id).info_nowait()
 
-    def cancel(self, task_id: str) -> bool:
-        """Cancel the task with this id; see `TaskHandle.cancel`. Not a checkpoint.
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel the task with this id. Always a checkpoint; see `cancel_nowait`.
+
+        A queued or scheduled task is removed and never runs; a running task
+        is cancelled through its own cancel scope (it ends ``cancelled`` once
+        it unwinds, unless it finishes first).
+
+        Returns:
+            ``True`` if the task had not finished, ``False`` if it had (and
+            nothing changed).
 
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
         """
-        return self.get_handle(task_id).cancel()
+        return await self.get_handle_nowait(task_id).cancel()
 
-    def retry(self, task_id: str) -> TaskHandle[Any]:
+    def cancel_nowait(self, task_id: str) -> bool:
+        """Cancel the task with this id, as `cancel` does. Not a checkpoint.
+
+        Raises:
+            TaskNotFound: If the id is unknown or its record has expired.
+        """
+        return self._cancel_task(self.get_handle_nowait(task_id))
+
+    async def retry(self, task_id: str) -> MemoryTaskHandle[Any]:
+        """Run a ``failed`` or ``cancelled`` task again; see `retry_nowait`. Always a checkpoint.
+
+        Raises:
+            TaskNotFound, TaskStateError, QueueClosed: As for `retry_nowait`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        task = self.retry_nowait(task_id)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return task
+
+    def retry_nowait(self, task_id: str) -> MemoryTaskHandle[Any]:
         """Run a ``failed`` or ``cancelled`` task again, as one more attempt. Not a checkpoint.
 
         The task keeps its id and handle, becomes ``retrying`` with its due
@@ -846,7 +917,7 @@ class WorkQueue(EventSource):
             TaskStateError: If the task is not ``failed`` or ``cancelled``.
             QueueClosed: If the queue is shutting down.
         """
-        task = self.get_handle(task_id)
+        task = self.get_handle_nowait(task_id)
         if task.status is not FAILED and task.status is not CANCELLED:
             raise TaskStateError(
                 f"task {task.id} ({task.name}) is {task.status}; only failed or "
@@ -868,7 +939,9 @@ class WorkQueue(EventSource):
         self._set_status(task, RETRYING)
         return task
 
-    def _by_seq_newest_first(self, before: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
+    def _by_seq_newest_first(
+        self, before: int | None
+    ) -> Iterator[tuple[int, MemoryTaskHandle[Any]]]:
         """Retained and live tasks by descending id, below *before*: probes the id space.
 
         Ids are marks, and records expire out of id order, so there are gaps;
@@ -885,7 +958,23 @@ class WorkQueue(EventSource):
             if task is not None:
                 yield seq, task
 
-    def list_tasks(
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """A page of task snapshots, newest first. Always a checkpoint; see `list_tasks_nowait`.
+
+        Raises:
+            ValueError, TypeError: As for `list_tasks_nowait`.
+        """
+        await trio.lowlevel.checkpoint()
+        return self.list_tasks_nowait(status=status, name=name, limit=limit, cursor=cursor)
+
+    def list_tasks_nowait(
         self,
         *,
         status: TaskStatus | str | None = None,
@@ -933,7 +1022,7 @@ class WorkQueue(EventSource):
         self._retained.trim(self._clock.current_time())
 
         # Walk the listing's entries newest first, from just below the cursor.
-        candidates: Iterator[tuple[int, TaskHandle[Any]]]
+        candidates: Iterator[tuple[int, MemoryTaskHandle[Any]]]
         if status is None:
             candidates = self._by_seq_newest_first(before)
         elif status.is_terminal:
@@ -957,7 +1046,7 @@ class WorkQueue(EventSource):
                 newest_first_items = reversed(items[:older])
             candidates = ((mark, task) for task, mark in newest_first_items)
 
-        page: list[TaskHandle[Any]] = []
+        page: list[MemoryTaskHandle[Any]] = []
         last_key = 0
         exhausted = True
         for scanned, (key, task) in enumerate(candidates, 1):
@@ -971,9 +1060,9 @@ class WorkQueue(EventSource):
                 exhausted = False  # a sparse name filter: a short page, and where we stopped
                 break
         next_cursor = None if exhausted else f"{listing}:{last_key}"
-        return TaskPage(tuple(task.info() for task in page), next_cursor)
+        return TaskPage(tuple(task.info_nowait() for task in page), next_cursor)
 
-    def _cancel_task(self, task: TaskHandle[Any]) -> bool:
+    def _cancel_task(self, task: MemoryTaskHandle[Any]) -> bool:
         status = task.status
         if status is RUNNING:
             if not task._cancel_requested:
@@ -999,11 +1088,19 @@ class WorkQueue(EventSource):
             self._finish(task, CANCELLED)
         return True
 
-    def statistics(self) -> QueueStatistics:
-        """A snapshot of the queue's counters. Not a checkpoint."""
+    async def statistics(self) -> QueueStatistics:
+        """A snapshot of the queue's counters. Always a checkpoint; see `statistics_nowait`."""
+        await trio.lowlevel.checkpoint()
+        return self.statistics_nowait()
+
+    def statistics_nowait(self) -> QueueStatistics:
+        """A snapshot of the queue's counters. Not a checkpoint.
+
+        The fields a durable queue alone knows (``held``, ``owner``) are ``None``.
+        """
         self._retained.trim(self._clock.current_time())
         running = len(self._running_tasks())
-        ended = self._retained.ended
+        kept = self._retained.kept
         return QueueStatistics(
             workers=self._workers,
             busy_workers=running,
@@ -1011,18 +1108,18 @@ class WorkQueue(EventSource):
             scheduled=len(self._live[SCHEDULED]),
             retrying=len(self._live[RETRYING]),
             running=running,
+            completed=kept(COMPLETED),
+            failed=kept(FAILED),
+            cancelled=kept(CANCELLED),
+            closed=self._closing,
             submitted=self._submitted,
-            completed=ended(COMPLETED),
-            failed=ended(FAILED),
-            cancelled=ended(CANCELLED),
             retained=len(self._retained),
             buffer_capacity=self._capacity,
             producers_waiting=len(self._producers) - (self._held is not None),
             schedulers_waiting=len(self._schedulers),
-            closed=self._closing,
         )
 
-    def _running_tasks(self) -> list[TaskHandle[Any]]:
+    def _running_tasks(self) -> list[MemoryTaskHandle[Any]]:
         # A worker's slot is cleared just after its task's transitions, so a
         # listener called during one may still find it there: check the status.
         return [task for task in self._running if task is not None and task.status is RUNNING]
@@ -1090,7 +1187,7 @@ class WorkQueue(EventSource):
                 self._cancel_task(self._held)
         self._check_drained()
 
-    def _cancel_all(self, tasks: list[TaskHandle[Any]]) -> None:
+    def _cancel_all(self, tasks: list[MemoryTaskHandle[Any]]) -> None:
         for task in tasks:
             self._cancel_task(task)  # skips those a listener has acted on meanwhile
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The ready set: queued tasks in dispatch order (priority, then FIFO).
 
-Its tasks are the queue's records (`TaskHandle`): it reads their private
+Its tasks are the queue's records (`MemoryTaskHandle`): it reads their private
 slots as the queue does, with a ``reportPrivateUsage`` waiver on each line.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._core.status import QUEUED
-from .handle import TaskHandle
+from .handle import MemoryTaskHandle
 
 
 class ReadySet:
@@ -34,11 +34,11 @@ class ReadySet:
     MAX_LEVELS = 32
 
     def __init__(self) -> None:
-        self._levels: dict[int, deque[TaskHandle[Any]]] = {}
+        self._levels: dict[int, deque[MemoryTaskHandle[Any]]] = {}
         self._order: list[int] = []  # negated priorities, ascending: highest first
         self.live = 0
 
-    def push(self, task: TaskHandle[Any]) -> None:
+    def push(self, task: MemoryTaskHandle[Any]) -> None:
         priority = task._options.priority  # pyright: ignore[reportPrivateUsage]
         level = self._levels.get(priority)
         if level is None:
@@ -49,7 +49,7 @@ class ReadySet:
         level.append(task)
         self.live += 1
 
-    def pop(self) -> TaskHandle[Any] | None:
+    def pop(self) -> MemoryTaskHandle[Any] | None:
         """The next queued task to run, or None. Skips cancelled entries."""
         levels = self._levels
         for negated in self._order:
@@ -66,11 +66,11 @@ class ReadySet:
             del self._levels[-negated]
             self._order.remove(negated)
 
-    def discard(self, task: TaskHandle[Any]) -> None:
+    def discard(self, task: MemoryTaskHandle[Any]) -> None:
         """Account for a queued task that was cancelled in place."""
         self.live -= 1
 
-    def forget(self, task: TaskHandle[Any]) -> None:
+    def forget(self, task: MemoryTaskHandle[Any]) -> None:
         """Remove the entry a cancelled task left in place, before it is queued again.
 
         A linear scan, for `WorkQueue.retry`; without it the old entry would
@@ -80,7 +80,7 @@ class ReadySet:
         if level is not None and task in level:
             level.remove(task)
 
-    def newest_first(self, below: int | None) -> Iterator[tuple[int, TaskHandle[Any]]]:
+    def newest_first(self, below: int | None) -> Iterator[tuple[int, MemoryTaskHandle[Any]]]:
         """``(mark, task)`` of the queued tasks, newest first, whose mark is below *below*.
 
         Each level is in mark order (a task enters it as it becomes queued),
@@ -91,8 +91,8 @@ class ReadySet:
 
 
 def _newest_first(
-    level: deque[TaskHandle[Any]], below: int | None
-) -> Iterator[tuple[int, TaskHandle[Any]]]:
+    level: deque[MemoryTaskHandle[Any]], below: int | None
+) -> Iterator[tuple[int, MemoryTaskHandle[Any]]]:
     for task in reversed(level):
         if task.status is QUEUED and (below is None or task._mark < below):  # pyright: ignore[reportPrivateUsage]
             yield task._mark, task  # pyright: ignore[reportPrivateUsage]

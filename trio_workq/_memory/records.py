@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Finished task records: kept for lookups, forgotten by count and age in batches.
 
-Its tasks are the queue's records (`TaskHandle`): it reads their private
+Its tasks are the queue's records (`MemoryTaskHandle`): it reads their private
 slots as the queue does, with a ``reportPrivateUsage`` waiver on each line.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._core.status import CANCELLED, COMPLETED, FAILED, TaskStatus
-from .handle import TaskHandle
+from .handle import MemoryTaskHandle
 
-_mark_of: Callable[[TaskHandle[Any]], int] = operator.attrgetter("_mark")
-_finished_of: Callable[[TaskHandle[Any]], float] = operator.attrgetter("_finished")
+_mark_of: Callable[[MemoryTaskHandle[Any]], int] = operator.attrgetter("_mark")
+_finished_of: Callable[[MemoryTaskHandle[Any]], float] = operator.attrgetter("_finished")
 
 #: Records beyond the limits are forgotten in batches of at most this many.
 MAX_SLACK = 1024
@@ -38,7 +38,6 @@ class RetainedRecords:
 
     __slots__ = (
         "_by_status",
-        "_forgotten",
         "_max_age",
         "_max_count",
         "_order",
@@ -49,27 +48,26 @@ class RetainedRecords:
 
     def __init__(
         self,
-        registry: dict[int, TaskHandle[Any]],
+        registry: dict[int, MemoryTaskHandle[Any]],
         max_count: int | float,
         max_age: float | None,
     ) -> None:
         self._registry = registry  # the queue's id index: forgotten records leave it too
         self._max_count = max_count
         self._max_age = max_age
-        self._order: list[TaskHandle[Any]] = []
-        self._by_status: dict[TaskStatus, list[TaskHandle[Any]]] = {
+        self._order: list[MemoryTaskHandle[Any]] = []
+        self._by_status: dict[TaskStatus, list[MemoryTaskHandle[Any]]] = {
             COMPLETED: [],
             FAILED: [],
             CANCELLED: [],
         }
-        self._forgotten = dict.fromkeys(self._by_status, 0)
         self._slack = 0 if max_count < 16 else int(min(MAX_SLACK, max_count // 16))
         self._trim_at = self._slack
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def add(self, task: TaskHandle[Any]) -> None:
+    def add(self, task: MemoryTaskHandle[Any]) -> None:
         """Keep a task that has just reached its terminal status (``_finished`` set)."""
         self._by_status[task.status].append(task)
         order = self._order
@@ -94,21 +92,20 @@ class RetainedRecords:
             for status, count in counts.items():
                 if count:
                     del self._by_status[status][:count]
-                    self._forgotten[status] += count
         self._trim_at = len(order) + self._slack
 
-    def ended(self, status: TaskStatus) -> int:
-        """How many tasks ever ended in this terminal status, forgotten ones included."""
-        return len(self._by_status[status]) + self._forgotten[status]
+    def kept(self, status: TaskStatus) -> int:
+        """How many records of tasks that ended in this terminal status are kept."""
+        return len(self._by_status[status])
 
-    def remove(self, task: TaskHandle[Any]) -> None:
+    def remove(self, task: MemoryTaskHandle[Any]) -> None:
         """Take one record out (a linear scan: for rare operator actions)."""
         self._order.remove(task)
         self._by_status[task.status].remove(task)
 
     def newest_first(
         self, status: TaskStatus, below: int | None
-    ) -> Iterator[tuple[int, TaskHandle[Any]]]:
+    ) -> Iterator[tuple[int, MemoryTaskHandle[Any]]]:
         """``(mark, task)`` pairs of one status, newest first, whose mark is below *below*."""
         tasks = self._by_status[status]
         end = len(tasks) if below is None else bisect_left(tasks, below, key=_mark_of)

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The timer heap: scheduled and retrying tasks ordered by due time.
 
-Its tasks are the queue's records (`TaskHandle`): it reads their private
+Its tasks are the queue's records (`MemoryTaskHandle`): it reads their private
 slots as the queue does, with a ``reportPrivateUsage`` waiver on each line.
 """
 
@@ -11,7 +11,7 @@ import heapq
 from typing import Any
 
 from .._core.status import RETRYING, SCHEDULED, TaskStatus
-from .handle import TaskHandle
+from .handle import MemoryTaskHandle
 
 
 class TimerHeap:
@@ -25,10 +25,10 @@ class TimerHeap:
     __slots__ = ("_heap", "live")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, TaskHandle[Any]]] = []
+        self._heap: list[tuple[float, int, int, MemoryTaskHandle[Any]]] = []
         self.live = 0
 
-    def push(self, task: TaskHandle[Any], due: float) -> bool:
+    def push(self, task: MemoryTaskHandle[Any], due: float) -> bool:
         """Add *task*, due at trio time *due*. Returns True if it is now the earliest."""
         entry = (due, -task._options.priority, task._seq, task)  # pyright: ignore[reportPrivateUsage]
         heapq.heappush(self._heap, entry)
@@ -42,7 +42,7 @@ class TimerHeap:
             heapq.heappop(heap)
         return heap[0][0] if heap else float("inf")
 
-    def pop_due(self, now: float) -> TaskHandle[Any] | None:
+    def pop_due(self, now: float) -> MemoryTaskHandle[Any] | None:
         """Remove and return the earliest live task due at or before *now*."""
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -52,14 +52,14 @@ class TimerHeap:
                 return task
         return None
 
-    def discard(self, task: TaskHandle[Any]) -> None:
+    def discard(self, task: MemoryTaskHandle[Any]) -> None:
         """Account for a waiting task that was cancelled in place."""
         self.live -= 1
         if len(self._heap) > 64 and self.live < len(self._heap) // 2:
             self._heap = [entry for entry in self._heap if _waiting(entry[3])]
             heapq.heapify(self._heap)
 
-    def waiting(self, status: TaskStatus | None = None) -> list[TaskHandle[Any]]:
+    def waiting(self, status: TaskStatus | None = None) -> list[MemoryTaskHandle[Any]]:
         """The live tasks (only those in *status*, if given), earliest first; they stay in place."""
         return [
             entry[3]
@@ -67,7 +67,7 @@ class TimerHeap:
             if _waiting(entry[3]) and (status is None or entry[3].status is status)
         ]
 
-    def forget(self, task: TaskHandle[Any]) -> None:
+    def forget(self, task: MemoryTaskHandle[Any]) -> None:
         """Remove the entries a cancelled task left in place, before it waits again.
 
         A linear scan, for `WorkQueue.retry`; without it an old entry would
@@ -79,5 +79,5 @@ class TimerHeap:
             self._heap = heap
 
 
-def _waiting(task: TaskHandle[Any]) -> bool:
+def _waiting(task: MemoryTaskHandle[Any]) -> bool:
     return task.status is SCHEDULED or task.status is RETRYING

@@ -135,7 +135,7 @@ def current_task() -> TaskInfo:
         raise RuntimeError(
             "trio_workq.current_task() was called outside a task run by a WorkQueue"
         ) from None
-    return task.info()
+    return task.info_nowait()
 
 
 class EventStream:
@@ -334,9 +334,10 @@ class EventSource:
 
         Internal, but stable for trio_workq's own integrations
         (`trio_workq.otel` stores the submitter's trace context this way).
-        Every ``submit``, ``submit_nowait``, ``submit_many`` and
-        ``schedule`` (and their ``_nowait`` forms) calls each submit hook
-        once, synchronously, in the submitting task, and merges the
+        Every ``submit``, ``submit_many`` and ``schedule`` (and their
+        ``_nowait`` forms) calls each submit hook synchronously, in the
+        submitting task (``submit_many`` may call it once for all its
+        tasks), and merges the
         mappings they return (a later hook's key wins) into the new tasks'
         headers (`TaskRecord.headers`): a durable queue stores them with
         the task, so the process that runs it reads them; the in-memory

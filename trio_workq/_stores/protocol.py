@@ -18,6 +18,7 @@ import attrs
 
 from .._core.info import NO_HEADERS
 from .._core.status import TaskStatus
+from .._core.validate import storable_text as storable_text
 
 #: Statuses a worker may claim a task from (once its ``due_at`` has passed).
 CLAIMABLE_STATUSES = (TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RETRYING)
@@ -45,21 +46,6 @@ CORRUPT_TASK_ERROR: Final = "trio_workq.CorruptTask"
 # queue wrote, and datetime cannot represent some of them.
 _MAX_ABS_TIME: Final = 1e11
 _SHOWN: Final = 80  # characters of a bad value quoted in the error
-
-
-def storable_text(text: str) -> str:
-    """*text* as every store can hold it: lone surrogates and NUL characters escaped.
-
-    Not a checkpoint. Exception messages may hold anything; PostgreSQL text
-    holds no NUL character and UTF-8 no lone surrogate (``"\\ud800"``).
-    """
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode()
-    return text
 
 
 @attrs.frozen

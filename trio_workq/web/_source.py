@@ -310,7 +310,7 @@ class QueueSource:
 
     async def stats(self) -> Stats:
         await trio.lowlevel.checkpoint()
-        stats = self._queue.statistics()
+        stats = self._queue.statistics_nowait()
         counts = {
             TaskStatus.QUEUED: stats.queued,
             TaskStatus.SCHEDULED: stats.scheduled,
@@ -333,15 +333,17 @@ class QueueSource:
     ) -> TaskListPage:
         await trio.lowlevel.checkpoint()
         try:
-            page = self._queue.list_tasks(status=status, name=name, limit=limit, cursor=cursor)
+            page = self._queue.list_tasks_nowait(
+                status=status, name=name, limit=limit, cursor=cursor
+            )
         except ValueError as exc:  # list_tasks checks the query's values
             raise InvalidQuery(str(exc)) from exc
         return TaskListPage(tuple(task_summary(info) for info in page.tasks), page.next_cursor)
 
     async def get(self, task_id: str) -> TaskDetail:
         await trio.lowlevel.checkpoint()
-        handle = self._queue.get_handle(task_id)
-        info = handle.info()
+        handle = self._queue.get_handle_nowait(task_id)
+        info = handle.info_nowait()
         return TaskDetail(
             task=task_summary(info),
             errors=tuple(_error_view(error) for error in info.errors),
@@ -350,18 +352,18 @@ class QueueSource:
 
     async def cancel(self, task_id: str) -> TaskSummary:
         await trio.lowlevel.checkpoint()
-        handle = self._queue.get_handle(task_id)
-        if not handle.cancel():
+        handle = self._queue.get_handle_nowait(task_id)
+        if not handle.cancel_nowait():
             raise TaskConflict(f"task {task_id} has already finished ({handle.status.value})")
-        return task_summary(handle.info())
+        return task_summary(handle.info_nowait())
 
     async def retry(self, task_id: str) -> TaskSummary:
         await trio.lowlevel.checkpoint()
         try:
-            handle = self._queue.retry(task_id)
+            handle = self._queue.retry_nowait(task_id)
         except TaskStateError as exc:
             raise TaskConflict(str(exc)) from exc
-        return task_summary(handle.info())
+        return task_summary(handle.info_nowait())
 
     async def throughput(self) -> Throughput:
         await trio.lowlevel.checkpoint()

@@ -10,15 +10,16 @@ So only functions another process can import are registered: module-level
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast, overload
 
 import attrs
 
-from .._core.info import task_name
-from .._core.retry import RetryPolicy
-from .._stores.protocol import storable_text
+from .info import task_name
+from .retry import RetryPolicy
+from .validate import storable_text
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -65,6 +66,10 @@ def policy_for(
 # name -> definition, and function -> its definitions (one function may have several names).
 _by_name: dict[str, TaskDefinition] = {}
 _by_function: dict[Callable[..., Awaitable[Any]], list[TaskDefinition]] = {}
+
+#: The registered functions (a live, read-only view): ``fn in REGISTERED_FUNCTIONS`` is the
+#: in-memory queue's cheap test on its hot path before it calls `registration_of`.
+REGISTERED_FUNCTIONS: Final = _by_function.keys()
 
 
 @overload
@@ -203,6 +208,32 @@ def definition_for(fn: object, name: str | None) -> TaskDefinition:
             return definition
     names = ", ".join(repr(d.name) for d in definitions)
     raise ValueError(f"{task_name(fn)} is registered as {names}, not as {name!r}")
+
+
+def registration_of(fn: object, name: str | None) -> TaskDefinition | None:
+    """The registration a submit of *fn* (or of a `functools.partial` of it) uses, if any.
+
+    For the in-memory queue, which runs any async function: a registered one
+    takes its registration's name (the first, or *name* if it is one of
+    them) and retry policy, as on a durable queue. ``None`` for a function
+    that is not registered, or a *name* it is not registered under (a
+    free label in memory). Not a checkpoint.
+    """
+    definitions: list[TaskDefinition] | None
+    try:
+        definitions = _by_function.get(cast("Callable[..., Awaitable[Any]]", fn))
+    except TypeError:  # unhashable
+        return None
+    if definitions is None:
+        if not isinstance(fn, functools.partial):
+            return None
+        return registration_of(fn.func, name)  # pyright: ignore[reportUnknownMemberType]
+    if name is None:
+        return definitions[0]
+    for definition in definitions:
+        if definition.name == name:
+            return definition
+    return None
 
 
 def _not_registered_message(fn: object) -> str:
