@@ -6,6 +6,11 @@ Build with ``nox -s docs``, or by hand::
     sphinx-build -W --keep-going -n -b html docs docs/_build/html
     sphinx-build -W --keep-going -n -b doctest docs docs/_build/doctest
 
+The doctest of ``backends.md`` runs its example on PostgreSQL too: the server
+at ``TRIO_WORKQ_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``,
+as for the tests), in a schema of its own, dropped afterwards. Without a reachable
+server that doctest fails.
+
 Links to the Python, Trio, attrs and outcome documentation need their
 intersphinx inventories, which are downloaded at build time. The default
 build works offline; set ``TRIO_WORKQ_DOCS_INTERSPHINX=1`` to enable the links.
@@ -54,8 +59,10 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 
-# The type variables of TaskHandle[T] and DurableTaskHandle[T], in their methods' signatures.
+# The type variables of the handles (TaskHandle[T_co], MemoryTaskHandle[T],
+# DurableTaskHandle[T]), in their methods' signatures.
 nitpick_ignore = [
+    ("py:class", "trio_workq._runtime.api.T_co"),
     ("py:class", "trio_workq._memory.handle.T"),
     ("py:class", "trio_workq._durable.handle.T"),
 ]

@@ -525,6 +525,8 @@ class TestSubprocess:
 def test_main_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """trio_workq/__main__.py exits with main()'s status."""
     monkeypatch.setattr(sys, "argv", ["trio-workq", "--version"])
+    # Run as a fresh module even after another test imported it (test_layers imports all).
+    monkeypatch.delitem(sys.modules, "trio_workq.__main__", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("trio_workq", run_name="__main__")
     assert exit_info.value.code == 0

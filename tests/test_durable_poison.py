@@ -46,7 +46,7 @@ from trio_workq._stores.postgres import PostgresStore
 from trio_workq._stores.protocol import CORRUPT_TASK_ERROR, NewTask, Store, StoreDataError, read_row
 from trio_workq._stores.sqlite import SQLiteStore
 from trio_workq.web import serve_dashboard
-from trio_workq.web._durable_source import DurableSource
+from trio_workq.web._source import QueueSource
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import ExceptionGroup
@@ -398,7 +398,7 @@ async def test_corrupt_row_fails_only_that_task(
             assert info.last_error is not None
             assert str(info.last_error).startswith(f"{CORRUPT_TASK_ERROR}: ")
             assert column in str(info.last_error)
-            source = DurableSource(producer)
+            source = QueueSource(producer)
             listed = await source.page(status=None, name=None, limit=50, cursor=None)
             assert [summary.id for summary in listed.tasks] == [bad.id]
             detail = await source.get(bad.id)

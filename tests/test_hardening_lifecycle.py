@@ -376,7 +376,7 @@ class TestHugeIds:
         import httpx
 
         from trio_workq.web._app import build_app
-        from trio_workq.web._durable_source import DurableSource
+        from trio_workq.web._source import QueueSource
 
         with trio.fail_after(20):
             async with trio_workq.open_work_queue(
@@ -388,7 +388,7 @@ class TestHugeIds:
                     await queue.cancel(HUGE_ID)
                 with pytest.raises(trio_workq.TaskNotFound):
                     await queue.retry(HUGE_ID)
-                transport = httpx.ASGITransport(app=build_app(DurableSource(queue), token=None))
+                transport = httpx.ASGITransport(app=build_app(QueueSource(queue), token=None))
                 async with httpx.AsyncClient(
                     transport=transport, base_url="http://testserver"
                 ) as client:

@@ -107,6 +107,7 @@ class TestStats:
                 "workers": 2,
                 "busy_workers": 2,
                 "utilization": 1.0,
+                "workers_scope": "queue",
                 "retained": 2,
                 "closed": False,
             }
@@ -341,10 +342,32 @@ class TestActions:
             await trio.testing.wait_all_tasks_blocked()
             response = await client.post(f"/api/tasks/{running.id}/cancel")
             assert response.status_code == 200
-            assert response.json()["status"] == "running"  # still unwinding
+            # The answer is the task once cancelling was asked: it may have unwound already.
+            assert response.json()["status"] in {"running", "cancelled"}
             await running.wait()
             body = (await client.get(f"/api/tasks/{running.id}")).json()
             assert body["status"] == "cancelled"
+
+    async def test_cancel_running_reads_running_while_it_unwinds(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A task whose cleanup takes a while still reads running in the cancel's answer."""
+
+        async def slow_to_unwind() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(5)
+
+        async with open_client() as (queue, client):
+            running = await queue.submit(slow_to_unwind)
+            await trio.testing.wait_all_tasks_blocked()
+            response = await client.post(f"/api/tasks/{running.id}/cancel")
+            assert response.status_code == 200
+            assert response.json()["status"] == "running"
+            await running.wait()
+            assert running.status is TaskStatus.CANCELLED
 
     async def test_cancel_finished_is_a_conflict(self) -> None:
         """Cancelling a finished task is a 409 and changes nothing."""
@@ -374,7 +397,8 @@ class TestActions:
             response = await client.post(f"/api/tasks/{handle.id}/retry")
             assert response.status_code == 200
             assert response.json()["id"] == handle.id
-            assert response.json()["status"] in {"retrying", "queued"}
+            # The task as read after the retry: it may have started already.
+            assert response.json()["status"] in {"retrying", "queued", "running", "completed"}
             assert await handle.result() == "ok"
             body = (await client.get(f"/api/tasks/{handle.id}")).json()
             assert (body["status"], body["attempts"]) == ("completed", 2)
@@ -585,8 +609,8 @@ class TestToken:
             assert queue._hooks == hooks
 
     async def test_not_a_queue(self) -> None:
-        """create_app needs a WorkQueue."""
-        with pytest.raises(TypeError, match=r"queue must be a trio_workq\.WorkQueue, not str"):
+        """create_app needs a TaskQueue."""
+        with pytest.raises(TypeError, match=r"queue must be a trio_workq\.TaskQueue .*, not str"):
             create_app("queue")  # type: ignore[arg-type]
 
 
@@ -850,6 +874,92 @@ class TestMetrics:
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 body = assert_error(await client.get("/metrics"), 404, "not_found")
         assert body["message"] == "this dashboard serves no Prometheus metrics"
+
+
+class AuditedQueue:
+    """A TaskQueue of the user's own: a WorkQueue behind a proxy that notes every call."""
+
+    def __init__(self, queue: WorkQueue) -> None:
+        self.inner = queue
+        self.calls: list[str] = []
+
+    async def submit(self, fn: Any, *args: Any, **options: Any) -> Any:
+        self.calls.append("submit")
+        return await self.inner.submit(fn, *args, **options)
+
+    async def submit_many(self, fn: Any, calls: Any, **options: Any) -> Any:
+        return await self.inner.submit_many(fn, calls, **options)
+
+    async def schedule(self, fn: Any, *args: Any, **options: Any) -> Any:
+        return await self.inner.schedule(fn, *args, **options)
+
+    async def get_handle(self, task_id: str) -> Any:
+        self.calls.append("get_handle")
+        return await self.inner.get_handle(task_id)
+
+    async def get_info(self, task_id: str) -> trio_workq.TaskInfo:
+        self.calls.append("get_info")
+        return await self.inner.get_info(task_id)
+
+    async def cancel(self, task_id: str) -> bool:
+        return await self.inner.cancel(task_id)
+
+    async def retry(self, task_id: str) -> Any:
+        self.calls.append("retry")
+        return await self.inner.retry(task_id)
+
+    async def list_tasks(self, **query: Any) -> trio_workq.TaskPage:
+        self.calls.append("list_tasks")
+        return await self.inner.list_tasks(**query)
+
+    async def statistics(self) -> trio_workq.QueueStatistics:
+        self.calls.append("statistics")
+        return await self.inner.statistics()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self.inner.shutdown(timeout)
+
+    def add_listener(self, listener: Any) -> None:
+        self.inner.add_listener(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        self.inner.remove_listener(listener)
+
+    def subscribe(self, max_buffer_size: int = 1000) -> Any:
+        return self.inner.subscribe(max_buffer_size)
+
+    def wall_time(self, trio_time: float) -> datetime:
+        return self.inner.wall_time(trio_time)
+
+
+class TestAnyTaskQueue:
+    async def test_a_task_queue_of_ones_own(self) -> None:
+        """Any TaskQueue is served through the protocol: no arguments, no /metrics, all else."""
+        async with open_work_queue(workers=1, shutdown_timeout=0) as inner:
+            queue = AuditedQueue(inner)
+            assert isinstance(queue, trio_workq.TaskQueue)
+            app = create_app(queue)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                failed = await queue.submit(fail, "no", name="broken")
+                await failed.wait()
+                waiting = await queue.submit(succeed, name="later")  # the worker is free
+                await waiting.wait()
+                stats = (await client.get("/api/stats")).json()
+                assert stats["counts"]["failed"] == stats["counts"]["completed"] == 1
+                assert (stats["workers"], stats["workers_scope"]) == (1, "queue")
+                listing = (await client.get("/api/tasks")).json()
+                assert [task["name"] for task in listing["tasks"]] == ["later", "broken"]
+                detail = (await client.get(f"/api/tasks/{failed.id}")).json()
+                assert detail["args"] is None  # only the queue itself knows them
+                assert detail["error"] == "ValueError: no"
+                response = await client.post(f"/api/tasks/{failed.id}/retry")
+                assert response.status_code == 200
+                await failed.wait()
+                chart = (await client.get("/api/throughput")).json()
+                assert len(chart["completed"]) == 300
+                assert_error(await client.get("/metrics"), 404, "not_found")
+            assert {"statistics", "list_tasks", "get_info", "retry"} <= set(queue.calls)
 
 
 class _BrokenSource(QueueSource):

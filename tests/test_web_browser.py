@@ -7,6 +7,10 @@ download does not work here, so the test launches ``/usr/bin/chromium``
 (``apt-get install chromium``; ``.ci/run`` installs it). With ``CI`` set, a
 missing chromium or Playwright fails the test; locally it skips.
 
+A second test shows a durable queue's dashboard twice over one SQLite store:
+from a process with no workers (the Workers panel says why it has no
+figures) and from one with workers (the panel shows them).
+
 Each run saves a screenshot to ``tests/artifacts/dashboard.png``; with
 ``TRIO_WORKQ_DOCS_SCREENSHOT=1`` it also refreshes the one in the docs
 (``docs/_static/dashboard.png``), after letting the throughput chart fill up.
@@ -29,7 +33,7 @@ from _web_helpers import XSS_ERROR, XSS_NAME
 from _web_helpers import quiet_failures as quiet_failures
 
 import trio_workq
-from trio_workq import MemoryTaskHandle, TaskStatus, WorkQueue, open_work_queue
+from trio_workq import MemoryTaskHandle, TaskStatus, WorkQueue, open_durable_queue, open_work_queue
 from trio_workq.web import serve_dashboard
 
 if TYPE_CHECKING:
@@ -72,6 +76,11 @@ async def fail_with(message: str) -> None:
 
 async def render_report(month: str, started: trio.Event) -> None:
     started.set()
+    await trio.sleep_forever()
+
+
+@trio_workq.task(name="browser.render-report")
+async def durable_report(month: str) -> None:
     await trio.sleep_forever()
 
 
@@ -158,6 +167,11 @@ def check_dashboard(page: Page, ids: dict[str, str]) -> None:
     expect(page.locator("#count-retrying")).to_have_text("1")
     expect(page.locator("#count-cancelled")).to_have_text("1")
     expect(page.locator("#workers")).to_have_text("6")
+    expect(page.locator("#workers-figures")).to_be_visible()
+    expect(page.locator("#workers-scope")).to_have_text("")  # the queue's whole pool
+    expect(page.locator("#workers-elsewhere")).to_be_hidden()
+    expect(page.locator("#workers-shared")).to_be_hidden()
+    expect(page.locator("#retained-line")).to_be_visible()
     expect(page.locator("#chart polyline")).to_have_count(2)
 
     # The XSS task: its name and error show as text; nothing of it runs or renders.
@@ -253,6 +267,79 @@ async def test_dashboard_in_chromium() -> None:
                 assert running.status is TaskStatus.CANCELLED
                 assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
                 nursery.cancel_scope.cancel()
+
+
+def browse_durable(urls: dict[str, str]) -> None:
+    """The Workers panel of a durable dashboard without workers, then of one with workers."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=10_000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+            # `trio-workq dashboard --store`: no workers here, and the panel says why.
+            page.goto(urls["reader"])
+            expect(page.locator("#connection")).to_have_text("live")
+            expect(page.locator("#count-running")).to_have_text("1")
+            expect(page.locator("#count-scheduled")).to_have_text("1")
+            expect(page.locator("#workers-panel")).to_be_visible()
+            expect(page.locator("#workers-figures")).to_be_hidden()
+            expect(page.locator("#utilization")).to_be_hidden()
+            elsewhere = page.locator("#workers-elsewhere")
+            expect(elsewhere).to_be_visible()
+            expect(elsewhere).to_contain_text("Workers run in other processes")
+            expect(page.locator("#workers-shared")).to_be_hidden()
+            expect(page.locator("#retained-line")).to_be_hidden()  # a store keeps no such count
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-store.png"), full_page=True)
+
+            # A worker process's dashboard: the same store, and its own two workers.
+            page.goto(urls["worker"])
+            expect(page.locator("#connection")).to_have_text("live")
+            expect(page.locator("#count-running")).to_have_text("1")
+            expect(page.locator("#workers-figures")).to_be_visible()
+            expect(page.locator("#workers-elsewhere")).to_be_hidden()
+            expect(page.locator("#workers-scope")).to_have_text("in this process")
+            expect(page.locator("#workers")).to_have_text("2")
+            expect(page.locator("#busy-workers")).to_have_text("1")
+            expect(page.locator("#utilization-text")).to_have_text("50%")
+            expect(page.locator("#workers-shared")).to_contain_text("cover the whole store")
+            expect(page.locator("#retained-line")).to_be_hidden()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-worker.png"), full_page=True)
+            assert problems == []
+        finally:
+            browser.close()
+
+
+async def test_durable_workers_panel_in_chromium(tmp_path: Path) -> None:
+    """A durable dashboard shows this process's workers, or says that it has none."""
+    require_browser()
+    store = f"sqlite:///{tmp_path}/tasks.db"
+    with trio.fail_after(50):
+        async with (
+            trio.open_nursery() as nursery,
+            open_durable_queue(store=store, workers=0) as reader,
+            open_durable_queue(
+                store=store, workers=2, poll_interval=0.05, shutdown_timeout=0
+            ) as worker,
+        ):
+            async with worker.subscribe() as events:
+                running = await reader.submit(durable_report, "2026-07")
+                async for event in events:  # the worker queue announces its start
+                    if event.kind is trio_workq.EventKind.STARTED:
+                        break
+            await reader.schedule(durable_report, "2026-08", delay=3600)
+            urls = {
+                "reader": await nursery.start(partial(serve_dashboard, reader, port=0)),
+                "worker": await nursery.start(partial(serve_dashboard, worker, port=0)),
+            }
+            await trio.to_thread.run_sync(browse_durable, urls)
+            await reader.cancel(running.id)
+            nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize(

@@ -383,8 +383,8 @@ class TestBinding:
         check_dashboard_options(**options)  # raises nothing
 
     async def test_not_a_queue(self) -> None:
-        """serve_dashboard needs a WorkQueue (or a DurableWorkQueue)."""
-        with pytest.raises(TypeError, match=r"queue must be a trio_workq\.WorkQueue.*NoneType"):
+        """serve_dashboard needs a TaskQueue (a WorkQueue or a DurableWorkQueue)."""
+        with pytest.raises(TypeError, match=r"queue must be a trio_workq\.TaskQueue.*NoneType"):
             await serve_dashboard(None)  # type: ignore[arg-type]
 
     @pytest.mark.parametrize(

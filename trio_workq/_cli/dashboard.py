@@ -36,8 +36,9 @@ def add(commands: Commands, parent: argparse.ArgumentParser) -> None:
         parents=[parent],
         help="serve the web dashboard for the tasks of a durable store",
         description="Serve the web dashboard and REST API for every task of a durable store "
-        "(needs the 'web' extra). It runs no tasks: start workers with "
-        f"'{PROG} worker'. Ctrl-C stops it.",
+        "(needs the 'web' extra). It runs no tasks, so its Workers panel says so: start "
+        f"workers with '{PROG} worker' (which serves the dashboard itself with --dashboard). "
+        "Ctrl-C stops it.",
     )
     dashboard.set_defaults(handler=run)
     add_store_options(dashboard)

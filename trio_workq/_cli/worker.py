@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import signal
@@ -20,6 +21,7 @@ from .common import (
     PROG,
     CommandError,
     Commands,
+    add_dashboard_options,
     add_store_options,
     integer,
     positive_number,
@@ -46,9 +48,13 @@ for up to --shutdown-timeout seconds; what is still running then is cancelled
 and given back to the store (queued again, for the next worker). A second
 signal gives them back at once.
 
+With --dashboard the worker also serves the web dashboard: every task of the
+store, and this worker's own workers in its Workers panel.
+
 examples:
   {PROG} worker myapp.tasks --store sqlite:///tasks.db --workers 10
   {PROG} worker myapp.tasks myapp.reports --store postgresql://app@db/app
+  {PROG} worker myapp.tasks --store sqlite:///tasks.db --dashboard --port 8001
 """
 
 
@@ -104,6 +110,14 @@ def add(commands: Commands, parent: argparse.ArgumentParser) -> None:
         help="stop with exit status 1 once every store call has failed for this long, "
         "e.g. on a read-only database or a lost server (default: 60)",
     )
+    web = worker.add_argument_group("dashboard (needs the 'web' extra)")
+    web.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="also serve the web dashboard of the store, with this worker's workers "
+        "(the options below apply to it)",
+    )
+    add_dashboard_options(web)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,12 +135,30 @@ def run(args: argparse.Namespace) -> int:
             f"no tasks are registered after importing {', '.join(args.modules)}: "
             "decorate task functions with @trio_workq.task"
         )
+    serve_dashboard = _dashboard_server(args) if args.dashboard else None
     store = store_for(args.store, must_exist=False)
-    with user_errors(StoreError):
-        return trio.run(_serve, args, store, names)
+    with user_errors(StoreError, CommandError):
+        return trio.run(_serve, args, store, names, serve_dashboard)
 
 
-async def _serve(args: argparse.Namespace, store: Store, names: list[str]) -> int:
+def _dashboard_server(args: argparse.Namespace) -> Any:
+    """`trio_workq.web.serve_dashboard`, once the options are checked; nothing has run yet."""
+    try:
+        from ..web import check_dashboard_options, serve_dashboard
+    except ImportError as exc:
+        raise CommandError(
+            f"--dashboard needs the web extra (pip install 'trio_workq[web]'): {exc}"
+        ) from None
+    with user_errors(ValueError):
+        check_dashboard_options(
+            host=args.host, port=args.port, token=args.token, allow_public=args.allow_public
+        )
+    return serve_dashboard
+
+
+async def _serve(
+    args: argparse.Namespace, store: Store, names: list[str], serve_dashboard: Any
+) -> int:
     forced: list[int] = []
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -144,6 +176,20 @@ async def _serve(args: argparse.Namespace, store: Store, names: list[str]) -> in
                     f"worker {queue.owner} serving {queue.store.url} with {args.workers} "
                     f"workers; tasks: {', '.join(names)}"
                 )
+                if serve_dashboard is not None:
+                    server = functools.partial(
+                        serve_dashboard,
+                        queue,
+                        host=args.host,
+                        port=args.port,
+                        token=args.token,
+                        allow_public=args.allow_public,
+                    )
+                    try:
+                        url = await nursery.start(server)
+                    except OSError as exc:  # the message names the address and the reason
+                        raise CommandError(str(exc.strerror or exc)) from None
+                    say(f"dashboard at {url}")
                 async for signum in signals:
                     say(
                         f"{signal.Signals(signum).name}: stopping; running tasks have "

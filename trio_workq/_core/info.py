@@ -126,7 +126,7 @@ class TaskInfo:
     Attributes:
         id: The task's id, unique within its queue.
         name: A label: the ``name`` given at submit, else the function's
-            qualified name.
+            registered name (`trio_workq.task`), else its ``module:qualname``.
         status: The `TaskStatus` when the snapshot was taken.
         priority: Higher runs first.
         attempts: How many times the task has started running.

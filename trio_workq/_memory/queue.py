@@ -195,12 +195,13 @@ class WorkQueue(EventSource):
             fn: An async function (pass keyword arguments with
                 `functools.partial`).
             *args: Positional arguments for *fn*.
-            name: A label for logs and lookups; defaults to ``module:qualname``.
+            name: A label for logs and lookups; defaults to *fn*'s registered
+                name (see `trio_workq.task`), else ``module:qualname``.
             priority: Higher runs first; FIFO among equal priorities.
             timeout: Seconds one attempt may run (counted from its start);
                 an overrun cancels it and records `TaskTimeout`.
             retry: A `RetryPolicy`, ``None`` for no retries, or omitted for
-                the queue's default.
+                *fn*'s registered policy, else the queue's default.
 
         Raises:
             TypeError, ValueError: For bad arguments; nothing is queued.

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""A web dashboard and REST API for a `~trio_workq.WorkQueue`.
+"""A web dashboard and REST API for a `~trio_workq.TaskQueue`, in memory or durable.
 
 Needs the ``web`` extra (``pip install 'trio_workq[web]'``: Starlette and
 Hypercorn). `create_app` returns an ASGI app to mount in your own; and
@@ -18,18 +18,18 @@ from collections.abc import Iterable
 
 from starlette.applications import Starlette
 
-from .._memory.queue import WorkQueue
+from .._runtime.api import TaskQueue
 from ._app import LOCAL_HOST_NAMES as LOCAL_HOST_NAMES
 from ._app import build_app, check_allowed_hosts, check_token
 from ._server import check_dashboard_options as check_dashboard_options
 from ._server import serve_dashboard as serve_dashboard
-from ._source import QueueSource
+from ._source import QueueSource, check_queue
 
 __all__ = ["LOCAL_HOST_NAMES", "check_dashboard_options", "create_app", "serve_dashboard"]
 
 
 def create_app(
-    queue: WorkQueue, *, token: str | None = None, allowed_hosts: Iterable[str] | None = None
+    queue: TaskQueue, *, token: str | None = None, allowed_hosts: Iterable[str] | None = None
 ) -> Starlette:
     """The dashboard and REST API of *queue*, as an ASGI app. Not a checkpoint.
 
@@ -37,13 +37,17 @@ def create_app(
     Hypercorn's Trio worker, or mounted in your own Starlette app served
     that way): its handlers call the queue directly.
 
-    The app counts completed and failed tasks per second for its chart with
-    a small event listener on the queue, shared by every app on that queue.
-    ``GET /metrics`` instruments the queue for Prometheus on its first
-    request (with its own registry), so metrics count from then on.
+    For an in-memory queue, the app counts completed and failed tasks per
+    second for its chart with a small event listener on the queue, shared by
+    every app on that queue. For a durable queue, it shows every task of the
+    store, whichever process runs it, and its chart counts the tasks the
+    whole store finished between two polls. ``GET /metrics`` instruments the
+    queue for Prometheus on its first request (with its own registry), so
+    metrics count from then on.
 
     Args:
-        queue: The `~trio_workq.WorkQueue` to show and act on.
+        queue: The queue to show and act on: a `~trio_workq.WorkQueue` or a
+            `~trio_workq.DurableWorkQueue`.
         token: If given, every API request must carry
             ``Authorization: Bearer <token>``; printable ASCII, no spaces.
             The page and its script and stylesheet stay public (they hold
@@ -60,14 +64,13 @@ def create_app(
         plus ``/metrics`` and ``/healthz``.
 
     Raises:
-        TypeError: If *queue* is not a `~trio_workq.WorkQueue`, *token* is
+        TypeError: If *queue* is not a `~trio_workq.TaskQueue`, *token* is
             not a string, or *allowed_hosts* is not a collection of strings.
         ValueError: For an empty token, or one with spaces or non-ASCII
             characters; for an empty *allowed_hosts* or one holding
             something that is not a host name.
     """
-    if not isinstance(queue, WorkQueue):
-        raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
+    check_queue(queue)
     # Checked before the source starts listening to the queue.
     token = check_token(token)
     names = check_allowed_hosts(allowed_hosts)

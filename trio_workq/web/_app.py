@@ -185,13 +185,13 @@ class _Api:
     async def stats(self, request: Request) -> Response:
         stats = await self._source.stats()
         workers, busy = stats.workers, stats.busy_workers
-        utilization = busy / workers if workers and busy is not None else None
         return JSONResponse(
             {
                 "counts": {status.value: stats.counts.get(status, 0) for status in TaskStatus},
                 "workers": workers,
                 "busy_workers": busy,
-                "utilization": utilization,
+                "utilization": busy / workers if workers else None,
+                "workers_scope": stats.workers_scope,
                 "retained": stats.retained,
                 "closed": stats.closed,
             }

@@ -13,11 +13,9 @@ import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve  # pyright: ignore[reportUnknownVariableType] - its WSGI type has a bare dict
 
-from .._durable.queue import DurableWorkQueue
-from .._memory.queue import WorkQueue
+from .._runtime.api import TaskQueue
 from ._app import LOCAL_HOST_NAMES, build_app, check_allowed_hosts, check_token
-from ._durable_source import DurableSource
-from ._source import QueueSource
+from ._source import QueueSource, check_queue
 
 if TYPE_CHECKING:
     from hypercorn.typing import ASGIFramework
@@ -143,7 +141,7 @@ async def _bind(host: str, port: int) -> socket.socket:
 
 
 async def serve_dashboard(
-    queue: WorkQueue | DurableWorkQueue,
+    queue: TaskQueue,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -162,8 +160,9 @@ async def serve_dashboard(
     Run it in the Trio run of the queue, as with `create_app`.
 
     Args:
-        queue: The `~trio_workq.WorkQueue` to show and act on, or a
-            `~trio_workq.DurableWorkQueue`: every task of its store.
+        queue: The queue to show and act on: a `~trio_workq.WorkQueue`, or
+            a `~trio_workq.DurableWorkQueue` (every task of its store, and
+            this process's workers).
         host: The address or host name to listen on (a name is resolved
             without blocking the run, and its first address is used).
             Loopback addresses (the default) are reachable from this machine
@@ -181,7 +180,8 @@ async def serve_dashboard(
             browser's Host header, list the public name here.
 
     Raises:
-        TypeError: For arguments of the wrong type.
+        TypeError: If *queue* is not a `~trio_workq.TaskQueue`; for
+            arguments of the wrong type.
         ValueError: For a bad *port*, *token* or *allowed_hosts*, or a
             non-loopback *host* without a *token* unless *allow_public* is
             true (the checks of `check_dashboard_options`).
@@ -189,8 +189,7 @@ async def serve_dashboard(
             (e.g. the port is in use); the message names the address, and
             ``errno`` is the system's (``errno.EADDRINUSE``).
     """
-    if not isinstance(queue, (WorkQueue, DurableWorkQueue)):
-        raise TypeError(f"queue must be a trio_workq.WorkQueue, not {type(queue).__name__}")
+    check_queue(queue)
     names = _host_names(host, port, token, allow_public, allowed_hosts)
     sock = await _bind(host, port)
     try:
@@ -198,8 +197,7 @@ async def serve_dashboard(
         config.errorlog = logger
         config.accesslog = None
         config.include_server_header = False
-        # A durable queue shows every task of its store, whichever process runs it.
-        source = QueueSource(queue) if isinstance(queue, WorkQueue) else DurableSource(queue)
+        source = QueueSource(queue)
         try:
             app = build_app(source, token=token, allowed_hosts=names)
             # Starlette's ASGI signature is looser than Hypercorn's typed one.

@@ -1,11 +1,20 @@
 # SPDX-License-Identifier: MIT
-"""What the dashboard reads and does, independent of where tasks live.
+"""What the dashboard reads and does: one `QueueSource` over any `~trio_workq.TaskQueue`.
 
 The web app talks only to a `TaskSource`: a handful of async operations that
-return plain, JSON-ready views. `QueueSource` adapts the in-memory
-`~trio_workq.WorkQueue`; a durable store gets an adapter of its own (its
-`~trio_workq._stores.protocol.Store` offers ``page``, ``get``, ``counts``, ``cancel``
-and ``requeue``, which map one to one).
+return plain, JSON-ready views. `QueueSource` implements it with the
+`~trio_workq.TaskQueue` API, the same calls for an in-memory queue and a
+durable one. What genuinely differs by backend is kept to three places:
+
+- *the task's arguments* (`QueueSource.get`): an in-memory task keeps the
+  argument objects; a durable one has them as the serialized payload of its
+  stored row;
+- *errors* (`error_view`): a durable task's errors are
+  `~trio_workq.StoredError` text, an in-memory task's are exception objects;
+- *throughput* (`QueueSource.throughput`): an in-memory queue's chart counts
+  its tasks' events as they happen (`ThroughputCounter`, a hook); a durable
+  queue's counts the whole store's finished tasks between two polls
+  (`PolledThroughput`), since most of them finish in other processes.
 """
 
 from __future__ import annotations
@@ -14,17 +23,20 @@ import math
 import reprlib
 import traceback
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import attrs
 import trio
 
-from .._core.errors import TaskStateError
+from .._core.errors import TaskNotFound, TaskStateError
 from .._core.info import TaskInfo, TaskRecord
 from .._core.status import EventKind, TaskStatus
+from .._durable.queue import DurableWorkQueue, StoredError
+from .._durable.serialize import Serializer
 from .._memory.queue import WorkQueue
+from .._runtime.api import TaskQueue
 
 if TYPE_CHECKING:
     from ..prometheus import Instrumentation
@@ -34,6 +46,9 @@ THROUGHPUT_WINDOW = 300
 
 #: Error summaries in listings are cut to this many characters (details keep all).
 _SUMMARY_LIMIT = 500
+
+#: Whose workers ``/api/stats`` reports (see `Stats.workers_scope`).
+WorkersScope = Literal["queue", "process", "none"]
 
 
 class TaskConflict(Exception):
@@ -87,7 +102,7 @@ class TaskDetail:
     Attributes:
         task: The table row.
         errors: Each failed attempt's error, oldest first (as many as the
-            source keeps).
+            queue keeps).
         args: A short ``repr`` of the task's arguments, or ``None`` when the
             source cannot show them.
     """
@@ -110,19 +125,27 @@ class Stats:
     """The counters at the top of the dashboard.
 
     Attributes:
-        counts: Tasks per status (for finished statuses the in-memory queue
-            counts every task since it opened, retained or not).
-        workers: Size of the worker pool, or ``None`` if the source cannot tell.
-        busy_workers: Workers running a task now, or ``None``.
-        retained: Finished task records that can still be looked up, or ``None``.
+        counts: Tasks per status (the queue's own in memory, the whole
+            store's for a durable queue).
+        workers: Size of this process's worker pool.
+        busy_workers: This process's workers running a task now.
+        retained: Finished task records that can still be looked up, or
+            ``None`` (durable queues: the store keeps them until purged).
         closed: Whether the queue is shutting down or has shut down.
+        workers_scope: Whose workers *workers* counts: ``"queue"``, the
+            whole pool of an in-memory queue (every task runs on it);
+            ``"process"``, this process's workers on a durable queue (other
+            processes sharing the store may run tasks too); ``"none"``, a
+            durable queue with no workers here (``workers=0``: tasks run in
+            other processes), so the page hides the Workers panel's figures.
     """
 
     counts: Mapping[TaskStatus, int]
-    workers: int | None
-    busy_workers: int | None
+    workers: int
+    busy_workers: int
     retained: int | None
     closed: bool
+    workers_scope: WorkersScope
 
 
 @attrs.frozen
@@ -187,24 +210,37 @@ class TaskSource(Protocol):
         ...
 
 
+def check_queue(queue: object) -> TaskQueue:
+    """*queue*, if it is a `~trio_workq.TaskQueue`; else `TypeError`."""
+    if not isinstance(queue, TaskQueue):
+        raise TypeError(
+            "queue must be a trio_workq.TaskQueue (such as a WorkQueue or a DurableWorkQueue), "
+            f"not {type(queue).__name__}"
+        )
+    return queue
+
+
 # ---------------------------------------------------------------------- views
 
 
-def _summary_of(error: BaseException) -> str:
+def error_view(error: BaseException) -> ErrorView:
+    """One failed attempt's error: a durable queue's stored text, or the exception's traceback."""
+    if isinstance(error, StoredError):
+        return ErrorView(error.summary, error.text)
+    return ErrorView(_summary_line(error), "".join(traceback.format_exception(error)).rstrip())
+
+
+def _summary_line(error: BaseException) -> str:
+    if isinstance(error, StoredError):
+        return error.summary
     return "".join(traceback.format_exception_only(error)).rstrip()
 
 
-def _error_view(error: BaseException) -> ErrorView:
-    return ErrorView(_summary_of(error), "".join(traceback.format_exception(error)).rstrip())
-
-
-def task_summary(
-    info: TaskInfo, summarize: Callable[[BaseException], str] | None = None
-) -> TaskSummary:
-    """The table row of a task; *summarize* turns its last error into one line."""
+def task_summary(info: TaskInfo) -> TaskSummary:
+    """The table row of a task."""
     error = None
     if info.last_error is not None:
-        error = (summarize or _summary_of)(info.last_error)
+        error = _summary_line(info.last_error)
         if len(error) > _SUMMARY_LIMIT:
             error = error[: _SUMMARY_LIMIT - 1] + "…"
     return TaskSummary(
@@ -234,15 +270,28 @@ def _show_args(args: tuple[object, ...]) -> str:
     return _args_repr.repr(args)
 
 
+def _show_stored_args(serializer: Serializer, payload: bytes) -> str:
+    """A stored task's arguments, shown as an in-memory task's are: ``(1, 'a')``."""
+    try:
+        loaded: object = serializer.loads(payload)
+    except Exception:  # the page must render whatever the payload holds
+        return f"<{len(payload)} bytes the serializer cannot read>"
+    # trio_workq stores {"args": [...]} and, for keyword arguments, "kwargs": {...}.
+    if isinstance(loaded, dict):
+        call = cast("dict[str, object]", loaded)
+        args = call.get("args")
+        if isinstance(args, list):
+            shown = _show_args(tuple(cast("list[object]", args)))
+            kwargs = call.get("kwargs")
+            return f"{shown} {_args_repr.repr(kwargs)}" if kwargs else shown
+    return _args_repr.repr(loaded)  # not trio_workq's format: as stored
+
+
 # ----------------------------------------------------------------- throughput
 
 
-class ThroughputCounter:
-    """Counts finished tasks per second of trio time, in a ring of `THROUGHPUT_WINDOW` buckets.
-
-    It is a queue hook, called synchronously for every status change: a few
-    integer operations per call, and no event object.
-    """
+class _Ring:
+    """Finished tasks per second of trio time, in a ring of `THROUGHPUT_WINDOW` buckets."""
 
     def __init__(self, window: int = THROUGHPUT_WINDOW) -> None:
         self._window = window
@@ -260,6 +309,22 @@ class ThroughputCounter:
             self._failed[skipped % self._window] = 0
         self._newest = second
 
+    def series(self, second: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Both series up to *second* (the current one), oldest first."""
+        if self._newest is None or second > self._newest:
+            self._advance(second)
+        window = self._window
+        order = [(second - age) % window for age in range(window - 1, -1, -1)]
+        return tuple(self._completed[i] for i in order), tuple(self._failed[i] for i in order)
+
+
+class ThroughputCounter(_Ring):
+    """An in-memory queue's throughput: a queue hook counts each finished task as it ends.
+
+    The hook is called synchronously for every status change: a few integer
+    operations per call, and no event object.
+    """
+
     def __call__(self, kind: EventKind, task: TaskRecord, when: float, was_running: bool) -> None:
         if kind is not EventKind.COMPLETED and kind is not EventKind.FAILED:
             return
@@ -269,22 +334,45 @@ class ThroughputCounter:
         buckets = self._completed if kind is EventKind.COMPLETED else self._failed
         buckets[second % self._window] += 1
 
-    def snapshot(self, now: float) -> tuple[float, tuple[int, ...], tuple[int, ...]]:
-        """The trio time at which the newest bucket ends, and both series, oldest first."""
-        second = math.floor(now)
+
+class PolledThroughput(_Ring):
+    """A durable queue's throughput: the growth of the store's finished counts between polls.
+
+    Tasks finish in any process sharing the store, so events of this process
+    would miss most of them. Each poll adds what the counts grew by since the
+    previous one, spread evenly over the seconds in between (so a page that
+    was closed for a minute does not draw a minute's work as one spike).
+    Tasks purged between two polls can hide a few; a count never goes below
+    zero.
+    """
+
+    def __init__(self, window: int = THROUGHPUT_WINDOW) -> None:
+        super().__init__(window)
+        self._last: tuple[int, int, int] | None = None  # second, completed, failed
+
+    def record(self, second: int, completed: int, failed: int) -> None:
+        """Take a reading of the store's counts at *second* (monotonic)."""
+        last, self._last = self._last, (second, completed, failed)
+        if last is None:
+            return
         if self._newest is None or second > self._newest:
             self._advance(second)
-        window = self._window
-        order = [(second - age) % window for age in range(window - 1, -1, -1)]
-        return (
-            second + 1.0,
-            tuple(self._completed[i] for i in order),
-            tuple(self._failed[i] for i in order),
-        )
+        first = min(last[0] + 1, second)  # two polls in the same second: that second
+        self._spread(first, second, max(completed - last[1], 0), self._completed)
+        self._spread(first, second, max(failed - last[2], 0), self._failed)
+
+    def _spread(self, first: int, last: int, count: int, buckets: list[int]) -> None:
+        """Add *count* over the seconds *first* to *last*, evenly, within the window."""
+        span = last - first + 1
+        for index, second in enumerate(range(first, last + 1)):
+            if second > last - self._window:
+                buckets[second % self._window] += count * (index + 1) // span - (
+                    count * index // span
+                )
 
 
-# One counter per queue, shared by every app on it; it refers to nothing, so the
-# queue (which holds it as a hook) can still be collected.
+# One counter per in-memory queue, shared by every app on it; it refers to nothing,
+# so the queue (which holds it as a hook) can still be collected.
 _counters: weakref.WeakKeyDictionary[WorkQueue, ThroughputCounter] = weakref.WeakKeyDictionary()
 
 
@@ -296,21 +384,33 @@ def _counter_for(queue: WorkQueue) -> ThroughputCounter:
     return counter
 
 
-# --------------------------------------------------------------- the adapter
+# ----------------------------------------------------------------- the source
 
 
 class QueueSource:
-    """A `TaskSource` over an in-memory `~trio_workq.WorkQueue` (same Trio run)."""
+    """The `TaskSource` over a `~trio_workq.TaskQueue`, in memory or durable (same Trio run).
 
-    def __init__(self, queue: WorkQueue) -> None:
-        self._queue = queue
-        self._throughput = _counter_for(queue)
+    On a durable queue it shows every task of the store, whichever process
+    runs it; its worker counts are this process's. Any other `TaskQueue`
+    (a wrapper of one of these, say) is shown through the protocol alone:
+    without the task's arguments, with the chart fed by its counts as a
+    durable queue's is, and without ``/metrics`` (which instruments only
+    the two queues).
+    """
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self._queue = check_queue(queue)
+        # In memory, the shared counter counts from the first app on; a store's
+        # counts are read at each poll.
+        self._throughput: ThroughputCounter | PolledThroughput = (
+            _counter_for(self._queue) if isinstance(self._queue, WorkQueue) else PolledThroughput()
+        )
+        self._polling = False  # a reading of the counts for the chart is under way
         self._instrumentation: Instrumentation | None = None
         self._closed = False
 
     async def stats(self) -> Stats:
-        await trio.lowlevel.checkpoint()
-        stats = self._queue.statistics_nowait()
+        stats = await self._queue.statistics()
         counts = {
             TaskStatus.QUEUED: stats.queued,
             TaskStatus.SCHEDULED: stats.scheduled,
@@ -320,20 +420,24 @@ class QueueSource:
             TaskStatus.FAILED: stats.failed,
             TaskStatus.CANCELLED: stats.cancelled,
         }
+        # A queue with an owner id in a store shares it with other processes.
+        scope: WorkersScope = "queue"
+        if stats.owner is not None:
+            scope = "process" if stats.workers else "none"
         return Stats(
             counts=counts,
             workers=stats.workers,
             busy_workers=stats.busy_workers,
             retained=stats.retained,
             closed=stats.closed,
+            workers_scope=scope,
         )
 
     async def page(
         self, *, status: str | None, name: str | None, limit: int, cursor: str | None
     ) -> TaskListPage:
-        await trio.lowlevel.checkpoint()
         try:
-            page = self._queue.list_tasks_nowait(
+            page = await self._queue.list_tasks(
                 status=status, name=name, limit=limit, cursor=cursor
             )
         except ValueError as exc:  # list_tasks checks the query's values
@@ -341,36 +445,56 @@ class QueueSource:
         return TaskListPage(tuple(task_summary(info) for info in page.tasks), page.next_cursor)
 
     async def get(self, task_id: str) -> TaskDetail:
-        await trio.lowlevel.checkpoint()
-        handle = self._queue.get_handle_nowait(task_id)
-        info = handle.info_nowait()
+        queue = self._queue
+        if isinstance(queue, WorkQueue):
+            # The handle holds the argument objects; one snapshot of it.
+            handle = await queue.get_handle(task_id)
+            info, args = handle.info_nowait(), _show_args(handle.args)
+        elif isinstance(queue, DurableWorkQueue):
+            # The stored row holds them serialized.
+            info = await queue.get_info(task_id)
+            row = await queue.store.get(task_id)
+            if row is None:  # purged since get_info read it
+                raise TaskNotFound(f"no task with id {task_id!r} in the store (unknown, or purged)")
+            args = _show_stored_args(queue.serializer, row.payload)
+        else:
+            info, args = await queue.get_info(task_id), None
         return TaskDetail(
-            task=task_summary(info),
-            errors=tuple(_error_view(error) for error in info.errors),
-            args=_show_args(handle.args),
+            task=task_summary(info), errors=tuple(error_view(e) for e in info.errors), args=args
         )
 
     async def cancel(self, task_id: str) -> TaskSummary:
-        await trio.lowlevel.checkpoint()
-        handle = self._queue.get_handle_nowait(task_id)
-        if not handle.cancel_nowait():
-            raise TaskConflict(f"task {task_id} has already finished ({handle.status.value})")
-        return task_summary(handle.info_nowait())
+        handle = await self._queue.get_handle(task_id)
+        if not await handle.cancel():
+            info = await handle.info()
+            raise TaskConflict(f"task {task_id} has already finished ({info.status.value})")
+        return task_summary(await handle.info())
 
     async def retry(self, task_id: str) -> TaskSummary:
-        await trio.lowlevel.checkpoint()
         try:
-            handle = self._queue.retry_nowait(task_id)
+            handle = await self._queue.retry(task_id)
         except TaskStateError as exc:
             raise TaskConflict(str(exc)) from exc
-        return task_summary(handle.info_nowait())
+        return task_summary(await handle.info())
 
     async def throughput(self) -> Throughput:
-        await trio.lowlevel.checkpoint()
-        end, completed, failed = self._throughput.snapshot(trio.current_time())
-        return Throughput(
-            end=self._queue.wall_time(end), interval=1.0, completed=completed, failed=failed
-        )
+        counter = self._throughput
+        if isinstance(counter, PolledThroughput) and not self._polling:
+            # One reading at a time (pages in several tabs poll together): readings
+            # answered out of order would count the same tasks twice.
+            self._polling = True
+            try:
+                stats = await self._queue.statistics()
+            finally:
+                self._polling = False
+            second = math.floor(trio.current_time())
+            counter.record(second, stats.completed, stats.failed)
+        else:
+            await trio.lowlevel.checkpoint()
+            second = math.floor(trio.current_time())
+        completed, failed = counter.series(second)
+        end = self._queue.wall_time(second + 1.0)
+        return Throughput(end=end, interval=1.0, completed=completed, failed=failed)
 
     async def metrics(self) -> bytes | None:
         await trio.lowlevel.checkpoint()
@@ -382,14 +506,21 @@ class QueueSource:
             from ..prometheus import instrument
         except ImportError:
             return None
-        if self._instrumentation is None:
+        instrumentation = self._instrumentation
+        if instrumentation is None:
             # Instrumented on the first scrape, so a queue nobody scrapes pays nothing.
+            # A durable queue's first reading of the store is awaited here (a handler
+            # may wait); later ones come from the background refresh.
+            if not isinstance(self._queue, WorkQueue | DurableWorkQueue):
+                return None  # instrument() knows these two
             registry = CollectorRegistry(auto_describe=True)
-            self._instrumentation = instrument(self._queue, registry=registry)
-        registry = self._instrumentation.registry
-        return generate_latest(registry)
+            instrumentation = instrument(self._queue, registry=registry)
+            self._instrumentation = instrumentation
+            await instrumentation.refresh_gauges()
+        return generate_latest(instrumentation.registry)
 
     def close(self) -> None:
+        """Remove the Prometheus instrumentation (and its refresh), if ``/metrics`` added it."""
         self._closed = True
         instrumentation, self._instrumentation = self._instrumentation, None
         if instrumentation is not None:

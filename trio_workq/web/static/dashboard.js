@@ -135,9 +135,18 @@
     for (const status of STATUSES) {
       setText("count-" + status, stats.counts[status]);
     }
+    // workers_scope: "queue" (the queue's whole pool), "process" (this process's
+    // workers on a durable queue), "none" (no workers here: say so instead).
+    const elsewhere = stats.workers_scope === "none";
+    const shared = stats.workers_scope === "process";
+    $("workers-figures").hidden = elsewhere;
+    $("workers-elsewhere").hidden = !elsewhere;
+    $("workers-shared").hidden = !shared;
+    setText("workers-scope", shared ? "in this process" : "");
     setText("workers", stats.workers);
     setText("busy-workers", stats.busy_workers);
     setText("retained", stats.retained);
+    $("retained-line").hidden = typeof stats.retained !== "number"; // memory queues only
     const utilization = typeof stats.utilization === "number" ? stats.utilization : 0;
     $("utilization").value = utilization;
     setText(
