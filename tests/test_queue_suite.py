@@ -802,3 +802,48 @@ async def test_submit_many(backend: Backend, clock: Clock) -> None:
                 await q.submit_many(tasks.echo, [(1,), (object(),)])
         assert await counts(q) == before
         assert tasks.runs == []
+
+
+async def test_bad_ids_and_arguments(backend: Backend, clock: Clock) -> None:
+    """A non-string id is a TypeError and bad listing arguments are clear errors, everywhere."""
+    async with backend.open() as q:
+        for call in (q.get_handle, q.get_info, q.cancel, q.retry):
+            with pytest.raises(TypeError, match="task_id must be a str"):
+                await call(7)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="limit must be between"):
+            await q.list_tasks(limit=0)
+        with pytest.raises(ValueError, match="unknown status"):
+            await q.list_tasks(status="lost")
+        with pytest.raises(ValueError):
+            await q.list_tasks(cursor="not a cursor")
+        with pytest.raises(TypeError):
+            await q.submit_many(tasks.echo, 5)  # type: ignore[arg-type]
+        assert await counts(q) == dict.fromkeys(TaskStatus, 0)
+
+
+async def test_listeners_are_synchronous(
+    backend: Backend, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An async listener is refused; one returning a coroutine (an async method called
+    without await) is logged as such, and the coroutine is closed, never left pending."""
+
+    async def async_listener(event: TaskEvent) -> None:
+        await trio.lowlevel.checkpoint()
+
+    class AsyncCallable:
+        async def __call__(self, event: TaskEvent) -> None:
+            await trio.lowlevel.checkpoint()
+
+    async with backend.open() as q:
+        for bad in (async_listener, AsyncCallable()):
+            with pytest.raises(TypeError, match=r"use `async with queue\.subscribe\(\)"):
+                q.add_listener(bad)  # type: ignore[arg-type]
+
+        def cancels_without_await(event: TaskEvent) -> object:
+            return q.cancel(event.task_id)
+
+        q.add_listener(cancels_without_await)  # type: ignore[arg-type]
+        handle = await q.submit(tasks.echo, 1)
+        assert await handle.result() == 1  # the coroutine never ran
+    assert "returned a coroutine, which does not run" in caplog.text
+    assert "cancel_nowait" in caplog.text

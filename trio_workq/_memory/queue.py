@@ -838,16 +838,14 @@ class WorkQueue(EventSource):
 
         Raises:
             TaskNotFound: If the id is unknown or its record has expired.
+            TypeError: If *task_id* is not a string.
         """
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
         self._retained.trim(self._clock.current_time())
         # Ids are decimal numbers; "07" or " 7" name no task.
         # (int() refuses more than 4,300 digits; no id has more than 20.)
-        if (
-            isinstance(task_id, str)
-            and len(task_id) <= _MAX_ID_DIGITS
-            and task_id.isascii()
-            and task_id.isdigit()
-        ):
+        if len(task_id) <= _MAX_ID_DIGITS and task_id.isascii() and task_id.isdigit():
             task = self._tasks.get(int(task_id))
             if task is not None and task.id == task_id:
                 return task

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import enum
+import inspect
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -245,10 +246,22 @@ class EventSource:
         """Call ``listener(event)`` synchronously on every `TaskEvent`. Not a checkpoint.
 
         A listener must be quick and must not block; one that raises is
-        logged and otherwise ignored.
+        logged and otherwise ignored. It runs synchronously, so it acts on
+        the queue through the synchronous forms (``cancel_nowait``,
+        ``submit_nowait``, ...); to await, `subscribe` in a task instead.
+
+        Raises:
+            TypeError: If *listener* is not callable, or is an async function.
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
+        if inspect.iscoroutinefunction(listener) or inspect.iscoroutinefunction(
+            getattr(listener, "__call__", None)  # noqa: B004 - an async __call__ method
+        ):
+            raise TypeError(
+                f"listeners are called synchronously, and {listener!r} is an async function: "
+                "use `async with queue.subscribe() as events` in a task to await per event"
+            )
         if not self._listeners:
             self.add_hook(self._deliver_event)
         self._listeners = (*self._listeners, listener)
@@ -432,9 +445,12 @@ class EventSource:
         event = TaskEvent(kind, task, when, was_running)
         for listener in self._listeners:
             try:
-                listener(event)
+                returned = listener(event)
             except Exception:
                 log_listener_error(listener)
+            else:
+                if returned is not None and inspect.iscoroutine(returned):
+                    _refuse_coroutine(listener, returned)
 
     def _close_streams(self) -> None:
         for stream in self._streams:
@@ -453,6 +469,16 @@ def _without(hooks: tuple[_H, ...], hook: _H, what: str) -> tuple[_H, ...]:
 def log_listener_error(listener: object) -> None:
     """A listener or hook raised: log it; the queue carries on."""
     logger.exception("event listener %r raised; the queue carries on", listener)
+
+
+def _refuse_coroutine(listener: object, coroutine: Coroutine[Any, Any, Any]) -> None:
+    """A listener returned a coroutine (``lambda e: queue.cancel(e.task_id)``): it never runs."""
+    coroutine.close()  # closed here, so no "never awaited" warning hides the cause
+    logger.error(
+        "event listener %r returned a coroutine, which does not run: listeners are "
+        "synchronous; call the _nowait forms (e.g. queue.cancel_nowait) or use subscribe()",
+        listener,
+    )
 
 
 def _log_event(event: TaskEvent) -> None:
