@@ -131,14 +131,24 @@ async def bench_claim(url: str, n: int) -> dict[str, float]:
     return results
 
 
+async def all_ids(store: PostgresStore) -> list[str]:
+    """Every task's id, a page at a time (a page holds at most 1,000)."""
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await store.page(status=None, name=None, limit=1000, cursor=cursor)
+        ids += [task.id for task in page.tasks]
+        cursor = page.next_cursor
+        if cursor is None:
+            return ids
+
+
 async def bench_complete(url: str, n: int) -> dict[str, float]:
     results: dict[str, float] = {}
     for callers in (1, 4, 64):
         store = await fresh_store(url, prefill=n, claimed=n)
         try:
-            ids = [
-                t.id for t in (await store.page(status=None, name=None, limit=n, cursor=None)).tasks
-            ]
+            ids = await all_ids(store)
 
             async def complete(i: int, store: PostgresStore = store, ids: list[str] = ids) -> None:
                 assert await store.complete("bench", ids[i], 1, b"null")

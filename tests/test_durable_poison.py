@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import _poison_tasks as poison
+import attrs
 import durable_helper as helper
 import httpx
 import psycopg
@@ -336,14 +337,30 @@ _ANY_VALUE = st.one_of(
 _SOUND_ROW = (5, "poison.ok", b"{}", "running", 0, 1, 1, None, 1e9, 1e9, 1e9, None, "me", 2e9, 0)
 
 
+_ANY_HEADERS = st.one_of(
+    _ANY_VALUE,
+    st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3),
+    st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), _ANY_VALUE, max_size=3),
+    st.sampled_from(['{"traceparent": "garbage"}', "{", '["a"]', '{"a": 1}', "null"]),
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 16), _ANY_VALUE), max_size=4), _ANY_VALUE)
-def test_read_row_never_raises(changes: list[tuple[int, object]], errors: object) -> None:
-    """Any values in any columns give a StoredTask of sound types (and a note if they were not)."""
-    row: list[object] = [*_SOUND_ROW, None, errors]
+@given(st.lists(st.tuples(st.integers(1, 16), _ANY_VALUE), max_size=4), _ANY_VALUE, _ANY_HEADERS)
+def test_read_row_never_raises(
+    changes: list[tuple[int, object]], errors: object, headers: object
+) -> None:
+    """Any values in any columns give a StoredTask of sound types (and a note if they were not).
+
+    Headers that cannot be read are advisory: they read as none, and never make a row corrupt.
+    """
+    row: list[object] = [*_SOUND_ROW, None, errors, headers]
     for column, value in changes:
         row[column] = value
     task, problem = read_row(row)
+    assert all(type(k) is str and type(v) is str for k, v in task.headers.items())
+    # Whatever the headers hold, the row reads as it would without them.
+    assert read_row([*row[:17], None]) == (attrs.evolve(task, headers={}), problem)
     assert isinstance(task.status, TaskStatus)
     for number in (task.priority, task.attempts, task.max_attempts):
         assert type(number) is int

@@ -9,8 +9,10 @@ tests use the real clock (the writer thread and autojump do not mix).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+import logging
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import trio
 
 import trio_workq
 from trio_workq import EventKind, RetryPolicy, TaskEvent, TaskStatus, fixed
+from trio_workq._runtime.events import AttemptSignal
 
 LIMIT = 20  # seconds: a bound for each test that touches SQLite
 
@@ -166,3 +169,143 @@ async def test_durable_queue_serializer(tmp_path: Path) -> None:
             row = await q.store.get(handle.id)
             assert row is not None
             assert q.serializer.loads(row.payload) == {"args": ["stored"]}
+
+
+# --- submit hooks: headers stored with each task -----------------------------------
+
+_caller: ContextVar[str] = ContextVar("caller", default="nobody")
+
+
+@trio_workq.task(name="hooks.echo")
+async def echo(value: str) -> str:
+    await trio.lowlevel.checkpoint()
+    return value
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_submit_hooks_give_each_task_its_headers(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Called in the submitting task; merged (a later hook wins); broken hooks are left out.
+
+    The headers are on the record hooks read (`TaskRecord.headers`) when the
+    task starts: a durable queue read them back from its store.
+    """
+    caplog.set_level(logging.ERROR, logger="trio_workq")
+    at_start: dict[str, Mapping[str, str]] = {}
+
+    def on_change(kind: EventKind, task: Any, when: float, was_running: bool) -> None:
+        if kind is EventKind.STARTED:
+            at_start[task.id] = dict(task.headers)
+
+    def broken() -> Mapping[str, str]:
+        raise RuntimeError("hook bug")
+
+    calls: list[int] = []
+
+    def counted() -> Mapping[str, str]:
+        calls.append(1)
+        return {"a": "last"}
+
+    hooks: list[Callable[[], Any]] = [
+        lambda: {"who": _caller.get(), "a": "first"},
+        broken,
+        lambda: {"a": "second", "n": 5},  # not str to str
+        lambda: None,
+        lambda: ["not", "a", "mapping"],
+        counted,
+    ]
+    with trio.fail_after(LIMIT):
+        async with _open(backend, tmp_path) as queue:
+            queue.add_hook(on_change)
+            for hook in hooks:
+                queue.add_submit_hook(hook)
+            _caller.set("submitter")
+            first = await queue.submit(echo, "1")
+            scheduled = await queue.schedule(echo, "2", delay=0)
+            assert [await h.result() for h in (first, scheduled)] == ["1", "2"]
+            # Without hooks, tasks get none.
+            for hook in hooks:
+                queue.remove_submit_hook(hook)
+            plain = await queue.submit(echo, "3")
+            assert await plain.result() == "3"
+    expected = {"who": "submitter", "a": "last"}
+    assert at_start == {first.id: expected, scheduled.id: expected, plain.id: {}}
+    assert calls == [1, 1]
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 6  # three broken hooks, twice each
+    assert all(message.startswith("event listener <function") for message in logged)
+
+
+async def test_submit_many_collects_headers_once(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def hook() -> Mapping[str, str]:
+        calls.append(1)
+        return {"k": "v"}
+
+    with trio.fail_after(LIMIT):
+        async with _open("sqlite", tmp_path) as queue:
+            queue.add_submit_hook(hook)
+            handles = await queue.submit_many(echo, [("a",), ("b",)])
+            for handle in handles:
+                row = await queue.store.get(handle.id)
+                assert row is not None
+                assert row.headers == {"k": "v"}
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_remove_submit_and_attempt_hooks(backend: str, tmp_path: Path) -> None:
+    def hook() -> None:
+        return None
+
+    with trio.fail_after(LIMIT):
+        async with _open(backend, tmp_path) as queue:
+            with pytest.raises(TypeError, match="hook must be callable"):
+                queue.add_submit_hook("not callable")
+            with pytest.raises(TypeError, match="hook must be callable"):
+                queue.add_attempt_hook(None)
+            with pytest.raises(ValueError, match=r"^<function .*> is not a submit hook of this"):
+                queue.remove_submit_hook(hook)
+            with pytest.raises(ValueError, match=r"^<function .*> is not an attempt hook of this"):
+                queue.remove_attempt_hook(hook)
+            queue.add_submit_hook(hook)
+            queue.remove_submit_hook(hook)
+            with pytest.raises(ValueError, match="is not a submit hook"):
+                queue.remove_submit_hook(hook)
+
+
+# --- attempt hooks: where a worker's part of an attempt ends --------------------------
+
+
+async def test_attempt_hooks_on_a_durable_queue(tmp_path: Path) -> None:
+    """RAN comes in the worker's task, before the outcome (which another task may announce)."""
+    seen: list[tuple[str, str, trio.lowlevel.Task]] = []
+
+    def on_change(kind: EventKind, task: Any, when: float, was_running: bool) -> None:
+        seen.append((kind.value, task.id, trio.lowlevel.current_task()))
+
+    def on_attempt(signal: AttemptSignal, task: Any, when: float) -> None:
+        seen.append((signal.value, task.id, trio.lowlevel.current_task()))
+
+    with trio.fail_after(LIMIT):
+        async with _open("sqlite", tmp_path) as queue:
+            queue.add_hook(on_change)
+            queue.add_attempt_hook(on_attempt)
+            handle = await queue.submit(fails_once, "attempt-hooks")
+            assert await handle.result() == "ok"
+    kinds = [kind for kind, _, _ in seen]
+    assert kinds == ["submitted", "started", "ran", "retrying", "started", "ran", "completed"]
+    _, (_, _, worker1), ran1, _, (_, _, worker2), ran2, completed = seen
+    assert ran1[2] is worker1
+    assert ran2[2] is worker2
+    assert completed[2] is not worker2  # the completer writes results in batches
+
+
+async def test_memory_queue_sends_no_attempt_signals() -> None:
+    signals: list[AttemptSignal] = []
+    async with trio_workq.open_work_queue(workers=1) as queue:
+        queue.add_attempt_hook(lambda signal, task, when: signals.append(signal))
+        await (await queue.submit(echo, "x")).result()
+    assert signals == []

@@ -124,6 +124,58 @@ async def test_spans_made_by_the_task_are_its_children(
     assert trace.get_current_span() is trace.INVALID_SPAN
 
 
+def ids(span: trace.Span | ReadableSpan) -> tuple[int, int]:
+    context = span.get_span_context() if isinstance(span, trace.Span) else span.context
+    assert context is not None
+    return (context.trace_id, context.span_id)
+
+
+def links_of(span: ReadableSpan) -> list[tuple[int, int]]:
+    return [(link.context.trace_id, link.context.span_id) for link in span.links]
+
+
+async def test_each_attempt_links_to_the_submitting_span(
+    autojump_clock: trio.testing.MockClock,
+    exporter: InMemorySpanExporter,
+    provider: TracerProvider,
+) -> None:
+    """Every way to submit stores the submitter's context; each attempt is a root linked to it.
+
+    Retries and a retry by hand link to the same submitter; a task submitted
+    under no span gets no link. As on a durable queue, the context travels as
+    headers (`TaskRecord.headers`) through the global propagator.
+    """
+    tracer = provider.get_tracer("app")
+    policy = trio_workq.RetryPolicy(max_attempts=2, backoff=trio_workq.fixed(1))
+    async with trio_workq.open_work_queue(workers=1, retry=policy) as queue:
+        instrument(queue, tracer_provider=provider)
+        with tracer.start_as_current_span("request") as request:
+            submitted = await queue.submit(double, 1)
+            nowait = queue.submit_nowait(double, 2)
+            scheduled = await queue.schedule(double, 3, delay=5)
+            failing = queue.schedule_nowait(boom, delay=1)
+        assert set(submitted.headers) == {"traceparent"}
+        plain = await queue.submit(double, 4)
+        assert plain.headers == {}
+        assert [await h.result() for h in (submitted, nowait, scheduled, plain)] == [2, 4, 6, 8]
+        await failing.wait()
+        with tracer.start_as_current_span("operator"):  # a retry by hand keeps the submitter
+            await (await queue.retry(failing.id)).wait()
+    by_task: dict[object, list[ReadableSpan]] = {}
+    for span in exporter.get_finished_spans():
+        if span.name.startswith("trio_workq.task"):
+            by_task.setdefault(attributes(span)["trio_workq.task.id"], []).append(span)
+    assert [len(by_task[h.id]) for h in (submitted, nowait, scheduled, plain, failing)] == [
+        1, 1, 1, 1, 3
+    ]  # fmt: skip
+    for handle in (submitted, nowait, scheduled, failing):
+        for span in by_task[handle.id]:
+            assert span.parent is None
+            assert links_of(span) == [ids(request)]
+            assert ids(span)[0] != ids(request)[0]
+    assert links_of(by_task[plain.id][0]) == []
+
+
 async def test_cancelled_running_task_ends_its_span(
     exporter: InMemorySpanExporter, provider: TracerProvider
 ) -> None:
@@ -180,7 +232,11 @@ async def test_uninstrument_stops_tracing(
 
 
 async def test_bad_arguments(provider: TracerProvider) -> None:
-    with pytest.raises(TypeError, match="queue must be a WorkQueue"):
+    with pytest.raises(
+        TypeError,
+        match=r"^queue must be a trio_workq\.TaskQueue \(a WorkQueue or a DurableWorkQueue\), "
+        r"not object$",
+    ):
         instrument(object(), tracer_provider=provider)  # type: ignore[arg-type]
     async with trio_workq.open_work_queue(workers=1) as queue:
         with pytest.raises(TypeError, match="queue_name must be a str"):

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import psycopg
 import pytest
 import trio
@@ -37,7 +38,12 @@ from _recovery import recover_expired
 from psycopg import sql
 
 from trio_workq._core.status import TaskStatus
-from trio_workq._stores.postgres import _MAINTENANCE_LOCK, SCHEMA_VERSION, PostgresStore
+from trio_workq._stores.postgres import (
+    _MAINTENANCE_LOCK,
+    SCHEMA_VERSION,
+    PostgresStore,
+    _Queries,
+)
 from trio_workq._stores.protocol import NewTask, StoreError
 
 if TYPE_CHECKING:
@@ -251,6 +257,49 @@ async def test_reopening_keeps_tasks_and_schema_version(pg_url: str, schema: str
         assert rows == [(str(SCHEMA_VERSION),)]
     finally:
         await second.aclose()
+
+
+@bounded(15)
+async def test_upgrades_a_version_1_schema(pg_url: str, schema: str) -> None:
+    """A schema written by trio_workq before task headers: migrated, its tasks kept and runnable."""
+    queries = _Queries.for_schema(schema)
+
+    def create_version_1() -> None:
+        with psycopg.connect(pg_url) as conn, conn.transaction():
+            conn.execute(queries.create_schema)
+            conn.execute(queries.create_meta)
+            for statement in queries.migrations[1]:  # version 1, as released
+                conn.execute(statement)
+            conn.execute(queries.write_version, {"version": "1"})
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (name, payload, status, priority, max_attempts, created_at,"
+                    " due_at) VALUES ('old', '\\x5b5d', 'queued', 0, 1, %(now)s, %(now)s)"
+                ).format(tasks_table(schema)),
+                {"now": time.time()},
+            )
+
+    await trio.to_thread.run_sync(create_version_1)
+    meta = sql.SQL("SELECT value FROM {}").format(sql.Identifier(schema, "meta"))
+    assert await admin(meta) == [("1",)]
+    store = PostgresStore(pg_url, schema=schema)
+    await store.open()
+    try:
+        assert await admin(meta) == [(str(SCHEMA_VERSION),)]
+        [new_id] = await store.add([attrs.evolve(new("new", priority=-1), headers={"k": "v"})])
+        claimed = await store.claim("w1", 2, 30.0)
+        assert [(t.name, t.headers) for t in claimed.tasks] == [("old", {}), ("new", {"k": "v"})]
+        assert claimed.tasks[0].payload == b"[]"
+        got = await store.get(new_id)
+        assert got is not None
+        assert got.headers == {"k": "v"}
+    finally:
+        await store.aclose()
+    # Opening it again migrates nothing more.
+    again = PostgresStore(pg_url, schema=schema)
+    await again.open()
+    await again.aclose()
+    assert await admin(meta) == [(str(SCHEMA_VERSION),)]
 
 
 # -- group commit: adds -----------------------------------------------------------------------

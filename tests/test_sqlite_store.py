@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -229,6 +230,37 @@ class TestOpen:
             await second.aclose()
         assert read_file(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
+    async def test_upgrades_a_version_1_file(self, db_path: Path, clock: FakeClock) -> None:
+        """A file of trio_workq before task headers: migrated, its tasks kept and runnable."""
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        for statement in sqlite_module._MIGRATIONS[0]:  # version 1, as released
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO tasks (name, payload, status, priority, max_attempts, timeout, due_at,"
+            " created_at) VALUES ('old', x'5b5d', 'queued', 0, 1, NULL, ?, ?)",
+            (T0, T0),
+        )
+        conn.close()
+        store = SQLiteStore(db_path)
+        store._clock = clock
+        await store.open()
+        try:
+            assert read_file(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+            columns = [row[1] for row in read_file(db_path, "PRAGMA table_info(tasks)")]
+            assert columns[-1] == "headers"
+            (new_id,) = await store.add([attrs.evolve(new("new"), headers={"traceparent": "x"})])
+            old = await claim_one(store)
+            assert (old.id, old.name, old.headers) == ("1", "old", {})
+            assert (await get(store, new_id)).headers == {"traceparent": "x"}
+        finally:
+            await store.aclose()
+        # Opening it again migrates nothing more.
+        again = SQLiteStore(db_path)
+        await again.open()
+        await again.aclose()
+        assert read_file(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
     async def test_two_stores_share_a_file(self, db_path: Path) -> None:
         """Two open stores on one file see each other's commits."""
         one, two = SQLiteStore(db_path), SQLiteStore(db_path)
@@ -311,12 +343,13 @@ class TestOpen:
     def _real_database(path: Path) -> tuple[int, int]:
         """Fill *path* with a few thousand tasks; return its page size and page count."""
         conn = sqlite3.connect(path)
-        for statement in sqlite_module._MIGRATIONS[0]:
-            conn.execute(statement)
+        for statements in sqlite_module._MIGRATIONS:
+            for statement in statements:
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.executemany(
             sqlite_module._INSERT,
-            [("job", b"x" * 100, "queued", 0, 1, None, T0, T0)] * 3000,
+            [("job", b"x" * 100, "queued", 0, 1, None, T0, None, T0)] * 3000,
         )
         conn.commit()
         page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -450,7 +483,7 @@ class TestWriterThread:
         """An op that wrote and then failed is undone; the others in its group commit."""
 
         def insert_then_fail(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(sqlite_module._INSERT, ("bad", b"", "queued", 0, 1, None, now, now))
+            conn.execute(sqlite_module._INSERT, ("bad", b"", "queued", 0, 1, None, now, None, now))
             raise KeyError("bug in an op")
 
         def read_fails(conn: sqlite3.Connection, now: float) -> None:
@@ -580,7 +613,9 @@ class TestWriterThread:
         def insert_slowly(conn: sqlite3.Connection, now: float) -> int:
             entered.set()
             release.wait(10)
-            row = conn.execute(sqlite_module._INSERT, ("slow", b"", "queued", 0, 1, None, now, now))
+            row = conn.execute(
+                sqlite_module._INSERT, ("slow", b"", "queued", 0, 1, None, now, None, now)
+            )
             return row.lastrowid or 0
 
         results: list[int] = []

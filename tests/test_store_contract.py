@@ -16,6 +16,7 @@ and PostgreSQL are real I/O); the conftest bounds every test.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -316,6 +317,97 @@ class TestAdd:
         with pytest.raises(TypeError):
             await store.add([attrs.evolve(new(backend), name=5)])  # type: ignore[arg-type]
         assert sum((await store.counts()).values()) == 0
+
+
+# --- headers ----------------------------------------------------------------------
+
+TRACE_HEADERS = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "vendor=é✓",
+}
+
+
+class TestHeaders:
+    """Headers (for trace propagation) are stored with a task and read back with it."""
+
+    async def test_every_read_returns_them(self, backend: Backend, store: Store) -> None:
+        with_headers, without = await store.add(
+            [attrs.evolve(new(backend), headers=TRACE_HEADERS), new(backend, priority=-1)]
+        )
+        assert (await get(store, with_headers)).headers == TRACE_HEADERS
+        assert (await get(store, without)).headers == {}
+        page = await store.page(status=None, name=None, limit=10, cursor=None)
+        assert [t.headers for t in page.tasks] == [{}, TRACE_HEADERS]
+        claimed = await store.claim(OWNER, 2, SHORT_LEASE)
+        assert [t.headers for t in claimed.tasks] == [TRACE_HEADERS, {}]
+        await backend.advance(SHORT_LEASE)
+        expired = {t.id: t.headers for t in await store.expired(10)}  # same lease: any order
+        assert expired == {with_headers: TRACE_HEADERS, without: {}}
+
+    async def test_kept_across_attempts(self, backend: Backend, store: Store) -> None:
+        """A retry, a give-back and a requeue run the task again with the same headers."""
+        (task_id,) = await store.add([attrs.evolve(new(backend), headers=TRACE_HEADERS)])
+        first = await claim_one(store)
+        assert await store.fail(OWNER, task_id, first.attempts, "e", backend.now()) is RETRYING
+        second = await claim_one(store)
+        assert second.headers == TRACE_HEADERS
+        assert await store.release(OWNER, task_id, second.attempts) is QUEUED
+        third = await claim_one(store)
+        assert third.headers == TRACE_HEADERS
+        assert await store.fail(OWNER, task_id, third.attempts, "e", None) is FAILED
+        assert await store.requeue(task_id) is FAILED
+        assert (await claim_one(store)).headers == TRACE_HEADERS
+
+    async def test_stored_as_they_were_at_add(self, backend: Backend, store: Store) -> None:
+        """The store keeps a copy: changing the mapping later changes nothing stored."""
+        headers = dict(TRACE_HEADERS)
+        (task_id,) = await store.add([attrs.evolve(new(backend), headers=headers)])
+        headers["traceparent"] = "changed"
+        headers["extra"] = "x"
+        read = await get(store, task_id)
+        assert read.headers == TRACE_HEADERS
+        assert read.headers is not headers
+
+    async def test_seen_by_another_store(
+        self, backend: Backend, store: Store, second_store: Store
+    ) -> None:
+        (task_id,) = await store.add([attrs.evolve(new(backend), headers={"k": ""})])
+        assert (await claim_one(second_store)).headers == {"k": ""}
+        assert (await get(store, task_id)).headers == {"k": ""}
+
+    @pytest.mark.parametrize(
+        ("headers", "message"),
+        [
+            ({1: "x"}, "headers must map str to str, not int to str"),
+            ({"k": 1}, "headers must map str to str, not str to int"),
+            ({"k": None}, "headers must map str to str, not str to NoneType"),
+            ({"k": b"v"}, "headers must map str to str, not str to bytes"),
+            ([("k", "v")], "headers must be a mapping of str to str, not list"),
+            ("k=v", "headers must be a mapping of str to str, not str"),
+            (None, "headers must be a mapping of str to str, not NoneType"),
+        ],
+    )
+    async def test_not_str_to_str_is_a_type_error(
+        self, backend: Backend, store: Store, headers: Any, message: str
+    ) -> None:
+        """A bad task's headers refuse its whole batch with a TypeError: nothing is stored."""
+        bad = attrs.evolve(new(backend), headers=headers)
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}"):
+            await store.add([new(backend), bad])
+        assert sum((await store.counts()).values()) == 0
+
+    @pytest.mark.parametrize(
+        "headers", [{"k": "bad \ud800"}, {"bad \ud800": "v"}, {"k": "nul\x00"}, {"nul\x00": ""}]
+    )
+    async def test_text_a_store_cannot_hold(
+        self, backend: Backend, store: Store, headers: dict[str, str]
+    ) -> None:
+        """Lone surrogates and NUL characters are a StoreDataError on every store."""
+        with pytest.raises(StoreDataError):
+            await store.add([new(backend), attrs.evolve(new(backend), headers=headers)])
+        assert sum((await store.counts()).values()) == 0
+        (task_id,) = await store.add([new(backend)])  # the store is still usable
+        assert (await get(store, task_id)).headers == {}
 
 
 # --- ids ------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import attrs
@@ -13,6 +14,10 @@ from .status import SCHEDULED, TaskStatus
 
 if TYPE_CHECKING:
     from .retry import RetryPolicy
+
+
+#: The headers of a task submitted without any (shared: it cannot be changed).
+NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class TaskSnapshot(NamedTuple):
@@ -102,6 +107,15 @@ class TaskRecord(Protocol):
 
     def wall_time(self, trio_time: float) -> datetime:
         """A trio time of this task's queue as an aware UTC datetime."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """What the queue's submit hooks gave when the task was submitted (empty if nothing).
+
+        ``str`` to ``str``, such as the trace context ``traceparent``; stored
+        with a durable task, so every process that runs it reads them.
+        """
         ...
 
 

@@ -7,13 +7,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import trio
 
-from .._core.info import MAX_ERROR_HISTORY, TaskInfo, TaskSnapshot, info_from_state, new_snapshot
+from .._core.info import (
+    MAX_ERROR_HISTORY,
+    NO_HEADERS,
+    TaskInfo,
+    TaskSnapshot,
+    info_from_state,
+    new_snapshot,
+)
 from .._core.registry import TaskDefinition
 from .._core.status import TaskStatus
 from .._stores.protocol import StoredTask
@@ -41,6 +48,7 @@ class _Attempt:
         "attempts",
         "cancel_requested",
         "definition",
+        "headers",
         "id",
         "interrupted",
         "kwargs",
@@ -88,6 +96,7 @@ class _Attempt:
         self.cancel_requested = False
         self.interrupted = False  # by shutdown: give the task back, record nothing
         self.lost = False  # the lease is gone: record nothing
+        self.headers: Mapping[str, str] = NO_HEADERS  # as stored with the task
 
     # The `TaskRecord` interface, read by events, hooks and current_task.
 
@@ -162,6 +171,7 @@ def record_of_row(queue: QueueRef, row: StoredTask, wall_offset: float) -> _Atte
     )
     record.attempts = row.attempts
     record.payload = row.payload
+    record.headers = row.headers
     record._queued = (row.due_at if row.due_at is not None else row.created_at) - offset
     if row.errors:
         record._errors = tuple(StoredError(text) for text in row.errors[-MAX_ERROR_HISTORY:])

@@ -24,7 +24,7 @@ from .._core.registry import policy_for
 from .._core.retry import RetryPolicy
 from .._core.status import CANCELLED, COMPLETED, FAILED, RETRYING
 from .._core.transitions import Ending, decide
-from .._runtime.events import logger
+from .._runtime.events import AttemptSignal, logger
 from .._stores.protocol import StoreDataError, StoreError
 from .attempt import _Attempt
 from .errors import conversion_error, error_text
@@ -130,11 +130,14 @@ class Completer:
 
         This is `Ending.INTERRUPTED`: shutdown interrupted the attempt.
         """
-        if await self.write(self._store.release, attempt) is CANCELLED:
+        written = await self.write(self._store.release, attempt)
+        if written is CANCELLED:
             # Its cancellation, requested elsewhere, won: the store ended it cancelled.
             attempt._finished = self._rt.clock.current_time()
             self._rt.set_status(attempt, CANCELLED)
             self._rt.finish_waiters.finished(attempt.id)
+        elif written is not None:  # queued again: no event says so (it is not new)
+            self._rt.signal(attempt, AttemptSignal.GIVEN_BACK)
 
     async def release_all(self, attempts: Sequence[_Attempt]) -> None:  # noqa: ASYNC910
         """Give back claimed tasks that will not run here (concurrently: the store batches)."""
@@ -183,6 +186,8 @@ class Completer:
         for attempt, _ in batch:
             rt.unhold(attempt)
         if recorded is None:
+            for attempt, _ in batch:
+                rt.signal(attempt, AttemptSignal.UNRECORDED)
             return
         now = rt.clock.current_time()
         refused: list[_Attempt] = []
@@ -201,6 +206,7 @@ class Completer:
                 rt.finish_waiters.finished(attempt.id)
             else:
                 _log_lease_lost(attempt)
+                rt.signal(attempt, AttemptSignal.LOST)
 
     async def _completed_by(self, attempt: _Attempt) -> bool:
         """Whether the store holds *attempt*'s own completion (rare: after a refused write)."""
@@ -234,9 +240,12 @@ class Completer:
             boxed = await self._after_data_error(method, attempt, extra, exc)
         self._rt.unhold(attempt)
         if boxed is None:
-            return None  # the store kept failing (logged): its lease expires
+            # The store kept failing (logged): its lease expires.
+            self._rt.signal(attempt, AttemptSignal.UNRECORDED)
+            return None
         if not boxed[0]:
             _log_lease_lost(attempt)
+            self._rt.signal(attempt, AttemptSignal.LOST)
             return None
         return boxed[0]
 

@@ -25,7 +25,7 @@ from .._core.outcomes import split_attempt_error
 from .._core.registry import TaskDefinition, lookup
 from .._core.status import RUNNING
 from .._core.transitions import Ending
-from .._runtime.events import logger, set_current
+from .._runtime.events import AttemptSignal, logger, set_current
 from .attempt import _Attempt
 from .completer import Completer
 from .runtime import CLEANUP_TIMEOUT, Runtime
@@ -102,6 +102,11 @@ class Executor:
                             if to_raise is None or cleanup_errors is None:
                                 raise
                             raise to_raise from None
+                        finally:
+                            # In this worker's task, whatever ended the call (integrations
+                            # that set context at `started` restore it here).
+                            if rt.events._attempt_hooks:
+                                rt.signal(attempt, AttemptSignal.RAN)
                         attempt.scope = None
                         if timeout is not None:
                             scope.deadline = math.inf
@@ -167,6 +172,7 @@ class Executor:
         completer = self._completer
         if attempt.lost:
             self._rt.unhold(attempt)
+            self._rt.signal(attempt, AttemptSignal.LOST)
         elif error is not None:
             if attempt.interrupted and not attempt.cancel_requested:
                 await completer.release(attempt)  # it failed because shutdown interrupted it
@@ -192,6 +198,7 @@ class Executor:
         completer = self._completer
         if attempt.lost:
             self._rt.unhold(attempt)
+            self._rt.signal(attempt, AttemptSignal.LOST)
         elif attempt.cancel_requested:
             if cleanup_errors is not None:
                 logger.warning(

@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import trio
 
 from .._core.errors import check_seconds
+from .._core.info import NO_HEADERS
 from .._core.registry import definition_for, policy_for
 from .._core.retry import RetryPolicy
 from .._core.status import QUEUED, SCHEDULED, EventKind
@@ -43,6 +44,15 @@ class Intake:
             raise TypeError("schedule() takes exactly one of delay= and at=")
         return check_aware(at).timestamp()
 
+    def headers(self) -> Mapping[str, str]:
+        """The headers of tasks submitted now, from the submit hooks. Not a checkpoint.
+
+        Called in the submitting task (hooks read its context), once per
+        submit call: ``submit_many``'s tasks share them.
+        """
+        events = self._rt.events
+        return events._submit_headers() if events._submit_hooks else NO_HEADERS
+
     def new_task(
         self,
         fn: Callable[..., Awaitable[Any]],
@@ -51,6 +61,7 @@ class Intake:
         priority: int,
         timeout: float | None,
         due: float | None,
+        headers: Mapping[str, str] = NO_HEADERS,
     ) -> NewTask:
         """Validate and serialize a submit; raise before anything is stored."""
         if self._rt.closing:
@@ -75,6 +86,7 @@ class Intake:
             max_attempts=1 if policy is None else policy.max_attempts,
             timeout=timeout,
             status=QUEUED if due is None else SCHEDULED,
+            headers=headers,
         )
 
     def _dump_arguments(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:

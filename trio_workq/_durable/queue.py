@@ -212,8 +212,9 @@ class DurableWorkQueue(EventSource):
             StoreError: If the store cannot be used.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        new = self._intake.new_task(fn, args, name, priority, timeout, None)
-        return await self._intake.add(new)
+        intake = self._intake
+        new = intake.new_task(fn, args, name, priority, timeout, None, intake.headers())
+        return await intake.add(new)
 
     async def submit_many(
         self,
@@ -239,7 +240,11 @@ class DurableWorkQueue(EventSource):
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         intake = self._intake
-        tasks = [intake.new_task(fn, tuple(args), name, priority, timeout, None) for args in calls]
+        headers = intake.headers()
+        tasks = [
+            intake.new_task(fn, tuple(args), name, priority, timeout, None, headers)
+            for args in calls
+        ]
         if not tasks:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return []
@@ -266,9 +271,10 @@ class DurableWorkQueue(EventSource):
             TypeError, ValueError, QueueClosed, StoreError: As for `submit`.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        due = self._intake.due(delay, at)
-        new = self._intake.new_task(fn, args, name, priority, timeout, due)
-        return await self._intake.add(new)
+        intake = self._intake
+        due = intake.due(delay, at)
+        new = intake.new_task(fn, args, name, priority, timeout, due, intake.headers())
+        return await intake.add(new)
 
     # ----------------------------------------------------------- lookups & acts
 

@@ -25,7 +25,7 @@ from typing import Final
 import trio
 
 from .._core.status import EVENT_FOR_STATUS, RUNNING, EventKind, TaskStatus
-from .._runtime.events import EventSource
+from .._runtime.events import AttemptSignal, EventSource
 from .._runtime.waiters import Waiters
 from .._stores.protocol import Store, StoredTask, StoreError
 from .attempt import _Attempt, record_of_row
@@ -167,6 +167,12 @@ class Runtime:
     def emit(self, record: _Attempt, kind: EventKind, *, was_running: bool) -> None:
         """Call the queue's hooks (listeners, streams) with an event of *record*."""
         self.events._call_hooks(kind, record, self.clock.current_time(), was_running)
+
+    def signal(self, attempt: _Attempt, signal: AttemptSignal) -> None:
+        """Tell the attempt hooks about *attempt*, if a worker started it. Not a checkpoint."""
+        events = self.events
+        if events._attempt_hooks and attempt._started is not None:
+            events._signal_attempt(signal, attempt, self.clock.current_time())
 
     def set_status(self, attempt: _Attempt, status: TaskStatus) -> None:
         """Change *attempt*'s status and announce it to the hooks. Not a checkpoint."""

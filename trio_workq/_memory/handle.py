@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -12,6 +12,7 @@ import trio
 
 from .._core.errors import TaskCancelled
 from .._core.info import (
+    NO_HEADERS,
     TaskInfo,
     TaskOptions,
     TaskSnapshot,
@@ -51,6 +52,7 @@ class MemoryTaskHandle(Generic[T]):
         "_event",
         "_finished",
         "_fn",
+        "_headers",
         "_last_error",
         "_mark",
         "_options",
@@ -66,6 +68,7 @@ class MemoryTaskHandle(Generic[T]):
 
     status: TaskStatus
     attempts: int
+    _headers: Mapping[str, str]  # set only when there are submit hooks (see `headers`)
 
     def __init__(
         self,
@@ -94,6 +97,7 @@ class MemoryTaskHandle(Generic[T]):
         self._event: trio.Event | None = None
         self._scope: trio.CancelScope | None = None
         self._cancel_requested = False
+        # _headers is set only by a queue with submit hooks: the hot path skips it.
 
     def __repr__(self) -> str:
         return f"<MemoryTaskHandle id={self.id} name={self.name!r} status={self.status.value}>"
@@ -121,6 +125,12 @@ class MemoryTaskHandle(Generic[T]):
     def args(self) -> tuple[Any, ...]:
         """The positional arguments the task was submitted with (internal, stable)."""
         return self._args
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """What the queue's submit hooks gave when it was submitted (internal, stable)."""
+        headers: Mapping[str, str] = getattr(self, "_headers", NO_HEADERS)
+        return headers
 
     @property
     def last_error(self) -> BaseException | None:

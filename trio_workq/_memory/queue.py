@@ -387,7 +387,10 @@ class WorkQueue(EventSource):
             elif retry is not None and not isinstance(retry, RetryPolicy):
                 raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
             options = TaskOptions(name, priority, timeout, retry)
-        return MemoryTaskHandle(self, fn, args, options, now)
+        task = MemoryTaskHandle(self, fn, args, options, now)
+        if self._submit_hooks:  # called here, in the submitting task
+            task._headers = self._submit_headers()
+        return task
 
     def _new_scheduled(
         self,

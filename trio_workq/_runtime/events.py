@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
-from .._core.info import TaskInfo, TaskRecord, TaskSnapshot
+from .._core.info import NO_HEADERS, TaskInfo, TaskRecord, TaskSnapshot
 from .._core.status import EventKind, TaskStatus
 from .._core.validate import check_count
+
+_H = TypeVar("_H")
 
 #: The library's logger: failures at WARNING, retries at INFO, lifecycle at DEBUG.
 logger = logging.getLogger("trio_workq")
@@ -179,6 +182,36 @@ class EventStream:
 #: An internal observer of status changes: ``hook(kind, task, when, was_running)``.
 Hook = Callable[[EventKind, TaskRecord, float, bool], None]
 
+#: An internal source of headers for new tasks: ``hook()`` is called in the
+#: submitting task and returns a mapping of ``str`` to ``str`` (or ``None``).
+SubmitHook = Callable[[], Mapping[str, str] | None]
+
+
+class AttemptSignal(enum.Enum):
+    """What an attempt hook is told about an attempt a worker of this process started.
+
+    Internal, but stable for trio_workq's integrations (see
+    `EventSource.add_attempt_hook`).
+    """
+
+    #: The task's function returned or raised (or was cancelled): sent in the
+    #: worker's own task, right after, before the outcome is written.
+    RAN = "ran"
+    #: Shutdown interrupted the attempt and gave the task back to the store
+    #: (``queued`` again, this attempt not counted): no ending event follows.
+    GIVEN_BACK = "given_back"
+    #: The lease on the attempt was lost (another process may run the task):
+    #: nothing is recorded for it, and no ending event follows.
+    LOST = "lost"
+    #: The attempt's outcome could not be written (the store kept failing, or
+    #: refused it): no ending event follows; the lease expires and the task
+    #: is recovered as if its worker had died.
+    UNRECORDED = "unrecorded"
+
+
+#: An internal observer of attempts: ``hook(signal, task, when)``, *when* a trio time.
+AttemptHook = Callable[[AttemptSignal, TaskRecord, float], None]
+
 
 class EventSource:
     """What a queue is observed through: listeners, event streams and internal hooks.
@@ -192,6 +225,8 @@ class EventSource:
     """
 
     _hooks: tuple[Hook, ...]
+    _submit_hooks: tuple[SubmitHook, ...]
+    _attempt_hooks: tuple[AttemptHook, ...]
     _listeners: tuple[Callable[[TaskEvent], None], ...]
     _streams: list[EventStream]
     _stopped: trio.Event
@@ -199,6 +234,8 @@ class EventSource:
 
     def _init_events(self) -> None:
         self._hooks = ()
+        self._submit_hooks = ()
+        self._attempt_hooks = ()
         self._listeners = ()
         self._streams = []
         if logger.isEnabledFor(logging.DEBUG):
@@ -305,6 +342,93 @@ class EventSource:
             raise ValueError(f"{hook!r} is not a hook of this queue") from None
         self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
 
+    def add_submit_hook(self, hook: SubmitHook) -> None:
+        """Store what ``hook()`` returns with every task submitted from now on. Not a checkpoint.
+
+        Internal, but stable for trio_workq's own integrations
+        (`trio_workq.otel` stores the submitter's trace context this way).
+        Every ``submit``, ``submit_many`` and ``schedule`` (and their
+        ``_nowait`` forms) calls each submit hook synchronously, in the
+        submitting task (``submit_many`` may call it once for all its
+        tasks), and merges the
+        mappings they return (a later hook's key wins) into the new tasks'
+        headers (`TaskRecord.headers`): a durable queue stores them with
+        the task, so the process that runs it reads them; the in-memory
+        queue keeps them on the task's record. A hook must be quick and
+        must not block; one that raises, or returns anything but ``None``
+        or a mapping of ``str`` to ``str``, is logged and its result left
+        out.
+        """
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {hook!r}")
+        self._submit_hooks = (*self._submit_hooks, hook)
+
+    def remove_submit_hook(self, hook: SubmitHook) -> None:
+        """Stop calling *hook*. Internal, like `add_submit_hook`. Not a checkpoint.
+
+        Raises:
+            ValueError: If it was not added.
+        """
+        self._submit_hooks = _without(self._submit_hooks, hook, "a submit hook")
+
+    def _submit_headers(self) -> Mapping[str, str]:
+        """The headers of a task submitted now: the submit hooks' mappings, merged."""
+        merged: dict[str, str] | None = None
+        for hook in self._submit_hooks:
+            try:
+                headers = hook()
+                if headers is None:
+                    continue
+                if not isinstance(headers, Mapping) or not all(
+                    isinstance(key, str) and isinstance(value, str)
+                    for key, value in headers.items()
+                ):
+                    raise TypeError(
+                        "a submit hook must return a mapping of str to str or None,"
+                        f" not {headers!r:.80}"
+                    )
+            except Exception:
+                log_listener_error(hook)
+                continue
+            if headers:
+                if merged is None:
+                    merged = {}
+                merged.update(headers)
+        return NO_HEADERS if merged is None else merged
+
+    def add_attempt_hook(self, hook: AttemptHook) -> None:
+        """Call ``hook(signal, task, when)`` on the `AttemptSignal` of attempts. Not a checkpoint.
+
+        Internal, but stable for trio_workq's own integrations, like
+        `add_hook`: for a hook that follows an attempt from its ``started``
+        event, these say where the worker's part ends (`AttemptSignal.RAN`,
+        in the worker's own task, while an ending event may be delivered
+        from another task) and that an attempt ended with no ending event
+        (given back, lease lost, outcome not written). Only a durable queue
+        sends them, for the attempts its workers started; the in-memory
+        queue delivers every ending event in the worker, and never drops an
+        attempt, so it sends none. Called synchronously; a hook that raises
+        is logged and otherwise ignored.
+        """
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {hook!r}")
+        self._attempt_hooks = (*self._attempt_hooks, hook)
+
+    def remove_attempt_hook(self, hook: AttemptHook) -> None:
+        """Stop calling *hook*. Internal, like `add_attempt_hook`. Not a checkpoint.
+
+        Raises:
+            ValueError: If it was not added.
+        """
+        self._attempt_hooks = _without(self._attempt_hooks, hook, "an attempt hook")
+
+    def _signal_attempt(self, signal: AttemptSignal, task: TaskRecord, when: float) -> None:
+        for hook in self._attempt_hooks:
+            try:
+                hook(signal, task, when)
+            except Exception:
+                log_listener_error(hook)
+
     def _call_hooks(
         self, kind: EventKind, task: TaskRecord, when: float, was_running: bool
     ) -> None:
@@ -332,6 +456,14 @@ class EventSource:
         for stream in self._streams:
             # Consumers' iteration ends once they have read the rest.
             stream._close()  # pyright: ignore[reportPrivateUsage]
+
+
+def _without(hooks: tuple[_H, ...], hook: _H, what: str) -> tuple[_H, ...]:
+    try:
+        index = hooks.index(hook)
+    except ValueError:
+        raise ValueError(f"{hook!r} is not {what} of this queue") from None
+    return hooks[:index] + hooks[index + 1 :]
 
 
 def log_listener_error(listener: object) -> None:

@@ -9,11 +9,13 @@ Where the stores' limits differ (PostgreSQL keeps attempts and counts in
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Final
+from collections.abc import Mapping
+from typing import Final, cast
 
 from .._core import errors
-from .._core.info import MAX_PAGE_SIZE
+from .._core.info import MAX_PAGE_SIZE, NO_HEADERS
 from .._core.status import TaskStatus
 from .protocol import RECOVERY_STATUSES, NewTask, Recovery, StoreDataError
 
@@ -110,7 +112,42 @@ def check_new_task(task: object, *, max_attempts: int) -> NewTask:
         check_seconds("timeout", task.timeout)
     if task.status not in _ADDABLE:
         raise ValueError(f"a new task is queued or scheduled, not {task.status}")
+    check_headers(task.headers)
     return task
+
+
+def check_headers(headers: object) -> dict[str, str] | None:
+    """*headers* as a new dict, or ``None`` if empty; checked as `check_new_task` does.
+
+    Keys and values must be ``str`` (else `TypeError`) that every store can
+    hold: no lone surrogate and no NUL character (else `StoreDataError`,
+    as PostgreSQL's JSON holds no NUL).
+    """
+    if headers is NO_HEADERS:  # the common case: no submit hooks
+        return None
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
+    if not headers:
+        return None
+    items = cast("Mapping[object, object]", headers)
+    copy: dict[str, str] = {}
+    for key, value in items.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                "headers must map str to str, not "
+                f"{type(key).__name__} to {type(value).__name__} (key {key!r:.40})"
+            )
+        for text in (key, value):
+            check_text("a header", text)
+            if "\x00" in text:
+                raise StoreDataError(f"cannot store this header: NUL character in {text!r:.40}")
+        copy[key] = value
+    return copy
+
+
+def headers_json(headers: Mapping[str, str]) -> str | None:
+    """The JSON text the SQL stores write for headers `check_headers` passed, or ``None``."""
+    return json.dumps(dict(headers), ensure_ascii=False) if headers else None
 
 
 def check_held(owner: object, task_id: object, attempt: object, *, max_attempts: int) -> int | None:

@@ -18,16 +18,17 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import trio
 
-from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE
+from .._core.info import MAX_ERROR_HISTORY, MAX_PAGE_SIZE, NO_HEADERS
 from .._core.status import TaskStatus
 from .checks import (
     INT64_MAX,
     check_bytes,
+    check_headers,
     check_held,
     check_int,
     check_new_task,
@@ -77,6 +78,7 @@ class _Row:
         "entry",
         "errors",
         "finished_at",
+        "headers",
         "id",
         "lease_until",
         "max_attempts",
@@ -109,6 +111,9 @@ class _Row:
         self.cancel_requested = False
         self.result: bytes | None = None
         self.errors: tuple[str, ...] = ()
+        # A copy, made when checked: later changes to the caller's mapping are not stored.
+        headers = check_headers(task.headers)
+        self.headers: Mapping[str, str] = NO_HEADERS if headers is None else headers
         # The heap entry that stands for this row while it is claimable, else None.
         self.entry: _Entry | None = None
 
@@ -131,6 +136,7 @@ class _Row:
             cancel_requested=self.cancel_requested,
             result=self.result,
             errors=self.errors,
+            headers=self.headers if self.headers is NO_HEADERS else dict(self.headers),
         )
 
 

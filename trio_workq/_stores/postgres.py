@@ -55,6 +55,7 @@ from .checks import (
     check_seconds,
     check_text,
     check_time,
+    headers_json,
     parse_id,
 )
 from .protocol import (
@@ -80,7 +81,7 @@ Connection = psycopg.Connection[TupleRow]
 Operation = Callable[[Connection], R]
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # Namespaces of our advisory locks (first key); the second key is the schema's hash.
@@ -107,7 +108,7 @@ _SKEW = "(extract(epoch from now())::float8 - %(cnow)s::float8)"
 _COLUMNS = """t.id, t.name, t.payload, t.status, t.priority, t.attempts, t.max_attempts,
     t.timeout, t.created_at - {skew} AS created_at, t.due_at - {skew} AS due_at,
     t.started_at - {skew} AS started_at, t.finished_at - {skew} AS finished_at, t.owner,
-    t.lease_until - {skew} AS lease_until, t.cancel_requested, t.result, t.errors"""
+    t.lease_until - {skew} AS lease_until, t.cancel_requested, t.result, t.errors, t.headers"""
 
 _MIGRATIONS: Final[dict[int, tuple[LiteralString, ...]]] = {
     1: (
@@ -141,18 +142,22 @@ _MIGRATIONS: Final[dict[int, tuple[LiteralString, ...]]] = {
         """CREATE INDEX tasks_finished ON {tasks} (finished_at)
             WHERE status IN ('completed', 'failed', 'cancelled')""",
     ),
+    # Propagation headers (a JSON object), NULL for none: written by add, read with
+    # the row. A nullable column without a default is added without rewriting rows.
+    2: ("ALTER TABLE {tasks} ADD COLUMN headers jsonb",),
 }
 
 _ADD = """WITH new AS (
     INSERT INTO {tasks} AS t
-        (name, payload, status, priority, max_attempts, timeout, created_at, due_at)
+        (name, payload, status, priority, max_attempts, timeout, created_at, due_at, headers)
     SELECT v.name, v.payload, v.status, v.priority, v.max_attempts, v.timeout, {now},
         CASE WHEN v.status = 'queued' THEN least(v.due_at + {skew}, {now})
-            ELSE v.due_at + {skew} END
+            ELSE v.due_at + {skew} END,
+        v.headers::jsonb
     FROM unnest(%(names)s::text[], %(payloads)s::bytea[], %(statuses)s::text[],
         %(priorities)s::int8[], %(max_attempts)s::int4[], %(timeouts)s::float8[],
-        %(due_ats)s::float8[]) WITH ORDINALITY
-        AS v(name, payload, status, priority, max_attempts, timeout, due_at, ord)
+        %(due_ats)s::float8[], %(headers)s::text[]) WITH ORDINALITY
+        AS v(name, payload, status, priority, max_attempts, timeout, due_at, headers, ord)
     ORDER BY v.ord
     RETURNING t.id
 )
@@ -962,6 +967,7 @@ class PostgresStore:
                     "max_attempts": [task.max_attempts for task in tasks],
                     "timeouts": [task.timeout for task in tasks],
                     "due_ats": [task.due_at for task in tasks],
+                    "headers": [headers_json(task.headers) for task in tasks],
                     "channel": self.schema,
                     "cnow": self._clock(),
                 },

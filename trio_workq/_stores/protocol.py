@@ -11,11 +11,12 @@ a store, so trio's per-run clock cannot be used there).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
 import attrs
 
+from .._core.info import NO_HEADERS
 from .._core.status import TaskStatus
 from .._core.validate import storable_text as storable_text
 
@@ -60,6 +61,11 @@ class NewTask:
         max_attempts: How many runs its retry policy allows (1 without one).
         timeout: Seconds one attempt may run, or ``None``.
         status: ``queued`` (due now) or ``scheduled``.
+        headers: Small metadata carried with the task for integrations,
+            ``str`` to ``str`` (trace propagation: ``traceparent``,
+            ``tracestate``); collected from the queue's submit hooks.
+            Stored as given and read back by every read; never
+            interpreted by the store.
     """
 
     name: str
@@ -69,6 +75,7 @@ class NewTask:
     max_attempts: int
     timeout: float | None
     status: TaskStatus
+    headers: Mapping[str, str] = attrs.field(default=NO_HEADERS, hash=False)
 
 
 @attrs.frozen
@@ -89,6 +96,9 @@ class StoredTask:
         result: The serialized return value of a completed task.
         errors: Text (message and traceback) of each failed attempt,
             oldest first.
+        headers: The task's `NewTask.headers`. Advisory: stored headers
+            that cannot be read (a corrupt row) read as none, and the task
+            still runs.
     """
 
     id: str
@@ -108,6 +118,7 @@ class StoredTask:
     cancel_requested: bool
     result: bytes | None
     errors: tuple[str, ...]
+    headers: Mapping[str, str] = attrs.field(default=NO_HEADERS, hash=False)
 
 
 @attrs.frozen
@@ -228,7 +239,13 @@ class Store(Protocol):
         ...
 
     async def add(self, tasks: Sequence[NewTask]) -> list[str]:
-        """Insert *tasks* in one transaction; return their ids, in order."""
+        """Insert *tasks* in one transaction; return their ids, in order.
+
+        Each task's ``headers`` are stored with it and returned by every
+        read of its row (``claim``, ``get``, ``page``, ``expired``);
+        headers whose keys or values are not ``str`` raise `TypeError`
+        and nothing is inserted.
+        """
         ...
 
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> Claimed:
@@ -387,7 +404,7 @@ def _is_time(value: object) -> bool:
 
 
 def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
-    """A `StoredTask` from a row's 17 column values, and what was wrong with them.
+    """A `StoredTask` from a row's 18 column values, and what was wrong with them.
 
     Not a checkpoint. Both stores read every row through this, so that one
     corrupt row (edited by hand, written by an old bug) never stops a
@@ -402,7 +419,9 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
     The columns, in order: id, name, payload, status, priority, attempts,
     max_attempts, timeout, created_at, due_at, started_at, finished_at,
     owner, lease_until, cancel_requested, result, errors (a JSON list as
-    text, or a sequence of str).
+    text, or a sequence of str), headers (a JSON object as text, a mapping,
+    or NULL). Headers that cannot be read are left out (`read_headers`):
+    they never make a row corrupt.
     """
     (
         task_id,
@@ -422,6 +441,7 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
         cancel_requested,
         result,
         errors_value,
+        headers_value,
     ) = row
     bad: list[str] = []
     if type(name) is not str:
@@ -504,8 +524,31 @@ def read_row(row: Sequence[Any]) -> tuple[StoredTask, str | None]:
         cancel_requested=cancel_requested,
         result=result,
         errors=errors,
+        headers=read_headers(headers_value),
     )
     return task, problem
+
+
+def read_headers(value: object) -> Mapping[str, str]:
+    """The headers a ``headers`` column holds: JSON text, a mapping, or NULL. Not a checkpoint.
+
+    Anything else (text that is not a JSON object, keys or values that are
+    not strings) reads as no headers: they are advisory metadata, and a
+    task whose headers are damaged still runs.
+    """
+    if value is None:
+        return NO_HEADERS
+    if type(value) is str:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return NO_HEADERS
+    if not isinstance(value, dict):
+        return NO_HEADERS
+    items = cast("dict[object, object]", value)
+    if not items or not all(type(k) is str and type(v) is str for k, v in items.items()):
+        return NO_HEADERS
+    return cast("dict[str, str]", items)
 
 
 def _wrong(bad: list[str], column: str, value: object, expected: str) -> None:

@@ -38,6 +38,7 @@ from .checks import (
     check_seconds,
     check_text,
     check_time,
+    headers_json,
     parse_id,
 )
 from .protocol import (
@@ -104,6 +105,11 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # purge_finished deletes by age without scanning every finished row.
         f"CREATE INDEX tasks_finished ON tasks (finished_at) WHERE {_TERMINAL_SQL}",
     ),
+    (
+        # Propagation headers (a JSON object as text), NULL for none: written by
+        # add, read with the row. Adding a nullable column rewrites no row.
+        "ALTER TABLE tasks ADD COLUMN headers TEXT",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -121,7 +127,7 @@ _RENEW_CHUNK: Final = 500
 
 _COLUMNS: Final = (
     "id, name, payload, status, priority, attempts, max_attempts, timeout, created_at, due_at,"
-    " started_at, finished_at, owner, lease_until, cancel_requested, result, errors"
+    " started_at, finished_at, owner, lease_until, cancel_requested, result, errors, headers"
 )
 _HELD_SQL: Final = "id = ? AND owner = ? AND attempts = ? AND status = 'running'"
 
@@ -150,8 +156,9 @@ _OLDEST_DUE: Final = (
 )
 # A queued task is due at once: its due_at is at most the transaction's now.
 _INSERT: Final = (
-    "INSERT INTO tasks (name, payload, status, priority, max_attempts, timeout, due_at, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?3 = 'queued' THEN MIN(?7, ?8) ELSE ?7 END, ?8)"
+    "INSERT INTO tasks"
+    " (name, payload, status, priority, max_attempts, timeout, due_at, headers, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?3 = 'queued' THEN MIN(?7, ?9) ELSE ?7 END, ?8, ?9)"
 )
 # The runtime decided the target (?1: 'retrying', 'failed' or 'cancelled'; ?2 the
 # due time of 'retrying'); the one rule left here is a guard, cancel wins: a task
@@ -1056,4 +1063,5 @@ def _new_row(task: NewTask) -> tuple[Any, ...]:
         task.max_attempts,
         task.timeout,
         task.due_at,
+        headers_json(task.headers),
     )
