@@ -27,6 +27,7 @@ import pytest
 import trio
 from _demo_helpers import expected_rows, summary_rows
 
+import trio_workq
 from trio_workq import _cli as _cli
 from trio_workq._cli import common as cli_common
 from trio_workq._cli import demo as cli_demo
@@ -525,10 +526,11 @@ class TestSubprocess:
 def test_main_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """trio_workq/__main__.py exits with main()'s status."""
     monkeypatch.setattr(sys, "argv", ["trio-workq", "--version"])
-    # Run as a fresh module even after another test imported it (test_layers imports all).
-    monkeypatch.delitem(sys.modules, "trio_workq.__main__", raising=False)
+    # Run by path: with the pytest plugin's entry point installed, pytest's assertion
+    # rewriter is the package's loader, and runpy.run_module cannot get code from it.
+    main_path = Path(trio_workq.__file__).parent / "__main__.py"
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("trio_workq", run_name="__main__")
+        runpy.run_path(str(main_path), run_name="__main__")
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("trio-workq ")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ._cli import main
+from trio_workq._cli import main  # absolute: runnable by path as well
 
 if __name__ == "__main__":
     sys.exit(main())
