@@ -272,11 +272,7 @@ class EventSource:
         Raises:
             ValueError: If it was not added.
         """
-        try:
-            index = self._listeners.index(listener)
-        except ValueError:
-            raise ValueError(f"{listener!r} is not a listener of this queue") from None
-        self._listeners = self._listeners[:index] + self._listeners[index + 1 :]
+        self._listeners = _without(self._listeners, listener, "a listener")
         if not self._listeners:
             self.remove_hook(self._deliver_event)
 
@@ -336,11 +332,7 @@ class EventSource:
         Raises:
             ValueError: If it was not added.
         """
-        try:
-            index = self._hooks.index(hook)
-        except ValueError:
-            raise ValueError(f"{hook!r} is not a hook of this queue") from None
-        self._hooks = self._hooks[:index] + self._hooks[index + 1 :]
+        self._hooks = _without(self._hooks, hook, "a hook")
 
     def add_submit_hook(self, hook: SubmitHook) -> None:
         """Store what ``hook()`` returns with every task submitted from now on. Not a checkpoint.
