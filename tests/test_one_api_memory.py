@@ -6,6 +6,7 @@ and `@trio_workq.task` registrations honoured in memory. (What every backend sha
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -168,3 +169,34 @@ class TestAsyncAndNowaitForms:
             assert queued.info_nowait().status is TaskStatus.CANCELLED
             release.set()
             await running.wait()
+
+
+async def test_submit_many_stops_at_a_shutdown_begun_while_it_waited() -> None:
+    """A shutdown that begins after one task was admitted stops the rest: QueueClosed."""
+    ran: list[str] = []
+
+    async def never() -> None:
+        ran.append("never")
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        await job()
+
+    async with trio_workq.open_work_queue(workers=1, max_buffer_size=0) as queue:
+        release = trio.Event()
+
+        async def closes_the_queue() -> None:
+            ran.append("closer")
+            await queue.shutdown()  # from inside: begins the shutdown and returns
+
+        async def submit_both() -> None:
+            with pytest.raises(QueueClosed):
+                await queue.submit_many(run, [(closes_the_queue,), (never,)])
+
+        await queue.submit(release.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):  # a hang fails
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(submit_both)
+                await trio.testing.wait_all_tasks_blocked()
+                release.set()
+    assert ran == ["closer"]
