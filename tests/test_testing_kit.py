@@ -9,7 +9,7 @@ moment of real time passed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
 import pytest
@@ -18,6 +18,7 @@ import trio.testing
 
 import trio_workq
 from trio_workq import DurableWorkQueue, RetryPolicy, StoredError, TaskStatus, fixed
+from trio_workq._stores.protocol import Renewal
 from trio_workq.testing import MemoryStore
 
 HOUR = 3600.0
@@ -195,3 +196,42 @@ async def test_the_clock_is_trios_plus_a_fixed_offset(
 def test_the_clock_needs_trio() -> None:
     with pytest.raises(RuntimeError, match=r"inside trio\.run"):
         MemoryStore().now()
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts lease renewals."""
+
+    renewals = 0
+
+    async def renew(self, owner: str, ids: Sequence[str], lease_seconds: float) -> Renewal:
+        self.renewals += 1
+        return await super().renew(owner, ids, lease_seconds)
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts task steps: how often any task of the run woke."""
+
+    steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+
+
+async def test_an_idle_queue_does_not_wake_its_heartbeat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A virtual day of an idle durable queue takes a few dozen task steps, not one a
+    second (its heartbeat sleeps until a task is held); a held task's lease is still renewed."""
+    store = CountingStore()
+    counter = StepCounter()
+    async with trio_workq.open_work_queue(store=store, poll_interval=HOUR, lease=HOUR) as queue:
+        trio.lowlevel.add_instrument(counter)
+        try:
+            await trio.sleep(24 * HOUR)
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert counter.steps < 500  # the reaper every 30 min, the fetcher's hourly poll
+        assert store.renewals == 0
+        handle = await queue.submit(sleep_for, 10.0)
+        assert await handle.result() == 10.0
+        assert store.renewals >= 9  # every second while it ran

@@ -79,6 +79,7 @@ class Fetcher:
         attempt = rt.record_of_row(row)
         attempt.status = QUEUED  # claimed, not started: RUNNING is set (and announced) at start
         rt.held[row.id] = attempt
+        rt.holding.set()
         return attempt
 
     async def listen(self) -> None:  # noqa: ASYNC910 - private; runs until cancelled

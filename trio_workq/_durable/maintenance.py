@@ -39,6 +39,10 @@ class Maintenance:
         rt = self._rt
         interval = min(rt.lease / 3, MAX_RENEW_INTERVAL)
         while True:
+            if not rt.held:
+                if rt.holding.is_set():
+                    rt.holding = trio.Event()
+                await rt.holding.wait()
             await trio.sleep(interval)
             if not rt.held:
                 continue

@@ -136,6 +136,9 @@ class Runtime:
         self.health = StoreHealth(self.clock, store_failure_grace)
         self.finish_waiters = FinishWaiters()
         self.held: dict[str, _Attempt] = {}
+        # Set when the fetcher holds a task: the heartbeat sleeps on it while nothing
+        # is held (no wake-ups of an idle queue, which matter under a virtual clock).
+        self.holding = trio.Event()
         self.ready: deque[_Attempt] = deque()
         self.idle: Waiters[None] = Waiters()
         self.busy = 0
