@@ -437,6 +437,29 @@ async def test_undecodable_arguments_fail_only_that_task(backend: Backend) -> No
             await assert_goes_on(queue)
 
 
+async def test_arguments_in_a_foreign_shape_fail_only_that_task(backend: Backend) -> None:
+    """A payload the serializer reads but that is not trio_workq's {"args": [...]} fails its
+    task, saying so; the dashboard shows it as stored."""
+    from trio_workq.web._source import QueueSource
+
+    with trio.fail_after(30):
+        async with open_durable_queue(store=backend.url, workers=0) as producer:
+            bad = await producer.submit(poison.ok, 1)
+            foreign = "X'5B312C325D'" if backend.kind == "sqlite" else "'[1,2]'::bytea"
+            await backend.execute(
+                f"UPDATE {{tasks}} SET payload = {foreign} WHERE id = ?", (int(bad.id),)
+            )
+            assert (await QueueSource(producer).get(bad.id)).args == "[1, 2]"
+        async with open_durable_queue(
+            store=backend.url, workers=2, lease=5, poll_interval=0.05
+        ) as queue:
+            error = await failure_of(await queue.get_handle(bad.id))
+            assert (
+                error.summary == "ValueError: the stored arguments are not in trio_workq's format"
+            )
+            await assert_goes_on(queue)
+
+
 async def test_unreadable_errors_do_not_stop_lease_recovery(tmp_path: Path) -> None:
     """SQLite: a running row with unreadable ``errors`` does not block recovering the rest."""
     store = SQLiteStore(tmp_path / "tasks.db")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import trio
@@ -29,6 +29,7 @@ from .._runtime.events import AttemptSignal, logger, set_current
 from .attempt import _Attempt
 from .completer import Completer
 from .runtime import CLEANUP_TIMEOUT, Runtime
+from .serialize import load_arguments
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -220,19 +221,6 @@ class Executor:
     ) -> Callable[[], Awaitable[Any]]:
         if payload == self._rt.no_arguments:
             return definition.fn
-        serializer = self._rt.serializer
-        try:
-            loaded: object = serializer.loads(payload)
-        except Exception as exc:  # damaged or foreign bytes: this task fails, not the worker
-            raise ValueError(
-                f"the stored arguments cannot be decoded by {serializer!r}: {exc!r}"
-            ) from exc
-        if not isinstance(loaded, dict):
-            raise ValueError("the stored arguments are not in trio_workq's format")
-        call = cast("dict[str, object]", loaded)
-        stored_args, stored_kwargs = call.get("args"), call.get("kwargs", {})
-        if not isinstance(stored_args, list) or not isinstance(stored_kwargs, dict):
-            raise ValueError("the stored arguments are not in trio_workq's format")
-        args = tuple(cast("Iterable[Any]", stored_args))
-        kwargs = cast("dict[str, Any]", stored_kwargs)
+        # Damaged or foreign bytes raise ValueError: this task fails, not the worker.
+        args, kwargs = load_arguments(self._rt.serializer, payload)
         return functools.partial(definition.fn, *args, **kwargs)

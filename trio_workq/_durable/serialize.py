@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 
 
@@ -25,6 +25,33 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any:
         """Decode what `dumps` produced."""
         ...
+
+
+def load_arguments(
+    serializer: Serializer, payload: bytes
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A stored task's positional and keyword arguments. Not a checkpoint.
+
+    The intake stores ``{"args": [...]}``, with ``"kwargs": {...}`` when
+    there are keyword arguments (from a `functools.partial`); the executor,
+    the dashboard and the testing kit read it back here.
+
+    Raises:
+        ValueError: If *serializer* cannot decode *payload*, or it is not
+            in that format (damaged or foreign bytes).
+    """
+    try:
+        loaded: object = serializer.loads(payload)
+    except Exception as exc:
+        raise ValueError(
+            f"the stored arguments cannot be decoded by {serializer!r}: {exc!r}"
+        ) from exc
+    if isinstance(loaded, dict):
+        call = cast("dict[str, object]", loaded)
+        args, kwargs = call.get("args"), call.get("kwargs", {})
+        if isinstance(args, list) and isinstance(kwargs, dict):
+            return tuple(cast("Sequence[Any]", args)), cast("dict[str, Any]", kwargs)
+    raise ValueError("the stored arguments are not in trio_workq's format")
 
 
 class JSONSerializer:

@@ -10,7 +10,7 @@ the in-memory queue's record of the task, a durable queue's store.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import attrs
@@ -21,6 +21,7 @@ from .._core.info import TaskInfo
 from .._core.stats import QueueStatistics
 from .._durable.queue import DurableWorkQueue
 from .._durable.serialize import Serializer
+from .._durable.serialize import load_arguments as stored_arguments
 from .._memory.queue import WorkQueue
 from .._runtime.api import TaskQueue as TaskQueue
 
@@ -100,20 +101,12 @@ async def call_of(queue: object, info: TaskInfo) -> Call | None:
 def load_arguments(
     serializer: Serializer, payload: bytes
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The arguments of a stored task: its payload is ``{"args": [...], "kwargs": {...}}``.
+    """The arguments of a stored task (see `trio_workq._durable.serialize.load_arguments`).
 
-    (The format ``trio_workq._durable.intake`` writes and the executor reads.)
-    A payload that is not in that format gives no arguments rather than an
-    error: the assertion that asked then reports a mismatch.
+    A payload that cannot be read gives no arguments rather than an error:
+    the assertion that asked then reports a mismatch.
     """
     try:
-        loaded: object = serializer.loads(payload)
-    except Exception:
+        return stored_arguments(serializer, payload)
+    except ValueError:
         return (), {}
-    if not isinstance(loaded, dict):
-        return (), {}
-    call = cast("dict[str, object]", loaded)
-    args, kwargs = call.get("args"), call.get("kwargs", {})
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        return (), {}
-    return tuple(cast("Sequence[Any]", args)), cast("dict[str, Any]", kwargs)

@@ -25,7 +25,7 @@ import traceback
 import weakref
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import attrs
 import trio
@@ -34,7 +34,7 @@ from .._core.errors import TaskNotFound, TaskStateError
 from .._core.info import TaskInfo, TaskRecord
 from .._core.status import EventKind, TaskStatus
 from .._durable.queue import DurableWorkQueue, StoredError
-from .._durable.serialize import Serializer
+from .._durable.serialize import Serializer, load_arguments
 from .._memory.queue import WorkQueue
 from .._runtime.api import TaskQueue
 
@@ -273,18 +273,14 @@ def _show_args(args: tuple[object, ...]) -> str:
 def _show_stored_args(serializer: Serializer, payload: bytes) -> str:
     """A stored task's arguments, shown as an in-memory task's are: ``(1, 'a')``."""
     try:
-        loaded: object = serializer.loads(payload)
-    except Exception:  # the page must render whatever the payload holds
-        return f"<{len(payload)} bytes the serializer cannot read>"
-    # trio_workq stores {"args": [...]} and, for keyword arguments, "kwargs": {...}.
-    if isinstance(loaded, dict):
-        call = cast("dict[str, object]", loaded)
-        args = call.get("args")
-        if isinstance(args, list):
-            shown = _show_args(tuple(cast("list[object]", args)))
-            kwargs = call.get("kwargs")
-            return f"{shown} {_args_repr.repr(kwargs)}" if kwargs else shown
-    return _args_repr.repr(loaded)  # not trio_workq's format: as stored
+        args, kwargs = load_arguments(serializer, payload)
+    except ValueError:  # the page must render whatever the payload holds
+        try:
+            return _args_repr.repr(serializer.loads(payload))  # not our format: as stored
+        except Exception:
+            return f"<{len(payload)} bytes the serializer cannot read>"
+    shown = _show_args(args)
+    return f"{shown} {_args_repr.repr(kwargs)}" if kwargs else shown
 
 
 # ----------------------------------------------------------------- throughput
