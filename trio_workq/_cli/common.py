@@ -177,6 +177,16 @@ def host(text: str) -> str:
 # ------------------------------------------------------------------ shared options
 
 
+def dashboard_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `trio_workq.web.serve_dashboard` from `add_dashboard_options`."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "token": args.token,
+        "allow_public": args.allow_public,
+    }
+
+
 def add_dashboard_options(parser: Options) -> None:
     """Add the dashboard's options to *parser* (a parser or an argument group).
 

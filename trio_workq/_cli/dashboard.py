@@ -22,6 +22,7 @@ from .common import (
     Commands,
     add_dashboard_options,
     add_store_options,
+    dashboard_options,
     say,
     serializer_named,
     store_for,
@@ -69,16 +70,8 @@ async def _serve_dashboard(args: argparse.Namespace, store: Store, serve_dashboa
             ) as queue,
             trio.open_nursery() as nursery,
         ):
-            url = await nursery.start(
-                functools.partial(
-                    serve_dashboard,
-                    queue,
-                    host=args.host,
-                    port=args.port,
-                    token=args.token,
-                    allow_public=args.allow_public,
-                )
-            )
+            server = functools.partial(serve_dashboard, queue, **dashboard_options(args))
+            url = await nursery.start(server)
             say(f"dashboard for {queue.store.url} at {url} (Ctrl-C to stop)")
             async for _ in signals:
                 break

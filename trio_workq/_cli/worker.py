@@ -23,6 +23,7 @@ from .common import (
     Commands,
     add_dashboard_options,
     add_store_options,
+    dashboard_options,
     integer,
     positive_number,
     say,
@@ -177,14 +178,7 @@ async def _serve(
                     f"workers; tasks: {', '.join(names)}"
                 )
                 if serve_dashboard is not None:
-                    server = functools.partial(
-                        serve_dashboard,
-                        queue,
-                        host=args.host,
-                        port=args.port,
-                        token=args.token,
-                        allow_public=args.allow_public,
-                    )
+                    server = functools.partial(serve_dashboard, queue, **dashboard_options(args))
                     try:
                         url = await nursery.start(server)
                     except OSError as exc:  # the message names the address and the reason
